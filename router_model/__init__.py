@@ -1,0 +1,1 @@
+"""Preference-aligned routing engines: pick the route whose policy fits a conversation."""
