@@ -1,0 +1,33 @@
+# Switchyard: `make run` starts the gateway on the demo configuration, `make test` runs the suite.
+# Both set everything up themselves on a fresh clone.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= examples/demo.yaml
+
+.PHONY: install run test validate render bench-routing clean
+
+install: $(STAMP)
+
+# Re-installs only when the pins change; otherwise a no-op.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/switchyard up $(CONFIG)
+
+test: install
+	$(PY) -m pytest -q
+
+validate: install
+	$(VENV)/bin/switchyard validate $(CONFIG)
+
+render: install
+	$(VENV)/bin/switchyard render $(CONFIG)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

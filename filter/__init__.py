@@ -1,0 +1,1 @@
+"""Switchyard's ext_proc filter: configuration, request decisions and rewriting."""

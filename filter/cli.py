@@ -1,0 +1,51 @@
+"""The `switchyard` command: up, validate, render, eval."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from filter.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["eval"]:
+        # The harness owns its arguments; it lives with the routing engines.
+        from router_model.evaluate import main as evaluate
+
+        return evaluate(argv[1:])
+
+    parser = argparse.ArgumentParser(prog="switchyard", description="LLM gateway: Envoy + ext_proc filter")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run Envoy and the filter workers in the foreground")
+    up.add_argument("config")
+    validate = commands.add_parser("validate", help="check a configuration file")
+    validate.add_argument("config")
+    render = commands.add_parser("render", help="print the Envoy bootstrap for a configuration")
+    render.add_argument("config")
+    commands.add_parser("eval", help="score a routing engine on labelled cases (see `switchyard eval -h`)")
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"switchyard: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "validate":
+        print(f"{args.config}: ok ({len(config.providers)} providers, {len(config.aliases)} aliases, "
+              f"{len(config.routes)} routes)")
+        return 0
+    if args.command == "render":
+        from filter.envoy_config import render_yaml
+
+        sys.stdout.write(render_yaml(config))
+        return 0
+    from filter.supervisor import Supervisor
+
+    return Supervisor(config, args.config).run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

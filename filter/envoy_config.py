@@ -1,0 +1,152 @@
+"""Rendering the Envoy bootstrap from the typed configuration.
+
+The static shape lives in `envoy/bootstrap.template.yaml`; this module fills its values and adds
+what depends on the providers: one cluster and one route per provider, and one ext_proc endpoint
+per filter worker. `envoy --mode validate` is the judge of the result.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import yaml
+
+from filter.config import Config, Provider
+
+ENVOY_DIR = Path(__file__).resolve().parent.parent / "envoy"
+TEMPLATE = ENVOY_DIR / "bootstrap.template.yaml"
+ROUTING_HEADER = "x-switchyard-provider"
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+# The filter answers within the router's deadline; this margin covers parsing and gRPC.
+MESSAGE_TIMEOUT_MARGIN_S = 0.5
+
+
+def filter_ports(config: Config) -> list[int]:
+    """Each filter worker listens on its own port: filter_port, filter_port + 1, ..."""
+    return [config.gateway.filter_port + i for i in range(config.gateway.workers)]
+
+
+def render_bootstrap(config: Config) -> dict[str, Any]:
+    gateway, listener = config.gateway, config.listener
+    text = Template(TEMPLATE.read_text()).substitute(
+        admin_port=gateway.admin_port,
+        listener_address=listener.address,
+        listener_port=listener.port,
+        max_request_bytes=gateway.max_request_bytes,
+        message_timeout=_duration(config.routing.timeout_s + MESSAGE_TIMEOUT_MARGIN_S),
+    )
+    bootstrap = yaml.safe_load(text)
+    resources = bootstrap["static_resources"]
+
+    manager = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    virtual_host = manager["route_config"]["virtual_hosts"][0]
+    virtual_host["routes"] = provider_routes(config) + [_unrouted()]
+
+    filter_cluster = resources["clusters"][0]
+    filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+        for port in filter_ports(config)
+    ]
+    resources["clusters"].extend(provider_clusters(config))
+    return bootstrap
+
+
+def render_yaml(config: Config) -> str:
+    return yaml.safe_dump(render_bootstrap(config), sort_keys=False)
+
+
+def _forwarded(config: Config) -> list[Provider]:
+    return [p for p in config.providers if p.upstream is not None]
+
+
+def provider_routes(config: Config) -> list[dict[str, Any]]:
+    timeout = _duration(config.listener.timeout_s)
+    return [
+        {
+            "name": p.cluster,
+            "match": {
+                "prefix": "/",
+                "headers": [{"name": ROUTING_HEADER, "string_match": {"exact": p.cluster}}],
+            },
+            "route": {
+                "cluster": p.cluster,
+                "timeout": timeout,
+                "host_rewrite_literal": _authority(p),
+            },
+            "request_headers_to_remove": [ROUTING_HEADER],
+        }
+        for p in _forwarded(config)
+    ]
+
+
+def _unrouted() -> dict[str, Any]:
+    # Reached only if a request left the filter without a provider: refuse, never guess.
+    return {
+        "name": "unrouted",
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 500, "body": {"inline_string": "request was not routed by the filter"}},
+    }
+
+
+def provider_clusters(config: Config) -> list[dict[str, Any]]:
+    clusters = []
+    for p in _forwarded(config):
+        upstream = p.upstream
+        assert upstream is not None
+        cluster: dict[str, Any] = {
+            "name": p.cluster,
+            "type": "STATIC" if _is_ip(upstream.host) else "LOGICAL_DNS",
+            "dns_lookup_family": "V4_PREFERRED",
+            "connect_timeout": "5s",
+            "load_assignment": {
+                "cluster_name": p.cluster,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": {
+                                        "socket_address": {"address": upstream.host, "port_value": upstream.port}
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+        if upstream.tls:
+            cluster["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": upstream.host,
+                    "common_tls_context": {
+                        "validation_context": {"trusted_ca": {"filename": SYSTEM_CA_FILE}}
+                    },
+                },
+            }
+        clusters.append(cluster)
+    return clusters
+
+
+def _authority(p: Provider) -> str:
+    upstream = p.upstream
+    assert upstream is not None
+    default_port = 443 if upstream.tls else 80
+    return upstream.host if upstream.port == default_port else f"{upstream.host}:{upstream.port}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.3f}s"

@@ -1,0 +1,57 @@
+"""Errors the gateway answers itself, in the shape of the client's API.
+
+OpenAI:    {"error": {"message", "type", "param", "code"}}
+Anthropic: {"type": "error", "error": {"type", "message"}}
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import orjson
+
+
+class ClientApi(str, Enum):
+    """The API family a client speaks, decided by the request path."""
+
+    CHAT = "openai"  # POST /v1/chat/completions
+    MESSAGES = "anthropic"  # POST /v1/messages
+
+
+class GatewayError(Exception):
+    """A request the gateway refuses or cannot serve; nothing goes upstream."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+# OpenAI names few error types; Anthropic has one per class of failure.
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def error_type(api: ClientApi, status: int) -> str:
+    if api is ClientApi.MESSAGES:
+        return _ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def error_body(api: ClientApi, error: GatewayError) -> bytes:
+    kind = error_type(api, error.status)
+    if api is ClientApi.MESSAGES:
+        return orjson.dumps({"type": "error", "error": {"type": kind, "message": error.message}})
+    return orjson.dumps(
+        {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code}}
+    )

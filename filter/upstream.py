@@ -1,0 +1,106 @@
+"""Rewriting a client request for the provider that serves it: path, headers, body.
+
+Pure: a parsed `ClientRequest` and the chosen `Provider` in, an `UpstreamRequest` out. The
+translation between API families lives in `filter.translation`; this module only decides when
+it is needed and what the provider's URL and credentials look like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import orjson
+
+from filter.config import Provider
+from filter.errors import ClientApi
+from filter.inbound import ClientRequest
+from filter.providers import Interface
+from filter.translation import chat_request_to_messages, messages_request_to_chat
+
+# Client credentials and gateway-internal headers never travel upstream.
+CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "api-key")
+ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+class ResponseTranslation(str, Enum):
+    """How the provider's response must be rewritten before the client sees it."""
+
+    MESSAGES_TO_CHAT = "messages_to_chat"  # Anthropic upstream, OpenAI client
+    CHAT_TO_MESSAGES = "chat_to_messages"  # OpenAI-compatible upstream, Anthropic client
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    path: str
+    set_headers: tuple[tuple[str, str], ...]
+    remove_headers: tuple[str, ...]
+    body: bytes
+    translation: ResponseTranslation | None
+
+
+def upstream_api(provider: Provider) -> ClientApi:
+    return ClientApi.MESSAGES if provider.interface is Interface.ANTHROPIC else ClientApi.CHAT
+
+
+def build_upstream_request(
+    request: ClientRequest, provider: Provider, client_headers: dict[str, str], query: str
+) -> UpstreamRequest:
+    """The request Envoy forwards to `provider` (never called for the echo provider)."""
+    assert provider.upstream is not None
+    prefix = provider.upstream.path_prefix
+    key = provider.access_key.reveal() if provider.access_key else None
+    remove = list(CLIENT_AUTH_HEADERS)
+    headers: list[tuple[str, str]] = []
+    translation = None
+
+    if provider.interface is Interface.ANTHROPIC:
+        if request.api is ClientApi.MESSAGES:
+            request.body["model"] = provider.model_id
+            body = request.body
+            path = f"{prefix}/messages{query}"  # keeps Claude Code's ?beta=true for Anthropic
+            version = client_headers.get("anthropic-version") or provider.anthropic_version
+        else:
+            body = chat_request_to_messages(
+                request.body, model=provider.model_id, default_max_tokens=provider.max_tokens
+            )
+            path = f"{prefix}/messages"
+            version = provider.anthropic_version
+            translation = ResponseTranslation.MESSAGES_TO_CHAT
+            remove.append("anthropic-beta")
+        headers.append(("anthropic-version", version))
+        if key:
+            headers.append(("x-api-key", key))
+    else:
+        remove.extend(ANTHROPIC_HEADERS)
+        if request.api is ClientApi.MESSAGES:
+            body = messages_request_to_chat(request.body, model=provider.model_id)
+            translation = ResponseTranslation.CHAT_TO_MESSAGES
+        else:
+            request.body["model"] = provider.model_id
+            body = request.body
+        if provider.interface is Interface.AZURE_OPENAI:
+            path = (
+                f"{prefix}/openai/deployments/{provider.model_id}/chat/completions"
+                f"?api-version={provider.azure_api_version}"
+            )
+            if key:
+                headers.append(("api-key", key))
+        else:
+            path = f"{prefix}/chat/completions"
+            if key:
+                headers.append(("authorization", f"Bearer {key}"))
+
+    if translation is not None:
+        # The gateway must read the response to translate it: ask for it uncompressed.
+        remove.append("accept-encoding")
+    payload = orjson.dumps(body)
+    headers.append((":path", path))
+    headers.append(("content-length", str(len(payload))))
+    return UpstreamRequest(
+        path=path,
+        set_headers=tuple(headers),
+        remove_headers=tuple(h for h in remove if h not in {name for name, _ in headers}),
+        body=payload,
+        translation=translation,
+    )

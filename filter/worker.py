@@ -1,0 +1,64 @@
+"""One filter worker process: a grpc.aio ExternalProcessor server on one loopback port.
+
+`switchyard up` starts `gateway.workers` of these; Envoy spreads ext_proc streams across them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+
+from filter.config import load_config
+from filter.processor import Processor
+from filter.routing import Router, build_engine
+
+log = logging.getLogger("switchyard.worker")
+# In-flight LLM streams finish within this on shutdown; Envoy stops sending new ones first.
+SHUTDOWN_GRACE_S = 10.0
+
+
+async def serve(config_path: str, port: int) -> None:
+    config = load_config(config_path)
+    router = Router(build_engine(config.routing), config.routing)
+    # The buffered request body travels in one gRPC message: allow the configured body limit.
+    limit = config.gateway.max_request_bytes + 64 * 1024
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(Processor(config, router), server)
+    if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
+        raise SystemExit(f"filter worker: cannot listen on 127.0.0.1:{port}")
+    await server.start()
+    log.info("filter worker listening on 127.0.0.1:%d", port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(SHUTDOWN_GRACE_S)
+    await router.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchyard-worker")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve(args.config, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Running the real gateway (`switchyard up`: Envoy + filter workers) for a test, and stopping it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SWITCHYARD = [sys.executable, "-m", "filter.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """A first port such that `count` consecutive ports are free (filter workers use a block)."""
+    for _ in range(50):
+        first = free_port()
+        ok = True
+        for port in range(first, first + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return first
+    raise RuntimeError("no free port block")
+
+
+class Gateway:
+    """`switchyard up` on a config dict, with free ports; output captured to a log file."""
+
+    def __init__(self, config: dict, tmp: Path, env: dict[str, str] | None = None, workers: int = 1):
+        self.port = free_port()
+        self.admin_port = free_port()
+        config = dict(config)
+        config.setdefault("listeners", {"egress_traffic": {"address": "127.0.0.1", "port": self.port, "timeout": "30s"}})
+        gateway = dict(config.get("gateway") or {})
+        gateway.setdefault("admin_port", self.admin_port)
+        gateway.setdefault("filter_port", free_port_block(workers))
+        gateway.setdefault("metrics_port", free_port())
+        gateway.setdefault("workers", workers)
+        config["gateway"] = gateway
+        self.config = config
+        self.path = tmp / f"switchyard-{self.port}.yaml"
+        self.path.write_text(yaml.safe_dump(config))
+        self.log_path = tmp / f"switchyard-{self.port}.log"
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "Gateway":
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [*SWITCHYARD, "up", str(self.path)], cwd=REPO, env=self.env,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b"switchyard ready" in self.log_path.read_bytes():
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.output()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway not ready in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> "Gateway":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

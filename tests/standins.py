@@ -1,0 +1,208 @@
+"""Stand-in upstream servers on loopback that speak the providers' real wire formats.
+
+A `StandIn` records every request it receives and answers with a scripted behaviour: an OpenAI
+chat completion (JSON or SSE), an Anthropic message (JSON or SSE), a router answer, an error, or
+a delay. Tests start and stop them; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    chunks: list[bytes] | None = None  # sent one write each, flushed, for SSE
+    delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Behaviour = Callable[[Received], Reply]
+
+
+def openai_reply(request: Received, text: str | None = None, tool_calls: list | None = None) -> Reply:
+    """A chat completion naming the model the upstream was asked for."""
+    body = request.json if request.body else {}
+    model = body.get("model", "?")
+    text = text if text is not None else f"openai stand-in answering as {model}"
+    usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+             "prompt_tokens_details": {"cached_tokens": 3}}
+    if body.get("stream"):
+        def chunk(delta, finish=None, **extra):
+            event = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1, "model": model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+        chunks = [chunk({"role": "assistant", "content": ""})]
+        for i, word in enumerate(text.split(" ")):
+            chunks.append(chunk({"content": (" " if i else "") + word}))
+        if tool_calls:
+            for i, call in enumerate(tool_calls):
+                chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                                     "function": {"name": call["name"], "arguments": ""}}]}))
+                args = call["arguments"]
+                half = len(args) // 2
+                for piece in (args[:half], args[half:]):
+                    chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+        chunks.append(chunk({}, "tool_calls" if tool_calls else "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            event = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1, "model": model,
+                     "choices": [], "usage": usage}
+            chunks.append(b"data: " + json.dumps(event).encode() + b"\n\n")
+        chunks.append(b"data: [DONE]\n\n")
+        return Reply(chunks=chunks, content_type="text/event-stream")
+    message: dict = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = [{"id": c["id"], "type": "function",
+                                  "function": {"name": c["name"], "arguments": c["arguments"]}} for c in tool_calls]
+    return Reply(body=json.dumps({
+        "id": "chatcmpl-standin", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "usage": usage,
+    }).encode())
+
+
+def anthropic_reply(request: Received, text: str | None = None, tool_use: dict | None = None) -> Reply:
+    """An Anthropic Messages answer naming the model the upstream was asked for."""
+    body = request.json if request.body else {}
+    model = body.get("model", "?")
+    text = text if text is not None else f"anthropic stand-in answering as {model}"
+    if body.get("stream"):
+        def event(name, data):
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+        chunks = [event("message_start", {"type": "message_start", "message": {
+            "id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 4}}}),
+            event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}}),
+            b"event: ping\ndata: {\"type\": \"ping\"}\n\n"]
+        for i, word in enumerate(text.split(" ")):
+            chunks.append(event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                        "delta": {"type": "text_delta", "text": (" " if i else "") + word}}))
+        chunks.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        stop = "end_turn"
+        if tool_use:
+            stop = "tool_use"
+            chunks.append(event("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
+                "type": "tool_use", "id": tool_use["id"], "name": tool_use["name"], "input": {}}}))
+            raw = json.dumps(tool_use["input"])
+            half = len(raw) // 2
+            for piece in (raw[:half], raw[half:]):
+                chunks.append(event("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                                            "delta": {"type": "input_json_delta", "partial_json": piece}}))
+            chunks.append(event("content_block_stop", {"type": "content_block_stop", "index": 1}))
+        chunks.append(event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                              "usage": {"output_tokens": 9}}))
+        chunks.append(event("message_stop", {"type": "message_stop"}))
+        return Reply(chunks=chunks, content_type="text/event-stream")
+    content: list = [{"type": "text", "text": text}]
+    if tool_use:
+        content.append({"type": "tool_use", **tool_use})
+    return Reply(body=json.dumps({
+        "id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": content,
+        "stop_reason": "tool_use" if tool_use else "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 9, "cache_read_input_tokens": 4},
+    }).encode())
+
+
+def json_reply(status: int, payload: dict) -> Reply:
+    return Reply(status=status, body=json.dumps(payload).encode())
+
+
+class StandIn:
+    """A threaded HTTP/1.1 server on 127.0.0.1 with a replaceable behaviour."""
+
+    def __init__(self, behaviour: Behaviour):
+        self.behaviour = behaviour
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                with outer._lock:
+                    outer.received.append(request)
+                reply = outer.behaviour(request)
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                self.send_response(reply.status)
+                self.send_header("content-type", reply.content_type)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                try:
+                    if reply.chunks is None:
+                        self.send_header("content-length", str(len(reply.body)))
+                        self.end_headers()
+                        self.wfile.write(reply.body)
+                    else:
+                        self.send_header("transfer-encoding", "chunked")
+                        self.end_headers()
+                        for piece in reply.chunks:
+                            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                            self.wfile.flush()
+                            if reply.chunk_delay_s:
+                                time.sleep(reply.chunk_delay_s)
+                        self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_POST = do_GET = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "StandIn":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.received.clear()
+
+    def __enter__(self) -> "StandIn":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
