@@ -87,7 +87,7 @@ class Listener:
 
 @dataclass(frozen=True, slots=True)
 class Routing:
-    engine: str = "embedded"  # "embedded" | "arch-router"
+    engine: str = "embedded"  # "embedded" | "arch-router" | "none" (routed requests → default)
     endpoint: str | None = None
     model: str = "Arch-Router"
     timeout_s: float = 1.0
@@ -354,7 +354,7 @@ def _provider(r: _Reader, raw: Any, path: str, env: Mapping[str, str]) -> Provid
 def _routing(r: _Reader, raw: Any) -> Routing:
     section = r.mapping(raw, "routing", _ROUTING_KEYS)
     d = Routing()
-    engine = r.choice(section.get("engine", d.engine), "routing.engine", ("embedded", "arch-router"))
+    engine = r.choice(section.get("engine", d.engine), "routing.engine", ("embedded", "arch-router", "none"))
     endpoint = None
     if "endpoint" in section:
         endpoint = r.string(section["endpoint"], "routing.endpoint")

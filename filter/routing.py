@@ -27,8 +27,14 @@ class RouterAnswer:
     elapsed_ms: float
 
 
+def build_router(settings: Routing) -> "Router | None":
+    """The configured router, its engine loaded once per worker at start-up; None for `none`."""
+    if settings.engine == "none":
+        return None
+    return Router(build_engine(settings), settings)
+
+
 def build_engine(settings: Routing) -> RouterEngine:
-    """The configured engine, loaded once per worker at start-up."""
     if settings.engine == "arch-router":
         from router_model.arch_router import ArchRouterEngine
 

@@ -15,7 +15,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter.config import load_config
 from filter.processor import Processor
-from filter.routing import Router, build_engine
+from filter.routing import build_router
 
 log = logging.getLogger("switchyard.worker")
 # In-flight LLM streams finish within this on shutdown; Envoy stops sending new ones first.
@@ -24,7 +24,7 @@ SHUTDOWN_GRACE_S = 10.0
 
 async def serve(config_path: str, port: int) -> None:
     config = load_config(config_path)
-    router = Router(build_engine(config.routing), config.routing)
+    router = build_router(config.routing)
     # The buffered request body travels in one gRPC message: allow the configured body limit.
     limit = config.gateway.max_request_bytes + 64 * 1024
     server = grpc.aio.server(
@@ -46,7 +46,8 @@ async def serve(config_path: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(SHUTDOWN_GRACE_S)
-    await router.aclose()
+    if router is not None:
+        await router.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

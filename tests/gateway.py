@@ -80,6 +80,28 @@ class Gateway:
         self.stop()
         raise RuntimeError(f"gateway not ready in {timeout}s:\n{self.output()}")
 
+    def children(self) -> dict[int, str]:
+        """pid → command line of the supervisor's child processes (Envoy and the workers)."""
+        assert self.process is not None
+        found = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.process.pid:
+                    cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    found[int(stat.parent.name)] = cmdline
+            except (OSError, IndexError, ValueError):
+                continue
+        return found
+
+    def child_pid(self, program: str) -> int:
+        """The child whose executable or module is `program` ("envoy" or "filter.worker")."""
+        for pid, cmd in self.children().items():
+            argv = cmd.split()
+            if Path(argv[0]).name == program or argv[1:3] == ["-m", program]:
+                return pid
+        raise LookupError(program)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 

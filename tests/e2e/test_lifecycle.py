@@ -1,0 +1,90 @@
+"""`switchyard up`: ready only when the listener answers, stops cleanly, and never half-runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+
+from tests.gateway import Gateway
+
+CONFIG = {"llm_providers": [{"model": "echo/e", "default": True}], "routing": {"engine": "none"}}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return "Z" not in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+
+
+def _wait_exit(gateway: Gateway, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while gateway.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gateway.process.poll() is not None, "supervisor did not exit"
+    return gateway.process.returncode
+
+
+def test_ready_means_the_listener_answers_and_sigterm_stops_everything(tmp_path):
+    gateway = Gateway(CONFIG, tmp_path, workers=2).start()
+    try:
+        assert httpx.get(f"{gateway.url}/v1/models").status_code == 200  # no wait needed after "ready"
+        children = gateway.children()
+        assert len(children) == 3 and gateway.child_pid("envoy") in children
+        gateway.process.send_signal(signal.SIGTERM)
+        assert _wait_exit(gateway) == 0
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        gateway.stop()
+
+
+def test_sigint_stops_everything_like_ctrl_c(tmp_path):
+    gateway = Gateway(CONFIG, tmp_path).start()
+    try:
+        children = gateway.children()
+        gateway.process.send_signal(signal.SIGINT)
+        assert _wait_exit(gateway) == 0
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        gateway.stop()
+
+
+def test_envoy_dying_stops_the_workers_and_exits_non_zero_with_the_reason(tmp_path):
+    gateway = Gateway(CONFIG, tmp_path).start()
+    try:
+        envoy = gateway.child_pid("envoy")
+        worker = gateway.child_pid("filter.worker")
+        os.kill(envoy, signal.SIGKILL)
+        assert _wait_exit(gateway) != 0
+        assert "Envoy exited" in gateway.output()
+        assert not _alive(worker)
+    finally:
+        gateway.stop()
+
+
+def test_a_crashed_worker_is_restarted_and_the_gateway_keeps_serving(tmp_path):
+    gateway = Gateway(CONFIG, tmp_path, workers=2).start()
+    try:
+        worker = gateway.child_pid("filter.worker")
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while "restarting" not in gateway.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "restarting" in gateway.output()
+        deadline = time.monotonic() + 20
+        while len([c for c in gateway.children().values() if "filter.worker" in c]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)  # the new worker loads and listens
+        answers = [httpx.post(f"{gateway.url}/v1/chat/completions",
+                              json={"messages": [{"role": "user", "content": "hi"}]}).status_code for _ in range(10)]
+        assert answers == [200] * 10
+        assert gateway.process.poll() is None
+    finally:
+        gateway.stop()

@@ -1,0 +1,114 @@
+"""The rendered Envoy bootstrap: Envoy itself accepts it, and it has the shape the design needs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from filter.config import load_config, parse_config
+from filter.envoy_config import render_bootstrap, render_yaml
+from filter.supervisor import envoy_binary
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def example_env(path: Path) -> dict[str, str]:
+    """A dummy value for every $VAR the example references."""
+    return {name: f"dummy-{name.lower()}" for name in re.findall(r"\$([A-Z_][A-Z0-9_]*)", path.read_text())}
+
+
+def envoy_validate(bootstrap_yaml: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(bootstrap_yaml)
+    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart",
+                           "--log-level", "error"], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_envoy_accepts_the_rendered_bootstrap_of_every_example(example, tmp_path):
+    config = load_config(example, env=example_env(example))
+    result = envoy_validate(render_yaml(config), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+
+
+def test_render_command_shows_no_secret_values(tmp_path):
+    example = REPO / "examples" / "providers.yaml"
+    env = {**example_env(example), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "filter.cli", "render", str(example)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    for value in env.values():
+        if value.startswith("dummy-"):
+            assert value not in result.stdout
+
+
+def _config(**gateway):
+    return parse_config(
+        {
+            "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": 18080, "timeout": "45s"}},
+            "llm_providers": [
+                {"model": "openai/gpt-4o", "access_key": "k", "default": True},
+                {"model": "local/m", "base_url": "http://127.0.0.1:9999/v1"},
+                {"model": "echo/e"},
+            ],
+            "routing": {"timeout": "2s"},
+            "gateway": gateway,
+        },
+        "t.yaml",
+        {},
+    )
+
+
+def test_one_cluster_per_forwarded_provider_with_tls_only_for_https():
+    bootstrap = render_bootstrap(_config())
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    openai_cluster = clusters["provider_openai_gpt-4o"]
+    tls = openai_cluster["transport_socket"]["typed_config"]
+    assert tls["sni"] == "api.openai.com"
+    assert "transport_socket" not in clusters["provider_local_m"]
+    assert "provider_echo_e" not in clusters  # answered inside the gateway
+
+
+def test_routes_match_the_routing_header_and_rewrite_the_host():
+    bootstrap = render_bootstrap(_config())
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    first = routes[0]
+    assert first["match"]["headers"][0] == {"name": "x-switchyard-provider", "string_match": {"exact": "provider_openai_gpt-4o"}}
+    assert first["route"]["host_rewrite_literal"] == "api.openai.com"
+    assert first["route"]["timeout"] == "45.000s"
+    assert routes[1]["route"]["host_rewrite_literal"] == "127.0.0.1:9999"
+    assert routes[-1]["direct_response"]["status"] == 500  # never forward an unrouted request
+
+
+def test_ext_proc_filter_is_configured_as_the_design_says():
+    config = _config(workers=3, filter_port=50100, max_request_bytes=12345678)
+    bootstrap = render_bootstrap(config)
+    listener = bootstrap["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 18080}
+    assert listener["per_connection_buffer_limit_bytes"] == 12345678
+    ext_proc = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+    assert ext_proc["failure_mode_allow"] is False
+    assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
+    assert ext_proc["processing_mode"]["response_header_mode"] == "SKIP"
+    assert ext_proc["processing_mode"]["response_body_mode"] == "NONE"
+    assert ext_proc["allow_mode_override"] is True
+    assert ext_proc["message_timeout"] == "2.500s"  # router deadline + margin
+    assert ext_proc["metadata_options"]["receiving_namespaces"]["untyped"] == ["switchyard"]
+    filter_cluster = bootstrap["static_resources"]["clusters"][0]
+    ports = [e["endpoint"]["address"]["socket_address"]["port_value"]
+             for e in filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    assert ports == [50100, 50101, 50102]
+    assert bootstrap["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_rendered_yaml_round_trips():
+    text = render_yaml(_config())
+    assert yaml.safe_load(text) == render_bootstrap(_config())
