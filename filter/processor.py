@@ -26,6 +26,7 @@ from filter.routing import Router
 from filter.translation import (
     ChatStreamToMessages,
     MessagesStreamToChat,
+    TranslationError,
     chat_response_to_messages,
     error_to_chat,
     error_to_messages,
@@ -149,7 +150,11 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if provider.interface is Interface.ECHO:
             return self._echo(ex, request, decision, metadata)
 
-        upstream = build_upstream_request(request, provider, ex.headers, ex.query)
+        try:
+            upstream = build_upstream_request(request, provider, ex.headers, ex.query)
+        except TranslationError as exc:  # a request the provider's API cannot express
+            return self._error(ex, GatewayError(400, f"{provider.slug} cannot take this request: {exc.message}",
+                                                param=exc.param))
         ex.stream = request.stream
         ex.translation = upstream.translation
         return ext_proc.forward_request(
