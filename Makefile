@@ -6,8 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/demo.yaml
+# Real clients the tests drive (Claude Code), pinned by tests/clients/package-lock.json.
+CLIENTS := tests/clients/node_modules/.bin/claude
 
-.PHONY: install run test validate render bench-routing clean
+.PHONY: install run test validate render clean
 
 install: $(STAMP)
 
@@ -20,7 +22,11 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/switchyard up $(CONFIG)
 
-test: install
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install $(CLIENTS)
 	$(PY) -m pytest -q
 
 validate: install

@@ -1,0 +1,98 @@
+"""Claude Code (the real CLI, pinned in tests/clients) completing prompts through Switchyard.
+
+Claude Code sends its own model name, about 50-90 KB bodies with a dozen tools, `?beta=true` and
+Anthropic headers. With `unknown_model: route` preference routing picks the provider: an
+OpenAI-compatible model (the gateway translates both ways, streaming) or an Anthropic one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.gateway import Gateway
+from tests.standins import StandIn, anthropic_reply, json_reply, openai_reply
+
+CLAUDE = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / ".bin" / "claude"
+pytestmark = pytest.mark.skipif(not CLAUDE.exists(), reason="Claude Code is installed by `make test` (npm ci in tests/clients)")
+
+
+def router_behaviour(request):
+    """A stand-in Arch-Router: poems go to the Anthropic route, everything else to the coding route."""
+    prompt = request.json["messages"][0]["content"]
+    conversation = prompt.split("<conversation>")[1]
+    route = "creative_writing" if "poem" in conversation else "code_generation"
+    return json_reply(200, {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                  "content": json.dumps({"route": route})}}]})
+
+
+def provider_behaviour(request):
+    if request.path.split("?")[0].endswith("/messages"):
+        return anthropic_reply(request, text="ANTHROPIC-SERVED")
+    return openai_reply(request, text="OPENAI-SERVED")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("claude-code")
+    with StandIn(provider_behaviour) as providers, StandIn(router_behaviour) as router:
+        config = {
+            "llm_providers": [
+                {"model": "anthropic/claude-sonnet-4-5", "access_key": "sk-ant-upstream", "base_url": f"{providers.url}/v1",
+                 "default": True,
+                 "routing_preferences": [{"name": "creative_writing", "description": "poems and stories"}]},
+                {"model": "openai/gpt-4o", "access_key": "sk-openai-upstream", "base_url": f"{providers.url}/v1",
+                 "routing_preferences": [{"name": "code_generation", "description": "writing code"}]},
+            ],
+            "routing": {"engine": "arch-router", "endpoint": f"{router.url}/v1", "timeout": "2s", "unknown_model": "route"},
+        }
+        with Gateway(config, tmp) as gateway:
+            yield gateway, providers, tmp
+
+
+def claude(gateway: Gateway, tmp: Path, prompt: str) -> subprocess.CompletedProcess:
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": gateway.url,
+        "ANTHROPIC_API_KEY": "sk-client-side-key",
+        "ANTHROPIC_MODEL": "claude-opus-4-1",  # not configured: routed by preference
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+    }
+    return subprocess.run([str(CLAUDE), "-p", prompt], env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
+
+
+def test_claude_code_routed_to_an_openai_compatible_model(setup):
+    gateway, providers, tmp = setup
+    providers.clear()
+    result = claude(gateway, tmp, "write a python function that adds two numbers")
+    assert result.returncode == 0, result.stderr
+    assert "OPENAI-SERVED" in result.stdout
+    request = providers.received[-1]
+    assert request.path == "/v1/chat/completions"
+    body = request.json
+    assert body["model"] == "gpt-4o" and body["stream"] is True
+    assert len(body["tools"]) >= 5 and len(request.body) > 20_000  # real agent traffic
+    assert request.headers["authorization"] == "Bearer sk-openai-upstream"
+    assert "sk-client-side-key" not in json.dumps(request.headers)
+
+
+def test_claude_code_routed_to_an_anthropic_model(setup):
+    gateway, providers, tmp = setup
+    providers.clear()
+    result = claude(gateway, tmp, "write a short poem about the sea")
+    assert result.returncode == 0, result.stderr
+    assert "ANTHROPIC-SERVED" in result.stdout
+    request = providers.received[-1]
+    assert request.path == "/v1/messages?beta=true"
+    assert request.json["model"] == "claude-sonnet-4-5"
+    assert request.headers["x-api-key"] == "sk-ant-upstream"
+    assert "anthropic-beta" in request.headers
