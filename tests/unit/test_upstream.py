@@ -1,0 +1,88 @@
+"""How each provider is called: path, credentials, body — pure, without Envoy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from filter.config import parse_config
+from filter.errors import ClientApi
+from filter.inbound import parse_client_request
+from filter.upstream import ResponseTranslation, build_upstream_request
+
+KEY = "sk-provider-key"
+
+
+def upstream_for(slug: str, api=ClientApi.CHAT, headers=None, query="", **entry):
+    config = parse_config({"llm_providers": [{"model": slug, "access_key": KEY, **entry}]}, "t.yaml", {})
+    body = {"model": slug, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    request = parse_client_request(api, json.dumps(body).encode())
+    return config.providers[0], build_upstream_request(request, config.providers[0], headers or {}, query)
+
+
+@pytest.mark.parametrize(
+    "slug, host, path",
+    [
+        ("openai/gpt-4o", "api.openai.com", "/v1/chat/completions"),
+        ("gemini/gemini-2.5-flash", "generativelanguage.googleapis.com", "/v1beta/openai/chat/completions"),
+        ("mistral/mistral-large-latest", "api.mistral.ai", "/v1/chat/completions"),
+        ("deepseek/deepseek-chat", "api.deepseek.com", "/v1/chat/completions"),
+        ("groq/llama-3.3-70b-versatile", "api.groq.com", "/openai/v1/chat/completions"),
+        ("xai/grok-4", "api.x.ai", "/v1/chat/completions"),
+        ("together_ai/meta-llama/Llama-3-70b", "api.together.xyz", "/v1/chat/completions"),
+    ],
+)
+def test_openai_compatible_providers_use_bearer_auth_and_their_path(slug, host, path):
+    provider, request = upstream_for(slug)
+    headers = dict(request.set_headers)
+    assert provider.upstream.host == host and provider.upstream.tls
+    assert headers[":path"] == path
+    assert headers["authorization"] == f"Bearer {KEY}"
+    assert json.loads(request.body)["model"] == slug.split("/", 1)[1]
+    assert headers["content-length"] == str(len(request.body))
+    assert "authorization" not in request.remove_headers  # overwritten, not removed
+    assert {"x-api-key", "anthropic-version"} <= set(request.remove_headers)
+
+
+def test_ollama_needs_no_key_and_is_plain_http():
+    config = parse_config({"llm_providers": [{"model": "ollama/qwen2.5"}]}, "t.yaml", {})
+    provider = config.providers[0]
+    assert (provider.upstream.scheme, provider.upstream.port) == ("http", 11434)
+
+
+def test_azure_deployment_path_and_api_key():
+    _, request = upstream_for("azure_openai/my-deployment", base_url="https://contoso.openai.azure.com",
+                              api_version="2025-01-01-preview")
+    headers = dict(request.set_headers)
+    assert headers[":path"] == "/openai/deployments/my-deployment/chat/completions?api-version=2025-01-01-preview"
+    assert headers["api-key"] == KEY
+    assert "authorization" in request.remove_headers
+
+
+def test_anthropic_native_for_messages_clients_keeps_query_and_client_version():
+    _, request = upstream_for("anthropic/claude-sonnet-4-5", api=ClientApi.MESSAGES,
+                              headers={"anthropic-version": "2023-06-01"}, query="?beta=true")
+    headers = dict(request.set_headers)
+    assert headers[":path"] == "/v1/messages?beta=true"
+    assert headers["x-api-key"] == KEY and headers["anthropic-version"] == "2023-06-01"
+    assert request.translation is None
+    assert "anthropic-beta" not in request.remove_headers
+
+
+def test_chat_client_to_anthropic_is_translated_with_the_configured_version():
+    _, request = upstream_for("anthropic/claude-sonnet-4-5", anthropic_version="2023-06-01", max_tokens=999)
+    headers = dict(request.set_headers)
+    assert headers[":path"] == "/v1/messages"
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert request.translation is ResponseTranslation.MESSAGES_TO_CHAT
+    body = json.loads(request.body)
+    assert body["model"] == "claude-sonnet-4-5" and body["max_tokens"] == 5
+    assert "accept-encoding" in request.remove_headers  # the gateway must read the answer
+
+
+def test_messages_client_to_openai_is_translated():
+    _, request = upstream_for("openai/gpt-4o", api=ClientApi.MESSAGES, headers={"anthropic-beta": "x"})
+    assert request.translation is ResponseTranslation.CHAT_TO_MESSAGES
+    assert dict(request.set_headers)[":path"] == "/v1/chat/completions"
+    assert "anthropic-beta" in request.remove_headers
