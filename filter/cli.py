@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("config")
     validate = commands.add_parser("validate", help="check a configuration file")
     validate.add_argument("config")
+    workers = commands.add_parser("workers", help="run only the filter workers and /metrics (Envoy runs elsewhere)")
+    workers.add_argument("config")
     render = commands.add_parser("render", help="print the Envoy bootstrap for a configuration")
     render.add_argument("config")
     commands.add_parser("eval", help="score a routing engine on labelled cases (see `switchyard eval -h`)")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from filter.supervisor import Supervisor
 
-    return Supervisor(config, args.config).run()
+    return Supervisor(config, args.config, with_envoy=args.command == "up").run()
 
 
 if __name__ == "__main__":

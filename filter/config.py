@@ -104,6 +104,8 @@ class Gateway:
     metrics_port: int = 9090
     max_request_bytes: int = 16 * 1024 * 1024
     log_level: str = "info"
+    # Read responses (asynchronously, off the request path) for token, latency and status metrics.
+    usage_metrics: bool = True
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,9 @@ _PROVIDER_KEYS = {
 }
 _PREFERENCE_KEYS = {"name", "description"}
 _ROUTING_KEYS = {"engine", "endpoint", "model", "timeout", "routed_models", "unknown_model", "cache_size"}
-_GATEWAY_KEYS = {"admin_port", "filter_port", "workers", "metrics_port", "max_request_bytes", "log_level"}
+_GATEWAY_KEYS = {
+    "admin_port", "filter_port", "workers", "metrics_port", "max_request_bytes", "log_level", "usage_metrics",
+}
 _INTERFACES = tuple(i.value for i in Interface)
 
 
@@ -392,6 +396,7 @@ def _gateway(r: _Reader, raw: Any) -> Gateway:
         log_level=r.choice(
             section.get("log_level", d.log_level), "gateway.log_level", ("debug", "info", "warning", "error")
         ),
+        usage_metrics=r.typed(section.get("usage_metrics", d.usage_metrics), "gateway.usage_metrics", bool, "true or false"),
     )
 
 

@@ -42,6 +42,8 @@ def render_bootstrap(config: Config) -> dict[str, Any]:
     resources = bootstrap["static_resources"]
 
     manager = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    if gateway.usage_metrics:
+        manager["http_filters"].insert(1, observer_filter())
     virtual_host = manager["route_config"]["virtual_hosts"][0]
     virtual_host["routes"] = provider_routes(config) + [_unrouted()]
 
@@ -52,6 +54,31 @@ def render_bootstrap(config: Config) -> dict[str, Any]:
     ]
     resources["clusters"].extend(provider_clusters(config))
     return bootstrap
+
+
+def observer_filter() -> dict[str, Any]:
+    """A second ext_proc that watches responses in observability mode: Envoy sends it the upstream
+    response (headers and streamed body) without waiting, so token and latency metrics cost the
+    client no time. It sees the provider's wire format (it runs before translation on the way out)
+    and the decision through the forwarded `switchyard` metadata."""
+    return {
+        "name": "switchyard.response_observer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": "switchyard_filter"}},
+            "observability_mode": True,
+            "failure_mode_allow": True,  # watching must never fail a request
+            "processing_mode": {
+                "request_header_mode": "SKIP",
+                "request_body_mode": "NONE",
+                "response_header_mode": "SEND",
+                "response_body_mode": "STREAMED",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "metadata_options": {"forwarding_namespaces": {"untyped": ["switchyard"]}},
+        },
+    }
 
 
 def render_yaml(config: Config) -> str:

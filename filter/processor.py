@@ -9,6 +9,7 @@ route. Response phases run only for requests whose answer must be translated bet
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import AsyncIterator
@@ -17,9 +18,10 @@ import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter import echo, ext_proc
-from filter.config import Config, Provider
+from filter.config import Config
 from filter.errors import ClientApi, GatewayError, error_body
 from filter.inbound import ClientRequest, parse_client_request
+from filter.metrics import Labels, Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
 from filter.routing import Router
@@ -32,7 +34,8 @@ from filter.translation import (
     error_to_messages,
     messages_response_to_chat,
 )
-from filter.upstream import ResponseTranslation, build_upstream_request
+from filter.upstream import ResponseTranslation, build_upstream_request, upstream_api
+from filter.usage_meter import UsageMeter
 
 log = logging.getLogger("switchyard.filter")
 
@@ -62,6 +65,7 @@ class Exchange:
     api: ClientApi = ClientApi.CHAT
     endpoint: Endpoint = Endpoint.PROXY
     query: str = ""
+    path: str = ""  # as the client sent it, for the access log
     headers: dict[str, str] = field(default_factory=dict)
     stream: bool = False
     translation: ResponseTranslation | None = None
@@ -69,12 +73,30 @@ class Exchange:
     buffered: list[bytes] = field(default_factory=list)  # a non-streamed body being translated
     error_status: int | None = None
     slug: str = ""
+    labels: Labels | None = None  # set once the decision is made
+
+
+@dataclass(slots=True)
+class Observation:
+    """What the response observer learns about one upstream response."""
+
+    labels: Labels
+    provider: str
+    model: str
+    sent_at: float
+    meter: UsageMeter
+    status: int = 0
+    first_byte_at: float | None = None
+
+
+NO_LABELS = Labels("", "", "", "", "")
 
 
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
-    def __init__(self, config: Config, router: Router | None):
+    def __init__(self, config: Config, router: Router | None, metrics: Metrics):
         self.config = config
         self.router = router
+        self.metrics = metrics
         # Response phases cost a round trip: turn them on only where a translation can happen.
         self._may_translate = {
             ClientApi.CHAT: any(p.interface is Interface.ANTHROPIC for p in config.providers),
@@ -88,6 +110,10 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         exchange = Exchange()
         async for message in request_iterator:
             phase = message.WhichOneof("request")
+            if phase == "response_headers" and exchange.labels is None and not exchange.headers:
+                # A stream that starts with the response is the observer filter's (no answers).
+                await self.observe(message, request_iterator)
+                return
             if phase == "request_headers":
                 reply = self.on_request_headers(exchange, message.request_headers)
             elif phase == "request_body":
@@ -105,7 +131,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     def on_request_headers(self, ex: Exchange, message):
         ex.headers = ext_proc.header_values(message)
-        raw_path = ex.headers.get(":path", "/")
+        ex.path = raw_path = ex.headers.get(":path", "/")
         path, _, query = raw_path.partition("?")
         ex.query = f"?{query}" if query else ""
         route = ENDPOINTS.get(path.rstrip("/") or "/")
@@ -117,7 +143,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, GatewayError(405, f"{path} accepts {method} only", code="method_not_allowed"),
                                headers=[("allow", method)])
         if ex.endpoint is Endpoint.MODELS:
-            return ext_proc.immediate(200, self._models_body)
+            self.metrics.request(Labels(ex.api.value, "", "", "", ""), 200)
+            return ext_proc.immediate(200, self._models_body, metadata={"api": ex.api.value, "path": ex.path})
         content_type = ex.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type != "application/json":
             return self._error(ex, GatewayError(415, f"content-type must be application/json, got {content_type!r}",
@@ -137,14 +164,17 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, exc)
 
         provider = decision.provider
-        metadata = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
-                    "api": ex.api.value}
         ex.slug = provider.slug
+        ex.labels = Labels(ex.api.value, provider.provider, provider.slug, decision.kind.value, decision.route or "")
+        metadata = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
+                    "api": ex.api.value, "provider": provider.provider, "path": ex.path,
+                    "router_ms": round(router_ms, 3) if router_ms is not None else None}
         log.debug("decision %s %s route=%s", decision.kind.value, provider.slug, decision.route)
 
         if ex.endpoint is Endpoint.DECISION:
             answer = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
-                      "router_ms": round(router_ms, 3) if router_ms is not None else None}
+                      "router_ms": metadata["router_ms"]}
+            self.metrics.request(ex.labels, 200)
             return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
 
         if provider.interface is Interface.ECHO:
@@ -157,6 +187,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                                                 param=exc.param))
         ex.stream = request.stream
         ex.translation = upstream.translation
+        # What the response observer needs: the upstream's wire format and when it was sent.
+        metadata.update(upstream_api=upstream_api(provider).value, stream=request.stream, sent_at=time.time())
         return ext_proc.forward_request(
             [(ROUTING_HEADER, provider.cluster), *upstream.set_headers],
             upstream.remove_headers,
@@ -175,10 +207,12 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return Decision(plan.fallback, DecisionKind.DEFAULT), 0.0
         trace = {"traceparent": headers["traceparent"]} if "traceparent" in headers else None
         answer = await self.router.choose(plan.routes, _routing_messages(request), trace)
+        self.metrics.router(self.router.engine.name, answer.outcome, answer.elapsed_ms / 1000.0)
         return decide_route(plan, answer.route), answer.elapsed_ms
 
     def _echo(self, ex: Exchange, request: ClientRequest, decision: Decision, metadata: dict):
         provider = decision.provider
+        self.metrics.request(ex.labels, 200)
         text = echo.echo_text(request, provider.slug, decision.route)
         headers = [("x-switchyard-model", provider.slug)]
         if decision.route:
@@ -235,11 +269,53 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         convert = messages_response_to_chat if to_chat else chat_response_to_messages
         return orjson.dumps(convert(parsed, model=ex.slug))
 
+    # ------------------------------------------------------------------ response observer (metrics)
+
+    async def observe(self, first, rest: AsyncIterator) -> None:
+        """Count one upstream response: status, time to first byte, duration, token usage.
+
+        Envoy does not wait for this stream (observability mode), so nothing here delays the client.
+        """
+        fields = ext_proc.forwarded_metadata(first)
+        if "model" not in fields:
+            return  # not a request the filter forwarded (nothing to attribute it to)
+        labels = Labels(fields.get("api", ""), fields.get("provider", ""), fields["model"],
+                        fields.get("decision", ""), fields.get("route") or "")
+        api = ClientApi(fields.get("upstream_api", ClientApi.CHAT.value))
+        seen = Observation(labels, labels.provider, labels.model, float(fields.get("sent_at", time.time())),
+                           UsageMeter(api, bool(fields.get("stream"))))
+        seen.status = int(ext_proc.header_values(first.response_headers).get(":status", "0"))
+        ended = first.response_headers.end_of_stream
+        if not ended:
+            async for message in rest:
+                if message.WhichOneof("request") != "response_body":
+                    continue
+                if seen.first_byte_at is None:
+                    seen.first_byte_at = time.time()
+                seen.meter.feed(message.response_body.body)
+                if message.response_body.end_of_stream:
+                    ended = True
+                    break
+        self._record(seen, complete=ended)
+
+    def _record(self, seen: Observation, complete: bool) -> None:
+        m = self.metrics
+        m.request(seen.labels, seen.status)
+        error_type = "" if seen.status < 400 and complete else (str(seen.status) if seen.status >= 400 else "incomplete")
+        m.operation_duration.labels(seen.provider, seen.model, error_type).observe(max(0.0, time.time() - seen.sent_at))
+        if seen.first_byte_at is not None and seen.status < 400:
+            m.time_to_first_token.labels(seen.provider, seen.model).observe(max(0.0, seen.first_byte_at - seen.sent_at))
+        usage = seen.meter.usage() if seen.status < 400 else None
+        if usage is not None:
+            m.tokens(seen.provider, seen.model, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+
     # ------------------------------------------------------------------ helpers
 
     def _error(self, ex: Exchange, error: GatewayError, headers=()):
+        self.metrics.request(Labels(ex.api.value, "", "", "", ""), error.status)
         return ext_proc.immediate(error.status, error_body(ex.api, error), headers=headers,
-                                  details=f"switchyard_{error.code or 'bad_request'}")
+                                  details=f"switchyard_{error.code or 'bad_request'}",
+                                  metadata={"api": ex.api.value, "path": ex.path})
 
 
 def _routing_messages(request: ClientRequest) -> list[dict]:
@@ -256,6 +332,3 @@ def _models_list(config: Config) -> bytes:
     data += [entry(alias, provider.provider) for alias, provider in config.aliases.items()]
     return orjson.dumps({"object": "list", "data": data})
 
-
-def provider_for_test(config: Config, slug: str) -> Provider:
-    return config.by_slug[slug]

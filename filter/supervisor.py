@@ -20,6 +20,7 @@ from pathlib import Path
 
 from filter.config import Config
 from filter.envoy_config import filter_ports, render_yaml
+from filter.metrics import MetricsEndpoint
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -47,13 +48,18 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: str):
+    """Runs the filter workers, the merged /metrics endpoint and (unless `with_envoy` is off, as in
+    a Kubernetes pod where Envoy has its own container) Envoy."""
+
+    def __init__(self, config: Config, config_path: str, *, with_envoy: bool = True):
         self.config = config
         self.config_path = config_path
+        self.with_envoy = with_envoy
         self.workers: list[Worker] = []
         self.envoy: subprocess.Popen | None = None
         self.stopping = False
         self._tmp = tempfile.TemporaryDirectory(prefix="switchyard-")
+        self.metrics = MetricsEndpoint(config.gateway.metrics_port)
 
     # ------------------------------------------------------------------ processes
 
@@ -61,6 +67,7 @@ class Supervisor:
         return subprocess.Popen(
             [sys.executable, "-m", "filter.worker", "--config", self.config_path, "--port", str(port),
              "--log-level", self.config.gateway.log_level],
+            env={**os.environ, **self.metrics.worker_env()},
         )
 
     def _start_envoy(self) -> subprocess.Popen:
@@ -68,7 +75,9 @@ class Supervisor:
         bootstrap.write_text(render_yaml(self.config))
         level = {"debug": "debug", "info": "warning"}.get(self.config.gateway.log_level, "error")
         return subprocess.Popen(
+            # Access log lines reach stdout within half a second instead of Envoy's default 10 s.
             [envoy_binary(), "-c", str(bootstrap), "--log-level", level, "--disable-hot-restart",
+             "--file-flush-interval-msec", "500",
              "--concurrency", str(max(1, os.cpu_count() or 1))],
         )
 
@@ -76,27 +85,37 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         try:
+            try:
+                self.metrics.start()
+            except OSError as exc:
+                return self._fail(f"cannot serve metrics on port {self.config.gateway.metrics_port}: {exc.strerror}")
             for port in filter_ports(self.config):
                 self.workers.append(Worker(port, self._start_worker(port)))
             if not self._wait_ready(lambda: all(_port_open("127.0.0.1", w.port) for w in self.workers), "filter workers"):
                 return self._fail("filter workers did not start listening")
-            self.envoy = self._start_envoy()
-            if not self._wait_ready(self._listener_answers, "envoy listener"):
-                return self._fail("Envoy's listener did not answer")
-            listener = self.config.listener
-            print(f"switchyard ready: http://{_display_host(listener.address)}:{listener.port} "
-                  f"({len(self.workers)} filter worker(s), admin on 127.0.0.1:{self.config.gateway.admin_port})",
-                  flush=True)
+            gateway = self.config.gateway
+            if self.with_envoy:
+                self.envoy = self._start_envoy()
+                if not self._wait_ready(self._listener_answers, "envoy listener"):
+                    return self._fail("Envoy's listener did not answer")
+                listener = self.config.listener
+                print(f"switchyard ready: http://{_display_host(listener.address)}:{listener.port} "
+                      f"({len(self.workers)} filter worker(s), admin on 127.0.0.1:{gateway.admin_port}, "
+                      f"metrics on :{gateway.metrics_port}/metrics)", flush=True)
+            else:
+                print(f"switchyard filter workers ready on 127.0.0.1:{gateway.filter_port}"
+                      f"..{gateway.filter_port + gateway.workers - 1} (metrics on :{gateway.metrics_port}/metrics)",
+                      flush=True)
             return self._watch()
         finally:
             self._stop_all()
+            self.metrics.close()
             self._tmp.cleanup()
 
     def _watch(self) -> int:
         while not self.stopping:
             time.sleep(0.2)
-            assert self.envoy is not None
-            if self.envoy.poll() is not None:
+            if self.envoy is not None and self.envoy.poll() is not None:
                 return self._fail(f"Envoy exited with status {self.envoy.returncode}")
             for worker in self.workers:
                 code = worker.process.poll()
@@ -108,6 +127,7 @@ class Supervisor:
                     return self._fail(f"filter worker on port {worker.port} keeps dying (status {code})")
                 print(f"switchyard: filter worker on port {worker.port} exited with status {code}; restarting",
                       file=sys.stderr, flush=True)
+                self.metrics.worker_exited(worker.process.pid)
                 worker.process = self._start_worker(worker.port)
         return 0
 

@@ -14,6 +14,7 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter.config import load_config
+from filter.metrics import Metrics
 from filter.processor import Processor
 from filter.routing import build_router
 
@@ -34,7 +35,8 @@ async def serve(config_path: str, port: int) -> None:
             ("grpc.so_reuseport", 0),
         ]
     )
-    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(Processor(config, router), server)
+    processor = Processor(config, router, Metrics())
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
         raise SystemExit(f"filter worker: cannot listen on 127.0.0.1:{port}")
     await server.start()

@@ -1,0 +1,110 @@
+"""Prometheus metrics of the filter, correct across several worker processes.
+
+Names follow the OpenTelemetry GenAI semantic conventions where one exists (`gen_ai_*`), and
+`switchyard_*` otherwise. Each worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR
+(set by the supervisor before the workers start); the supervisor serves the merged view.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """Who served a request, as the metrics label it."""
+
+    client_api: str
+    provider: str
+    model: str
+    decision: str
+    route: str
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    """The filter's collectors. One instance per worker, built at start-up."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "switchyard_requests", "Requests by client API, serving model, decision kind, route and status class",
+            ["client_api", "provider", "model", "decision", "route", "status_class"], registry=registry)
+        self.routing_duration = Histogram(
+            "switchyard_routing_decision_duration_seconds", "Time to reach a preference-routing decision",
+            ["engine"], buckets=_LATENCY_BUCKETS, registry=registry)
+        self.router_decisions = Counter(
+            "switchyard_router_decisions", "Router outcomes: route, other, timeout, error, cached",
+            ["engine", "outcome"], registry=registry)
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage", "Tokens per request read from provider responses",
+            ["gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"], buckets=_TOKEN_BUCKETS,
+            registry=registry)
+        self.operation_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds", "Upstream request duration, first byte sent to last received",
+            ["gen_ai_provider_name", "gen_ai_request_model", "error_type"], buckets=_UPSTREAM_BUCKETS,
+            registry=registry)
+        self.time_to_first_token = Histogram(
+            "gen_ai_server_time_to_first_token_seconds", "Time from forwarding the request to the first response byte",
+            ["gen_ai_provider_name", "gen_ai_request_model"], buckets=_UPSTREAM_BUCKETS, registry=registry)
+        self.failovers = Counter(
+            "switchyard_failovers", "Requests moved to a fallback model, by reason",
+            ["from_model", "to_model", "reason"], registry=registry)
+
+    def request(self, labels: Labels, status: int) -> None:
+        self.requests.labels(labels.client_api, labels.provider, labels.model, labels.decision, labels.route,
+                             status_class(status)).inc()
+
+    def router(self, engine: str, outcome: str, seconds: float) -> None:
+        self.router_decisions.labels(engine, outcome).inc()
+        self.routing_duration.labels(engine).observe(seconds)
+
+    def tokens(self, provider: str, model: str, input_tokens: int, output_tokens: int, cached_tokens: int) -> None:
+        for kind, count in (("input", input_tokens), ("output", output_tokens), ("cached_input", cached_tokens)):
+            self.token_usage.labels(provider, model, kind).observe(count)
+
+
+class MetricsEndpoint:
+    """The supervisor's side: a scratch directory for the workers and the /metrics HTTP server."""
+
+    def __init__(self, port: int, address: str = "0.0.0.0"):
+        self.port = port
+        self.address = address
+        self.directory = tempfile.mkdtemp(prefix="switchyard-metrics-")
+
+    def worker_env(self) -> dict[str, str]:
+        return {MULTIPROC_ENV: self.directory}
+
+    def start(self) -> None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.directory)
+        self._server, self._thread = start_http_server(self.port, addr=self.address, registry=registry)
+
+    def worker_exited(self, pid: int) -> None:
+        multiprocess.mark_process_dead(pid, self.directory)
+
+    def close(self) -> None:
+        server = getattr(self, "_server", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))

@@ -1,0 +1,153 @@
+"""Metrics across several workers, the access log, and Envoy's own stats, from a real run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.gateway import Gateway
+from tests.standins import StandIn, json_reply
+
+KEY = "sk-observability-upstream-key"
+
+
+def router_behaviour(request):
+    prompt = request.json["messages"][0]["content"]
+    route = "code_generation" if "function" in prompt.split("<conversation>")[1] else "other"
+    return json_reply(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps({"route": route})}}]})
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream, tmp_path_factory):
+    with StandIn(router_behaviour) as router:
+        config = {
+            "llm_providers": [
+                {"model": "openai/gpt-4o-mini", "access_key": KEY, "base_url": f"{upstream.url}/v1", "default": True},
+                {"model": "openai/gpt-4o", "access_key": KEY, "base_url": f"{upstream.url}/v1",
+                 "routing_preferences": [{"name": "code_generation", "description": "writing code"}]},
+                {"model": "anthropic/claude-sonnet-4-5", "access_key": KEY, "base_url": f"{upstream.url}/v1"},
+            ],
+            "routing": {"engine": "arch-router", "endpoint": f"{router.url}/v1", "timeout": "1s"},
+        }
+        with Gateway(config, tmp_path_factory.mktemp("observability"), workers=2) as gw:
+            yield gw
+
+
+def scrape(gateway) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples, name: str, **labels) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and all((k, val) in ls for k, val in labels.items()))
+
+
+def eventually(check, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def traffic(gateway):
+    """A known mix of requests, sent once; the tests read what it left behind."""
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="client", max_retries=0)
+    hello = [{"role": "user", "content": "hello"}]
+    for _ in range(6):  # spread across both workers
+        client.chat.completions.create(model="gpt-4o-mini", messages=hello)
+    for chunk in client.chat.completions.create(model="gpt-4o-mini", messages=hello, stream=True,
+                                                stream_options={"include_usage": True}):
+        pass
+    client.chat.completions.create(model="claude-sonnet-4-5", messages=hello)  # translated
+    client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "write a function"}])
+    client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "how are you"}])
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=hello)
+    return client
+
+
+def test_requests_are_counted_by_model_decision_route_and_status(gateway, traffic):
+    def check():
+        s = scrape(gateway)
+        assert total(s, "switchyard_requests_total", model="openai/gpt-4o-mini", decision="literal", status_class="2xx") == 7
+        assert total(s, "switchyard_requests_total", model="openai/gpt-4o", decision="preference",
+                     route="code_generation", client_api="openai") == 1
+        assert total(s, "switchyard_requests_total", model="openai/gpt-4o-mini", decision="default") == 1
+        assert total(s, "switchyard_requests_total", status_class="4xx") == 1
+        assert total(s, "switchyard_requests_total", model="anthropic/claude-sonnet-4-5", status_class="2xx") == 1
+    eventually(check)
+
+
+def test_router_outcomes_and_latency(gateway, traffic):
+    s = scrape(gateway)
+    assert total(s, "switchyard_router_decisions_total", engine="arch-router", outcome="route") == 1
+    assert total(s, "switchyard_router_decisions_total", engine="arch-router", outcome="other") == 1
+    assert total(s, "switchyard_routing_decision_duration_seconds_count", engine="arch-router") == 2
+
+
+def test_token_usage_is_read_from_json_and_streamed_responses_in_both_wire_formats(gateway, traffic):
+    def check():
+        s = scrape(gateway)
+        # Eight answers from gpt-4o-mini (6 JSON, 1 streamed, 1 routed to the default), each
+        # reporting 11 prompt (3 cached) and 7 completion tokens.
+        mini = {"gen_ai_request_model": "openai/gpt-4o-mini"}
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **mini) == 11 * 8
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **mini) == 7 * 8
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="cached_input", **mini) == 3 * 8
+        # The Anthropic stand-in: 12 input + 4 cache reads, 9 output.
+        claude = {"gen_ai_request_model": "anthropic/claude-sonnet-4-5", "gen_ai_provider_name": "anthropic"}
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **claude) == 16
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **claude) == 9
+    eventually(check)
+
+
+def test_upstream_duration_and_time_to_first_token(gateway, traffic):
+    s = scrape(gateway)
+    assert total(s, "gen_ai_client_operation_duration_seconds_count", gen_ai_request_model="openai/gpt-4o-mini") == 8
+    assert total(s, "gen_ai_server_time_to_first_token_seconds_count", gen_ai_request_model="openai/gpt-4o-mini") == 8
+
+
+def test_metrics_carry_no_keys_and_envoy_stats_stay_available(gateway, traffic):
+    text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    assert KEY not in text
+    envoy = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus").text
+    assert "envoy_http_downstream_rq_total" in envoy
+    assert "envoy_cluster_upstream_rq_total" in envoy
+
+
+def test_access_log_has_one_json_line_per_request_without_content_or_keys(gateway, traffic):
+    def lines():
+        found = []
+        for line in gateway.output().splitlines():
+            if line.startswith("{") and '"decision"' in line:
+                found.append(json.loads(line))
+        return found
+
+    def check():
+        entries = lines()
+        assert len(entries) >= 11
+        return entries
+
+    entries = eventually(check)
+    routed = [e for e in entries if e["route"] == "code_generation"]
+    assert routed and routed[0]["model"] == "openai/gpt-4o" and routed[0]["decision"] == "preference"
+    assert routed[0]["status"] == 200 and routed[0]["client_api"] == "openai"
+    plain = [e for e in entries if e["model"] == "openai/gpt-4o-mini" and e["decision"] == "literal"]
+    assert plain[0]["input_tokens"] == 11 and plain[0]["output_tokens"] == 7
+    assert all(isinstance(e["duration_ms"], int) for e in entries)
+    log = gateway.output()
+    assert KEY not in log and "write a function" not in log and "hello" not in log
