@@ -106,6 +106,8 @@ class Gateway:
     log_level: str = "info"
     # Read responses (asynchronously, off the request path) for token, latency and status metrics.
     usage_metrics: bool = True
+    # When set, every request must present one of these (Bearer or x-api-key), else 401.
+    client_keys: tuple[Secret, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ _PREFERENCE_KEYS = {"name", "description"}
 _ROUTING_KEYS = {"engine", "endpoint", "model", "timeout", "routed_models", "unknown_model", "cache_size"}
 _GATEWAY_KEYS = {
     "admin_port", "filter_port", "workers", "metrics_port", "max_request_bytes", "log_level", "usage_metrics",
+    "client_keys",
 }
 _INTERFACES = tuple(i.value for i in Interface)
 
@@ -382,7 +385,18 @@ def _routing(r: _Reader, raw: Any) -> Routing:
     )
 
 
-def _gateway(r: _Reader, raw: Any) -> Gateway:
+def _client_keys(r: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[Secret, ...]:
+    """A list of keys, or one string; a `$ENV` value may hold several keys separated by commas."""
+    items = raw if isinstance(raw, list) else [raw]
+    keys: list[Secret] = []
+    for i, item in enumerate(items):
+        path = f"gateway.client_keys[{i}]" if isinstance(raw, list) else "gateway.client_keys"
+        secret = r.secret(item, path, env)
+        keys.extend(Secret(k.strip(), secret.source) for k in secret.reveal().split(",") if k.strip())
+    return tuple(keys)
+
+
+def _gateway(r: _Reader, raw: Any, env: Mapping[str, str]) -> Gateway:
     section = r.mapping(raw, "gateway", _GATEWAY_KEYS)
     d = Gateway()
     return Gateway(
@@ -397,6 +411,7 @@ def _gateway(r: _Reader, raw: Any) -> Gateway:
             section.get("log_level", d.log_level), "gateway.log_level", ("debug", "info", "warning", "error")
         ),
         usage_metrics=r.typed(section.get("usage_metrics", d.usage_metrics), "gateway.usage_metrics", bool, "true or false"),
+        client_keys=_client_keys(r, section["client_keys"], env) if section.get("client_keys") else (),
     )
 
 
@@ -505,7 +520,7 @@ def parse_config(raw: Any, file: str, env: Mapping[str, str] | None = None) -> C
         providers=providers,
         aliases=aliases,
         routing=_routing(r, top.get("routing")),
-        gateway=_gateway(r, top.get("gateway")),
+        gateway=_gateway(r, top.get("gateway"), env),
         by_slug=by_slug,
         by_model_id=by_model_id,
         route_owner=route_owner,

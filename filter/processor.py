@@ -8,6 +8,7 @@ route. Response phases run only for requests whose answer must be translated bet
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             ),
         }
         self._models_body = _models_list(config)
+        self._client_keys = [k.reveal().encode() for k in config.gateway.client_keys]
 
     async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
         exchange = Exchange()
@@ -134,6 +136,11 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         ex.path = raw_path = ex.headers.get(":path", "/")
         path, _, query = raw_path.partition("?")
         ex.query = f"?{query}" if query else ""
+        if path.startswith("/v1/messages") or path.startswith("/routing/v1/messages"):
+            ex.api = ClientApi.MESSAGES  # so that even a 401 or 404 comes in Anthropic's shape
+        if self._client_keys and not self._authorized(ex.headers):
+            return self._error(ex, GatewayError(401, "missing or invalid API key for this gateway",
+                                                code="invalid_api_key"))
         route = ENDPOINTS.get(path.rstrip("/") or "/")
         if route is None:
             return self._error(ex, GatewayError(404, f"unknown path {path!r}; Switchyard serves "
@@ -153,6 +160,14 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, GatewayError(400, "request body is empty: expected a JSON object"))
         watch = ex.endpoint is Endpoint.PROXY and self._may_translate[ex.api]
         return ext_proc.continue_request_headers(watch_response=watch)
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        presented = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not presented:
+            return False
+        given = presented.encode()
+        # Compare against every key in constant time: no early exit that leaks which one is close.
+        return any([hmac.compare_digest(given, key) for key in self._client_keys])
 
     # ------------------------------------------------------------------ request body: the decision
 

@@ -73,7 +73,8 @@ class Supervisor:
     def _start_envoy(self) -> subprocess.Popen:
         bootstrap = Path(self._tmp.name) / "envoy.yaml"
         bootstrap.write_text(render_yaml(self.config))
-        level = {"debug": "debug", "info": "warning"}.get(self.config.gateway.log_level, "error")
+        # Never below info: Envoy's debug logs print request headers and ext_proc mutations, keys included.
+        level = {"debug": "info", "info": "warning"}.get(self.config.gateway.log_level, "error")
         return subprocess.Popen(
             # Access log lines reach stdout within half a second instead of Envoy's default 10 s.
             [envoy_binary(), "-c", str(bootstrap), "--log-level", level, "--disable-hot-restart",

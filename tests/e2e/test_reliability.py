@@ -1,0 +1,201 @@
+"""Bad input, client authentication, a filter that is down or stuck, and secrets that never leak."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from filter.config import parse_config
+from filter.envoy_config import render_yaml
+from filter.supervisor import envoy_binary
+from tests.gateway import Gateway, free_port
+
+OPENAI_KEY = "sk-reliability-openai-5e7c1"
+ANTHROPIC_KEY = "sk-ant-reliability-88d02"
+CLIENT_KEYS = "team-a-key-1,team-b-key-2"
+MAX_BODY = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream, tmp_path_factory):
+    config = {
+        "llm_providers": [
+            {"model": "openai/gpt-4o", "access_key": "$REL_OPENAI_KEY", "base_url": f"{upstream.url}/v1", "default": True},
+            {"model": "anthropic/claude-sonnet-4-5", "access_key": "$REL_ANTHROPIC_KEY", "base_url": f"{upstream.url}/v1"},
+        ],
+        "routing": {"engine": "none"},
+        "gateway": {"client_keys": "$REL_CLIENT_KEYS", "max_request_bytes": MAX_BODY, "log_level": "debug"},
+    }
+    env = {"REL_OPENAI_KEY": OPENAI_KEY, "REL_ANTHROPIC_KEY": ANTHROPIC_KEY, "REL_CLIENT_KEYS": CLIENT_KEYS}
+    with Gateway(config, tmp_path_factory.mktemp("reliability"), env=env) as gw:
+        yield gw
+
+
+AUTH = {"authorization": "Bearer team-a-key-1"}
+HELLO = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def post(gateway, path, body=None, headers=None, **kw):
+    return httpx.post(f"{gateway.url}{path}", json=body, headers={**AUTH, **(headers or {})}, **kw)
+
+
+# ---------------------------------------------------------------- client authentication
+
+
+def test_requests_without_a_client_key_get_401_before_anything_else(gateway, fresh):
+    assert httpx.post(f"{gateway.url}/v1/chat/completions", json=HELLO).status_code == 401
+    assert httpx.get(f"{gateway.url}/v1/models").status_code == 401
+    assert httpx.get(f"{gateway.url}/no/such/path").status_code == 401
+    wrong = httpx.post(f"{gateway.url}/v1/chat/completions", json=HELLO, headers={"authorization": "Bearer team-a-key"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+    assert fresh.received == []
+
+
+def test_any_configured_client_key_works_with_either_sdk_and_is_not_forwarded(gateway, fresh):
+    oai = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="team-b-key-2", max_retries=0)
+    assert oai.chat.completions.create(model="gpt-4o", messages=HELLO["messages"]).choices
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key="team-a-key-1", max_retries=0)
+    assert claude.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=HELLO["messages"]).content
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        anthropic.Anthropic(base_url=gateway.url, api_key="nope", max_retries=0).messages.create(
+            model="claude-sonnet-4-5", max_tokens=10, messages=HELLO["messages"])
+    assert caught.value.body["error"]["type"] == "authentication_error"
+    for request in fresh.received:
+        assert "team-a-key-1" not in str(request.headers) and "team-b-key-2" not in str(request.headers)
+
+
+# ---------------------------------------------------------------- the bad-input matrix
+
+
+@pytest.mark.parametrize("path, api", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
+def test_body_over_the_limit_is_413_in_the_clients_shape(gateway, fresh, path, api):
+    huge = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * (MAX_BODY + 10)}]}
+    response = post(gateway, path, huge)
+    assert response.status_code == 413
+    body = response.json()
+    if api == "openai":
+        assert body["error"]["code"] == "request_too_large"
+    else:
+        assert body["type"] == "error" and body["error"]["type"] == "request_too_large"
+    assert fresh.received == []
+
+
+def test_a_body_just_under_the_limit_is_served(gateway, fresh):
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "y" * (MAX_BODY - 1000)}]}
+    assert post(gateway, "/v1/chat/completions", body).status_code == 200
+    assert len(fresh.received[0].body) > MAX_BODY - 1000
+
+
+def test_unsupported_path_is_404(gateway, fresh):
+    response = post(gateway, "/v1/embeddings", HELLO)
+    assert response.status_code == 404 and "unknown path" in response.json()["error"]["message"]
+    assert fresh.received == []
+
+
+def test_wrong_method_is_405_with_allow(gateway, fresh):
+    response = httpx.get(f"{gateway.url}/v1/chat/completions", headers=AUTH)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    response = httpx.delete(f"{gateway.url}/v1/messages", headers=AUTH)
+    assert response.status_code == 405 and response.json()["type"] == "error"
+    assert fresh.received == []
+
+
+def test_wrong_content_type_is_415(gateway, fresh):
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=b"model=gpt-4o",
+                          headers={**AUTH, "content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
+    assert fresh.received == []
+
+
+def test_empty_body_is_400(gateway, fresh):
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400
+    assert fresh.received == []
+
+
+def test_truncated_json_in_anthropic_shape(gateway, fresh):
+    response = httpx.post(f"{gateway.url}/v1/messages", content=b'{"model": "claude-sonnet-4-5", "messa',
+                          headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert fresh.received == []
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_provider_keys_appear_nowhere_in_a_full_runs_output(gateway, fresh):
+    """Errors, debug logs, access log, metrics: grep everything for the key values."""
+    post(gateway, "/v1/chat/completions", HELLO)
+    post(gateway, "/v1/chat/completions", {"model": "nope", "messages": HELLO["messages"]})
+    post(gateway, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": HELLO["messages"]})
+    metrics = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    render = subprocess.run(
+        [os.sys.executable, "-m", "filter.cli", "render", str(gateway.path)], capture_output=True, text=True,
+        env={**os.environ, "REL_OPENAI_KEY": OPENAI_KEY, "REL_ANTHROPIC_KEY": ANTHROPIC_KEY,
+             "REL_CLIENT_KEYS": CLIENT_KEYS}, timeout=60).stdout
+    time.sleep(0.7)  # the access log is flushed every 500 ms
+    everything = gateway.output() + metrics + render
+    for secret in (OPENAI_KEY, ANTHROPIC_KEY, "team-a-key-1", "team-b-key-2"):
+        assert secret not in everything
+    assert '"decision":"literal"' in gateway.output()  # the log really holds the requests
+
+
+# ---------------------------------------------------------------- the filter down or stuck
+
+
+def test_filter_down_means_a_clear_503_and_nothing_upstream(upstream, tmp_path):
+    upstream.clear()
+    port, admin = free_port(), free_port()
+    config = parse_config({
+        "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": port}},
+        "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True}],
+        "gateway": {"admin_port": admin, "filter_port": free_port()},  # nothing listens there
+    }, "t.yaml", {})
+    path = tmp_path / "envoy.yaml"
+    path.write_text(render_yaml(config))
+    envoy = subprocess.Popen([envoy_binary(), "-c", str(path), "--disable-hot-restart", "--log-level", "error"])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=HELLO)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.status_code == 503
+        assert response.json()["error"]["type"] == "server_error"
+        assert "gateway error" in response.json()["error"]["message"]
+        messages = httpx.post(f"http://127.0.0.1:{port}/v1/messages", json=HELLO)
+        assert messages.status_code == 503 and messages.json()["type"] == "error"
+        assert upstream.received == []
+    finally:
+        envoy.terminate()
+        envoy.wait(timeout=20)
+
+
+def test_a_stuck_filter_times_out_into_a_json_error_and_nothing_upstream(upstream, tmp_path):
+    upstream.clear()
+    config = {"llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1",
+                                 "default": True}],
+              "routing": {"engine": "none", "timeout": "200ms"}}
+    with Gateway(config, tmp_path) as gateway:
+        worker = gateway.child_pid("filter.worker")
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            response = httpx.post(f"{gateway.url}/v1/chat/completions", json=HELLO, timeout=10)
+            assert time.monotonic() - start < 3
+            assert response.status_code >= 500
+            assert "gateway error" in response.json()["error"]["message"]
+            assert upstream.received == []
+        finally:
+            os.kill(worker, signal.SIGCONT)
