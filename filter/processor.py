@@ -95,18 +95,23 @@ NO_LABELS = Labels("", "", "", "", "")
 
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     def __init__(self, config: Config, router: Router | None, metrics: Metrics):
-        self.config = config
-        self.router = router
         self.metrics = metrics
+        self.apply(config, router)
+
+    def apply(self, config: Config, router: Router | None) -> None:
+        """Switch to a (re)loaded configuration: everything derived from it is rebuilt here and
+        swapped in one step, so a request sees either the old or the new state, never a mix."""
         # Response phases cost a round trip: turn them on only where a translation can happen.
-        self._may_translate = {
+        may_translate = {
             ClientApi.CHAT: any(p.interface is Interface.ANTHROPIC for p in config.providers),
             ClientApi.MESSAGES: any(
                 p.interface not in (Interface.ANTHROPIC, Interface.ECHO) for p in config.providers
             ),
         }
-        self._models_body = _models_list(config)
-        self._client_keys = [k.reveal().encode() for k in config.gateway.client_keys]
+        models_body = _models_list(config)
+        client_keys = [k.reveal().encode() for k in config.gateway.client_keys]
+        (self.config, self.router, self._may_translate, self._models_body, self._client_keys) = (
+            config, router, may_translate, models_body, client_keys)
 
     async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
         exchange = Exchange()

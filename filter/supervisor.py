@@ -18,13 +18,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filter.config import Config
-from filter.envoy_config import filter_ports, render_yaml
+import json
+import urllib.request
+
+import yaml
+
+from filter.config import Config, ConfigError, load_config
+from filter.envoy_config import filter_ports, render_bootstrap, write_reloadable
 from filter.metrics import MetricsEndpoint
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 MAX_RESTARTS_PER_MINUTE = 5
+# SIGTERM drains: the listener closes at once, in-flight requests get up to this long to finish.
+DRAIN_TIMEOUT_S = 30.0
+# How long a reload waits for Envoy to apply new routes and clusters before giving up on them.
+APPLY_TIMEOUT_S = 10.0
 
 
 def envoy_binary() -> str:
@@ -58,7 +67,11 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.envoy: subprocess.Popen | None = None
         self.stopping = False
+        self.reload_requested = False
         self._tmp = tempfile.TemporaryDirectory(prefix="switchyard-")
+        self._reload_dir = Path(self._tmp.name)
+        self._version = 1
+        self._config_mtime = _mtime(config_path)
         self.metrics = MetricsEndpoint(config.gateway.metrics_port)
 
     # ------------------------------------------------------------------ processes
@@ -71,8 +84,9 @@ class Supervisor:
         )
 
     def _start_envoy(self) -> subprocess.Popen:
-        bootstrap = Path(self._tmp.name) / "envoy.yaml"
-        bootstrap.write_text(render_yaml(self.config))
+        bootstrap = self._reload_dir / "envoy.yaml"
+        bootstrap.write_text(yaml.safe_dump(render_bootstrap(self.config, self._reload_dir), sort_keys=False))
+        write_reloadable([self.config], self._reload_dir, self._version)
         # Never below info: Envoy's debug logs print request headers and ext_proc mutations, keys included.
         level = {"debug": "info", "info": "warning"}.get(self.config.gateway.log_level, "error")
         return subprocess.Popen(
@@ -85,6 +99,7 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
         try:
             try:
                 self.metrics.start()
@@ -116,6 +131,13 @@ class Supervisor:
     def _watch(self) -> int:
         while not self.stopping:
             time.sleep(0.2)
+            mtime = _mtime(self.config_path)
+            if mtime != self._config_mtime:
+                self._config_mtime = mtime
+                self.reload_requested = True
+            if self.reload_requested:
+                self.reload_requested = False
+                self.reload()
             if self.envoy is not None and self.envoy.poll() is not None:
                 return self._fail(f"Envoy exited with status {self.envoy.returncode}")
             for worker in self.workers:
@@ -159,12 +181,88 @@ class Supervisor:
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
 
+    def _on_reload_signal(self, signum, frame) -> None:
+        self.reload_requested = True
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self) -> bool:
+        """Apply a changed configuration without dropping a request, or keep the running one.
+
+        Envoy first learns the union of old and new providers (routes and clusters), then the
+        workers switch (in-flight streams finish on the configuration they started with), then
+        Envoy drops what the new configuration no longer has.
+        """
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            print(f"switchyard: reload rejected, keeping the running configuration: {exc}", file=sys.stderr, flush=True)
+            return False
+        if _static_part(new) != _static_part(self.config):
+            print("switchyard: reload rejected, keeping the running configuration: listener, gateway ports, "
+                  "workers, body limit or metrics settings changed; these need a restart", file=sys.stderr, flush=True)
+            return False
+        old, self.config = self.config, new
+        if self.envoy is not None:
+            self._apply_to_envoy([old, new])
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGHUP)
+        if self.envoy is not None:
+            time.sleep(0.5)  # workers re-read the file; new streams use it from then on
+            self._apply_to_envoy([new])
+        print(f"switchyard: configuration reloaded ({len(new.providers)} providers, {len(new.aliases)} aliases, "
+              f"{len(new.routes)} routes)", flush=True)
+        return True
+
+    def _apply_to_envoy(self, configs: list[Config]) -> None:
+        self._version += 1
+        write_reloadable(configs, self._reload_dir, self._version)
+        deadline = time.monotonic() + APPLY_TIMEOUT_S
+        while time.monotonic() < deadline and not self._envoy_has_version(str(self._version)):
+            time.sleep(0.05)
+
+    def _envoy_has_version(self, version: str) -> bool:
+        dump = self._admin_json("/config_dump?resource=dynamic_route_configs")
+        if dump is None:
+            return False
+        return any(c.get("version_info") == version for c in dump.get("configs", []))
+
+    def _admin_json(self, path: str) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.config.gateway.admin_port}{path}", timeout=2) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ drain and stop
+
+    def _drain(self) -> None:
+        """Stop accepting (new connections are refused) and let in-flight requests finish, bounded."""
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{self.config.gateway.admin_port}/drain_listeners",
+                                             method="POST")
+            urllib.request.urlopen(request, timeout=2).close()
+        except OSError:
+            return
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            stats = self._admin_json("/stats?format=json&filter=^http.switchyard.downstream_rq_active$")
+            if stats is None:
+                return
+            active = sum(s.get("value", 0) for s in stats.get("stats", []) if "value" in s)
+            if active == 0:
+                return
+            time.sleep(0.1)
+
     def _fail(self, reason: str) -> int:
         print(f"switchyard: {reason}; stopping", file=sys.stderr, flush=True)
         return 1
 
     def _stop_all(self) -> None:
         self.stopping = True
+        if self.envoy is not None and self.envoy.poll() is None:
+            self._drain()
         # Envoy first, so no new request reaches a worker that is going away.
         processes = ([self.envoy] if self.envoy else []) + [w.process for w in self.workers]
         for process in processes:
@@ -177,6 +275,19 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _static_part(config: Config) -> tuple:
+    """What a reload cannot change: it is baked into Envoy's bootstrap or the worker processes."""
+    return (config.listener, config.routing.timeout_s, config.gateway.admin_port, config.gateway.filter_port, config.gateway.workers,
+            config.gateway.metrics_port, config.gateway.max_request_bytes, config.gateway.usage_metrics)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -13,7 +13,7 @@ import signal
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
-from filter.config import load_config
+from filter.config import ConfigError, load_config
 from filter.metrics import Metrics
 from filter.processor import Processor
 from filter.routing import build_router
@@ -46,10 +46,29 @@ async def serve(config_path: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(config_path, processor)))
     await stop.wait()
     await server.stop(SHUTDOWN_GRACE_S)
-    if router is not None:
-        await router.aclose()
+    if processor.router is not None:
+        await processor.router.aclose()
+
+
+async def reload(config_path: str, processor: Processor) -> None:
+    """SIGHUP from the supervisor: re-read the configuration; a bad one keeps the running one."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("reload rejected, keeping the running configuration: %s", exc)
+        return
+    router = processor.router
+    if config.routing != processor.config.routing:
+        # A new engine loads off the event loop; requests keep being served meanwhile.
+        router = await asyncio.to_thread(build_router, config.routing)
+        old = processor.router
+        if old is not None:
+            asyncio.get_running_loop().call_later(SHUTDOWN_GRACE_S, lambda: asyncio.ensure_future(old.aclose()))
+    processor.apply(config, router)
+    log.info("configuration reloaded")
 
 
 def main(argv: list[str] | None = None) -> int:
