@@ -223,10 +223,11 @@ class Supervisor:
             time.sleep(0.05)
 
     def _envoy_has_version(self, version: str) -> bool:
-        dump = self._admin_json("/config_dump?resource=dynamic_route_configs")
-        if dump is None:
+        stats = self._admin_json("/stats?format=json&filter=(cds|rds.switchyard_routes).version_text$")
+        if stats is None:
             return False
-        return any(c.get("version_info") == version for c in dump.get("configs", []))
+        texts = [s.get("value") for s in stats.get("stats", []) if s.get("name", "").endswith("version_text")]
+        return len(texts) == 2 and all(t == version for t in texts)
 
     def _admin_json(self, path: str) -> dict | None:
         try:
