@@ -78,6 +78,28 @@ class Provider:
 
 
 @dataclass(frozen=True, slots=True)
+class Chain:
+    """A failover chain: the primary model, then its fallbacks in order. Envoy serves it with an
+    aggregate cluster whose retries walk the members; each attempt is rewritten for its member."""
+
+    name: str  # the aggregate cluster (and routing-header value)
+    members: tuple[Provider, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    retries: int = 1  # further attempts on the same model before moving to the next one
+    first_byte_timeout_s: float = 15.0  # an attempt with no response headers by then fails over
+    cooldown_s: float = 30.0  # a model that keeps failing is skipped this long
+    failures_before_cooldown: int = 3  # consecutive failures that start a cool-down
+    retry_on_status: tuple[int, ...] = (429, 500, 502, 503, 504)
+
+    @property
+    def attempts_per_model(self) -> int:
+        return self.retries + 1
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     address: str = "0.0.0.0"
     port: int = 12000
@@ -123,6 +145,16 @@ class Config:
     by_model_id: Mapping[str, Provider] = field(repr=False, default_factory=dict)
     route_owner: Mapping[str, Provider] = field(repr=False, default_factory=dict)
     routes: tuple[Route, ...] = ()  # every configured route, in file order
+    failover: Failover = Failover()
+    # Failover chains by the name the client used: a provider slug (its `fallbacks`) or an alias
+    # (the alias's own `fallbacks`, else its target's).
+    provider_chains: Mapping[str, Chain] = field(repr=False, default_factory=dict)
+    alias_chains: Mapping[str, Chain] = field(repr=False, default_factory=dict)
+
+    @property
+    def chains(self) -> list[Chain]:
+        unique = {c.name: c for c in (*self.provider_chains.values(), *self.alias_chains.values())}
+        return list(unique.values())
 
     @property
     def default_provider(self) -> Provider | None:
@@ -249,7 +281,8 @@ def cluster_name(slug: str) -> str:
 
 # --------------------------------------------------------------------------- sections
 
-_TOP_KEYS = {"version", "listeners", "llm_providers", "model_aliases", "routing", "gateway"}
+_TOP_KEYS = {"version", "listeners", "llm_providers", "model_aliases", "routing", "gateway", "failover"}
+_FAILOVER_KEYS = {"retries", "first_byte_timeout", "cooldown", "failures_before_cooldown"}
 _LISTENER_KEYS = {"address", "port", "timeout", "message_format"}
 _PROVIDER_KEYS = {
     "model",
@@ -261,6 +294,7 @@ _PROVIDER_KEYS = {
     "api_version",
     "anthropic_version",
     "max_tokens",
+    "fallbacks",
 }
 _PREFERENCE_KEYS = {"name", "description"}
 _ROUTING_KEYS = {"engine", "endpoint", "model", "timeout", "routed_models", "unknown_model", "cache_size"}
@@ -417,17 +451,21 @@ def _gateway(r: _Reader, raw: Any, env: Mapping[str, str]) -> Gateway:
 
 def _resolve_aliases(
     r: _Reader, raw: Any, by_slug: Mapping[str, Provider], by_model_id: Mapping[str, Provider], ambiguous: set[str]
-) -> dict[str, Provider]:
+) -> tuple[dict[str, Provider], dict[str, Any]]:
+    """Aliases resolved to providers, and each alias's raw `fallbacks` (checked with the chains)."""
     aliases_raw = r.mapping(raw, "model_aliases", set(raw or {}))
     targets: dict[str, str] = {}
+    fallbacks: dict[str, Any] = {}
     for name, spec in aliases_raw.items():
         path = f"model_aliases.{name}"
         if not isinstance(name, str):
             raise r.fail(path, "alias names must be strings")
-        entry = r.mapping(spec, path, {"target"})
+        entry = r.mapping(spec, path, {"target", "fallbacks"})
         if "target" not in entry:
             raise r.fail(f"{path}.target", "is required")
         targets[name] = r.string(entry["target"], f"{path}.target")
+        if "fallbacks" in entry:
+            fallbacks[name] = entry["fallbacks"]
 
     resolved: dict[str, Provider] = {}
     for name in targets:
@@ -449,7 +487,40 @@ def _resolve_aliases(
             )
             raise r.fail(f"model_aliases.{name}.target", why)
         resolved[name] = provider
-    return resolved
+    return resolved, fallbacks
+
+
+def _failover(r: _Reader, raw: Any) -> Failover:
+    section = r.mapping(raw, "failover", _FAILOVER_KEYS)
+    d = Failover()
+    retries = r.typed(section.get("retries", d.retries), "failover.retries", int, "an integer")
+    if not 0 <= retries <= 5:
+        raise r.fail("failover.retries", f"must be between 0 and 5, got {retries}")
+    return Failover(
+        retries=retries,
+        first_byte_timeout_s=r.duration(section.get("first_byte_timeout", "15s"), "failover.first_byte_timeout"),
+        cooldown_s=r.duration(section.get("cooldown", "30s"), "failover.cooldown"),
+        failures_before_cooldown=r.positive_int(
+            section.get("failures_before_cooldown", d.failures_before_cooldown), "failover.failures_before_cooldown"),
+    )
+
+
+def _chain(r: _Reader, path: str, primary: Provider, raw: Any, lookup: Mapping[str, Provider]) -> Chain:
+    names = r.typed(raw, path, list, "a list of model names")
+    members = [primary]
+    for i, name in enumerate(names):
+        where = f"{path}[{i}]"
+        provider = lookup.get(r.string(name, where))
+        if provider is None:
+            raise r.fail(where, f"{name!r} matches no configured provider or alias")
+        if provider in members:
+            raise r.fail(where, f"{provider.slug} is already in this failover chain")
+        members.append(provider)
+    for provider in members:
+        if provider.upstream is None:
+            raise r.fail(path, f"{provider.slug} answers inside the gateway and cannot be part of a failover chain")
+    name = "failover_" + "__".join(cluster_name(p.slug).removeprefix("provider_") for p in members)
+    return Chain(name, tuple(members))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -509,10 +580,26 @@ def parse_config(raw: Any, file: str, env: Mapping[str, str] | None = None) -> C
         if needs_key and p.access_key is None and p.interface is not Interface.ECHO:
             raise r.fail(f"llm_providers[{i}].access_key", f"is required for provider {p.provider!r}")
 
-    aliases = _resolve_aliases(r, top.get("model_aliases"), by_slug, by_model_id, ambiguous)
+    aliases, alias_fallbacks = _resolve_aliases(r, top.get("model_aliases"), by_slug, by_model_id, ambiguous)
     for name in aliases:
         if name in by_slug:
             raise r.fail(f"model_aliases.{name}", "an alias may not shadow a configured provider/model")
+
+    lookup = {**by_model_id, **aliases, **by_slug}
+    provider_chains = {
+        p.slug: _chain(r, f"llm_providers[{i}].fallbacks", p, providers_raw[i]["fallbacks"], lookup)
+        for i, p in enumerate(providers)
+        if providers_raw[i].get("fallbacks")
+    }
+    alias_chains = {
+        name: _chain(r, f"model_aliases.{name}.fallbacks", aliases[name], raw_list, lookup)
+        for name, raw_list in alias_fallbacks.items()
+        if raw_list
+    }
+    # An alias without fallbacks of its own fails over like its target.
+    for name, provider in aliases.items():
+        if name not in alias_chains and provider.slug in provider_chains:
+            alias_chains[name] = provider_chains[provider.slug]
 
     return Config(
         path=file,
@@ -525,6 +612,9 @@ def parse_config(raw: Any, file: str, env: Mapping[str, str] | None = None) -> C
         by_model_id=by_model_id,
         route_owner=route_owner,
         routes=tuple(r for p in providers for r in p.routes),
+        failover=_failover(r, top.get("failover")),
+        provider_chains=provider_chains,
+        alias_chains=alias_chains,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from filter.config import Config, Provider
+from filter.config import Chain, Config, Provider
 
 def _template_file():
     """envoy/bootstrap.template.yaml of the source tree, or the copy the wheel ships as
@@ -157,23 +157,51 @@ def _forwarded(config: Config) -> list[Provider]:
 
 
 def provider_routes(config: Config) -> list[dict[str, Any]]:
+    """One route per provider, then one per failover chain, matched on the routing header."""
     timeout = _duration(config.listener.timeout_s)
-    return [
+    routes = [
         {
             "name": p.cluster,
-            "match": {
-                "prefix": "/",
-                "headers": [{"name": ROUTING_HEADER, "string_match": {"exact": p.cluster}}],
-            },
-            "route": {
-                "cluster": p.cluster,
-                "timeout": timeout,
-                "host_rewrite_literal": _authority(p),
-            },
+            "match": _routing_match(p.cluster),
+            "route": {"cluster": p.cluster, "timeout": timeout, "host_rewrite_literal": _authority(p)},
             "request_headers_to_remove": [ROUTING_HEADER],
         }
         for p in _forwarded(config)
     ]
+    failover = config.failover
+    for chain in config.chains:
+        attempts = failover.attempts_per_model * len(chain.members)
+        routes.append({
+            "name": chain.name,
+            "match": _routing_match(chain.name),
+            "route": {
+                "cluster": chain.name,
+                "timeout": timeout,  # all attempts together stay inside the listener timeout
+                "auto_host_rewrite": True,  # each attempt carries its own provider's host
+                "retry_policy": {
+                    "retry_on": "connect-failure,refused-stream,reset,retriable-status-codes",
+                    "retriable_status_codes": list(failover.retry_on_status),
+                    "num_retries": attempts - 1,
+                    "per_try_timeout": _duration(failover.first_byte_timeout_s),
+                    # Each member is one priority of the aggregate cluster: it gets its tries, then
+                    # the retries move on to the next member of the chain.
+                    "retry_priority": {
+                        "name": "envoy.retry_priorities.previous_priorities",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+                            "update_frequency": failover.attempts_per_model,
+                        },
+                    },
+                },
+            },
+            "request_headers_to_remove": [ROUTING_HEADER],
+            "request_body_buffer_limit": config.gateway.max_request_bytes,
+        })
+    return routes
+
+
+def _routing_match(value: str) -> dict[str, Any]:
+    return {"prefix": "/", "headers": [{"name": ROUTING_HEADER, "string_match": {"exact": value}}]}
 
 
 def _unrouted() -> dict[str, Any]:
@@ -185,46 +213,116 @@ def _unrouted() -> dict[str, Any]:
     }
 
 
+def failover_cluster_name(p: Provider) -> str:
+    return f"{p.cluster}_failover"
+
+
 def provider_clusters(config: Config) -> list[dict[str, Any]]:
-    clusters = []
-    for p in _forwarded(config):
-        upstream = p.upstream
-        assert upstream is not None
-        cluster: dict[str, Any] = {
-            "name": p.cluster,
-            "type": "STATIC" if _is_ip(upstream.host) else "LOGICAL_DNS",
-            "dns_lookup_family": "V4_PREFERRED",
+    clusters = [_provider_cluster(p, p.cluster) for p in _forwarded(config)]
+    members = {p.slug: p for chain in config.chains for p in chain.members}
+    failover = config.failover
+    for p in members.values():
+        cluster = _provider_cluster(p, failover_cluster_name(p))
+        # A model that keeps failing is ejected for the cool-down; the chain skips it meanwhile.
+        cluster["outlier_detection"] = {
+            "consecutive_5xx": failover.failures_before_cooldown,
+            "consecutive_gateway_failure": failover.failures_before_cooldown,
+            "consecutive_local_origin_failure": failover.failures_before_cooldown,
+            "split_external_local_origin_errors": False,
+            "base_ejection_time": _duration(failover.cooldown_s),
+            "max_ejection_time": _duration(failover.cooldown_s),
+            "max_ejection_percent": 100,
+            "interval": "1s",
+        }
+        cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}  # ejected means skipped
+        # The attempt rewriter learns which member an attempt goes to from the picked host.
+        for locality in cluster["load_assignment"]["endpoints"]:
+            for endpoint in locality["lb_endpoints"]:
+                endpoint["metadata"] = {"filter_metadata": {"switchyard": {"member": p.slug}}}
+        clusters.append(cluster)
+    for chain in config.chains:
+        clusters.append({
+            "name": chain.name,
             "connect_timeout": "5s",
-            "load_assignment": {
-                "cluster_name": p.cluster,
-                "endpoints": [
-                    {
-                        "lb_endpoints": [
-                            {
-                                "endpoint": {
-                                    "address": {
-                                        "socket_address": {"address": upstream.host, "port_value": upstream.port}
-                                    }
-                                }
-                            }
-                        ]
-                    }
-                ],
+            "lb_policy": "CLUSTER_PROVIDED",
+            "cluster_type": {
+                "name": "envoy.clusters.aggregate",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig",
+                    "clusters": [failover_cluster_name(p) for p in chain.members],
+                },
+            },
+            # Envoy builds the upstream filter chain of the routed (aggregate) cluster: the
+            # rewriter lives here and asks for the picked host's metadata.
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http_protocol_options": {}},
+                    "http_filters": [attempt_rewriter(chain), {
+                        "name": "envoy.filters.http.upstream_codec",
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+                    }],
+                }
+            },
+        })
+    return clusters
+
+
+def attempt_rewriter(chain: Chain) -> dict[str, Any]:
+    """The upstream ext_proc of a failover member: Envoy retries re-run upstream filters only, so
+    each attempt is rewritten, translated and authenticated here for the member it goes to."""
+    return {
+        "name": "switchyard.attempt_rewriter",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {
+                "envoy_grpc": {"cluster_name": "switchyard_filter"},
+                "initial_metadata": [{"key": ATTEMPT_METADATA, "value": chain.name}],
+            },
+            "request_attributes": ["xds.upstream_host_metadata", "xds.cluster_name", "upstream.address"],
+            "failure_mode_allow": False,
+            "status_on_error": {"code": 503},
+            "message_timeout": "1s",
+            "allow_mode_override": True,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "response_header_mode": "SEND",
+                "response_body_mode": "NONE",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+        },
+    }
+
+
+ATTEMPT_METADATA = "x-switchyard-attempt"
+
+
+def _provider_cluster(p: Provider, name: str) -> dict[str, Any]:
+    upstream = p.upstream
+    assert upstream is not None
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": upstream.host, "port_value": upstream.port}}}}
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC" if _is_ip(upstream.host) else "LOGICAL_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [endpoint]}],
+        },
+    }
+    if upstream.tls:
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": upstream.host,
+                "common_tls_context": {"validation_context": {"trusted_ca": {"filename": SYSTEM_CA_FILE}}},
             },
         }
-        if upstream.tls:
-            cluster["transport_socket"] = {
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                    "sni": upstream.host,
-                    "common_tls_context": {
-                        "validation_context": {"trusted_ca": {"filename": SYSTEM_CA_FILE}}
-                    },
-                },
-            }
-        clusters.append(cluster)
-    return clusters
+    return cluster
 
 
 def _authority(p: Provider) -> str:

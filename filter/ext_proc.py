@@ -64,7 +64,7 @@ def _plain(value):
     return None
 
 
-def _mutation(set_headers: Iterable[tuple[str, str]], remove: Iterable[str] = ()) -> HeaderMutation:
+def mutation(set_headers: Iterable[tuple[str, str]], remove: Iterable[str] = ()) -> HeaderMutation:
     return HeaderMutation(
         set_headers=[
             HeaderValueOption(header=HeaderValue(key=k, raw_value=v.encode()), append_action=_OVERWRITE)
@@ -95,7 +95,7 @@ def immediate(
     return ProcessingResponse(
         immediate_response=ImmediateResponse(
             status=HttpStatus(code=status),
-            headers=_mutation([("content-type", content_type), *headers]),
+            headers=mutation([("content-type", content_type), *headers]),
             body=body,
             details=details,
         ),
@@ -114,7 +114,7 @@ def forward_request(
     return ProcessingResponse(
         request_body=BodyResponse(
             response=CommonResponse(
-                header_mutation=_mutation(set_headers, remove_headers),
+                header_mutation=mutation(set_headers, remove_headers),
                 body_mutation=BodyMutation(body=body),
                 clear_route_cache=True,
             )
@@ -144,7 +144,7 @@ def response_headers(
     stream_body: bool,
 ) -> ProcessingResponse:
     return ProcessingResponse(
-        response_headers=HeadersResponse(response=CommonResponse(header_mutation=_mutation(set_headers, remove_headers))),
+        response_headers=HeadersResponse(response=CommonResponse(header_mutation=mutation(set_headers, remove_headers))),
         mode_override=STREAM_RESPONSE if stream_body else SKIP_RESPONSE,
     )
 

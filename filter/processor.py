@@ -19,23 +19,17 @@ import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter import echo, ext_proc
-from filter.config import Config
+from filter.config import Chain, Config
 from filter.errors import ClientApi, GatewayError, error_body
 from filter.inbound import ClientRequest, parse_client_request
 from filter.metrics import Labels, Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
 from filter.routing import Router
-from filter.translation import (
-    ChatStreamToMessages,
-    MessagesStreamToChat,
-    TranslationError,
-    chat_response_to_messages,
-    error_to_chat,
-    error_to_messages,
-    messages_response_to_chat,
-)
-from filter.upstream import ResponseTranslation, build_upstream_request, upstream_api
+from filter.response_rewriter import ResponseRewriter
+from filter.translation import ChatStreamToMessages, TranslationError, chat_response_to_messages
+from filter.failover import AttemptRewriter, attempt_envelope, chain_of
+from filter.upstream import CLIENT_AUTH_HEADERS, build_upstream_request, upstream_api
 from filter.usage_meter import UsageMeter
 
 log = logging.getLogger("switchyard.filter")
@@ -68,12 +62,7 @@ class Exchange:
     query: str = ""
     path: str = ""  # as the client sent it, for the access log
     headers: dict[str, str] = field(default_factory=dict)
-    stream: bool = False
-    translation: ResponseTranslation | None = None
-    translator: MessagesStreamToChat | ChatStreamToMessages | None = None
-    buffered: list[bytes] = field(default_factory=list)  # a non-streamed body being translated
-    error_status: int | None = None
-    slug: str = ""
+    rewriter: ResponseRewriter | None = None  # set when the answer must be translated
     labels: Labels | None = None  # set once the decision is made
 
 
@@ -110,10 +99,16 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         }
         models_body = _models_list(config)
         client_keys = [k.reveal().encode() for k in config.gateway.client_keys]
-        (self.config, self.router, self._may_translate, self._models_body, self._client_keys) = (
-            config, router, may_translate, models_body, client_keys)
+        attempts = AttemptRewriter(config, self.metrics)
+        (self.config, self.router, self.attempts, self._may_translate, self._models_body, self._client_keys) = (
+            config, router, attempts, may_translate, models_body, client_keys)
 
     async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
+        chain = chain_of(context)
+        if chain is not None:  # an attempt of a failover chain, from the aggregate cluster's filter
+            async for reply in self.attempts.process(chain, request_iterator):
+                yield reply
+            return
         exchange = Exchange()
         async for message in request_iterator:
             phase = message.WhichOneof("request")
@@ -184,7 +179,6 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, exc)
 
         provider = decision.provider
-        ex.slug = provider.slug
         ex.labels = Labels(ex.api.value, provider.provider, provider.slug, decision.kind.value, decision.route or "")
         metadata = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
                     "api": ex.api.value, "provider": provider.provider, "path": ex.path,
@@ -199,20 +193,36 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
         if provider.interface is Interface.ECHO:
             return self._echo(ex, request, decision, metadata)
+        if decision.chain is not None:
+            return self._forward_to_chain(ex, request, decision.chain, metadata)
 
         try:
             upstream = build_upstream_request(request, provider, ex.headers, ex.query)
         except TranslationError as exc:  # a request the provider's API cannot express
             return self._error(ex, GatewayError(400, f"{provider.slug} cannot take this request: {exc.message}",
                                                 param=exc.param))
-        ex.stream = request.stream
-        ex.translation = upstream.translation
+        if upstream.translation is not None:
+            ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug)
         # What the response observer needs: the upstream's wire format and when it was sent.
         metadata.update(upstream_api=upstream_api(provider).value, stream=request.stream, sent_at=time.time())
         return ext_proc.forward_request(
             [(ROUTING_HEADER, provider.cluster), *upstream.set_headers],
             upstream.remove_headers,
             upstream.body,
+            metadata=metadata,
+        )
+
+    def _forward_to_chain(self, ex: Exchange, request: ClientRequest, chain: Chain, metadata: dict):
+        """A model with fallbacks: Envoy's retries walk the chain, and each attempt is rewritten
+        for its member by the attempt rewriter (filter/failover.py). The client's request travels
+        in an envelope with what the attempts need to know of the client."""
+        body = attempt_envelope(request, ex.api, ex.query, ex.headers)
+        # The observer sees the answer after the attempt rewriter translated it: in the client's format.
+        metadata.update(upstream_api=ex.api.value, stream=request.stream, sent_at=time.time(), chain=chain.name)
+        return ext_proc.forward_request(
+            [(ROUTING_HEADER, chain.name), ("content-length", str(len(body)))],
+            CLIENT_AUTH_HEADERS,
+            body,
             metadata=metadata,
         )
 
@@ -251,43 +261,15 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ response: translation only
 
     def on_response_headers(self, ex: Exchange, message):
-        if ex.translation is None:
+        if ex.rewriter is None:
             return ext_proc.response_headers(stream_body=False)
         status = int(ext_proc.header_values(message).get(":status", "200"))
-        if status >= 400:
-            ex.error_status = status
-            content_type = "application/json"
-        elif ex.stream:
-            ex.translator = (MessagesStreamToChat if ex.translation is ResponseTranslation.MESSAGES_TO_CHAT
-                             else ChatStreamToMessages)(model=ex.slug)
-            content_type = "text/event-stream"
-        else:
-            content_type = "application/json"
-        # The translated body has another length: let Envoy send it chunked.
-        return ext_proc.response_headers([("content-type", content_type)], ["content-length"], stream_body=True)
+        set_headers, remove_headers = ex.rewriter.on_headers(status)
+        return ext_proc.response_headers(set_headers, remove_headers, stream_body=True)
 
     def on_response_body(self, ex: Exchange, chunk: bytes, end_of_stream: bool):
-        if ex.translator is not None:
-            out = ex.translator.feed(chunk)
-            if end_of_stream:
-                out += ex.translator.finish()
-            return ext_proc.replace_response_chunk(out)
-        ex.buffered.append(chunk)
-        if not end_of_stream:
-            return ext_proc.replace_response_chunk(b"")
-        whole = b"".join(ex.buffered)
-        return ext_proc.replace_response_chunk(self._translate_whole(ex, whole))
-
-    def _translate_whole(self, ex: Exchange, body: bytes) -> bytes:
-        to_chat = ex.translation is ResponseTranslation.MESSAGES_TO_CHAT
-        if ex.error_status is not None:
-            return (error_to_chat if to_chat else error_to_messages)(ex.error_status, body)
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return (error_to_chat if to_chat else error_to_messages)(502, body)
-        convert = messages_response_to_chat if to_chat else chat_response_to_messages
-        return orjson.dumps(convert(parsed, model=ex.slug))
+        assert ex.rewriter is not None  # the body phase is only turned on for rewritten answers
+        return ext_proc.replace_response_chunk(ex.rewriter.on_body(chunk, end_of_stream))
 
     # ------------------------------------------------------------------ response observer (metrics)
 
@@ -299,12 +281,18 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         fields = ext_proc.forwarded_metadata(first)
         if "model" not in fields:
             return  # not a request the filter forwarded (nothing to attribute it to)
-        labels = Labels(fields.get("api", ""), fields.get("provider", ""), fields["model"],
-                        fields.get("decision", ""), fields.get("route") or "")
-        api = ClientApi(fields.get("upstream_api", ClientApi.CHAT.value))
+        headers = ext_proc.header_values(first.response_headers)
+        # With failover the model that answered may be a fallback: its header says which.
+        model, decision = fields["model"], fields.get("decision", "")
+        served = headers.get("x-switchyard-model") or model
+        if served != model:
+            model, decision = served, DecisionKind.FALLBACK.value
+        provider = model.partition("/")[0] if served != fields["model"] else fields.get("provider", "")
+        labels = Labels(fields.get("api", ""), provider, model, decision, fields.get("route") or "")
+        api = ClientApi(fields.get("upstream_api") or ClientApi.CHAT.value)
         seen = Observation(labels, labels.provider, labels.model, float(fields.get("sent_at", time.time())),
                            UsageMeter(api, bool(fields.get("stream"))))
-        seen.status = int(ext_proc.header_values(first.response_headers).get(":status", "0"))
+        seen.status = int(headers.get(":status", "0"))
         ended = first.response_headers.end_of_stream
         if not ended:
             async for message in rest:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping
 from enum import Enum
 
-from filter.config import Config, Provider
+from filter.config import Chain, Config, Provider
 from filter.errors import GatewayError
 from filter.inbound import RequestPreference
 from router_model.engine import Route
@@ -34,6 +34,7 @@ class Decision:
     provider: Provider
     kind: DecisionKind
     route: str | None = None
+    chain: Chain | None = None  # set when the model has fallbacks: Envoy walks them on failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class RoutingPlan:
     routes: tuple[Route, ...]
     owners: Mapping[str, Provider]
     fallback: Provider  # serves "other", unknown routes and router failures
+    chains: Mapping[str, Chain]  # failover chains by provider slug
 
 
 def resolve(config: Config, model: str | None, preferences: tuple[RequestPreference, ...] | None) -> Decision | RoutingPlan:
@@ -52,10 +54,10 @@ def resolve(config: Config, model: str | None, preferences: tuple[RequestPrefere
     if model:
         provider = config.by_slug.get(model) or config.by_model_id.get(model)
         if provider is not None:
-            return Decision(provider, DecisionKind.LITERAL)
+            return Decision(provider, DecisionKind.LITERAL, chain=config.provider_chains.get(provider.slug))
         provider = config.aliases.get(model)
         if provider is not None:
-            return Decision(provider, DecisionKind.ALIAS)
+            return Decision(provider, DecisionKind.ALIAS, chain=config.alias_chains.get(model))
 
     routed_name = not model or model in config.routing.routed_models
     unknown_policy = config.routing.unknown_model
@@ -63,9 +65,9 @@ def resolve(config: Config, model: str | None, preferences: tuple[RequestPrefere
         if plan is not None:
             return plan
         if config.default_provider is not None:
-            return Decision(config.default_provider, DecisionKind.DEFAULT)
+            return _default(config)
     elif unknown_policy == "default" and config.default_provider is not None:
-        return Decision(config.default_provider, DecisionKind.DEFAULT)
+        return _default(config)
 
     known = ", ".join(config.model_names)
     if not model:
@@ -73,11 +75,18 @@ def resolve(config: Config, model: str | None, preferences: tuple[RequestPrefere
     raise GatewayError(404, f"model {model!r} is not configured; known models and aliases: {known}", param="model", code="model_not_found")
 
 
+def _default(config: Config) -> Decision:
+    provider = config.default_provider
+    assert provider is not None
+    return Decision(provider, DecisionKind.DEFAULT, chain=config.provider_chains.get(provider.slug))
+
+
 def _routing_plan(config: Config, preferences: tuple[RequestPreference, ...] | None) -> RoutingPlan | None:
     if preferences is None:
         if not config.route_owner:
             return None
-        return RoutingPlan(config.routes, config.route_owner, config.default_provider)  # type: ignore[arg-type]
+        return RoutingPlan(config.routes, config.route_owner, config.default_provider,  # type: ignore[arg-type]
+                           config.provider_chains)
 
     owners: dict[str, Provider] = {}
     routes: list[Route] = []
@@ -90,7 +99,7 @@ def _routing_plan(config: Config, preferences: tuple[RequestPreference, ...] | N
     if not routes:
         return None
     fallback = config.default_provider or owners[routes[0].name]
-    return RoutingPlan(tuple(routes), owners, fallback)
+    return RoutingPlan(tuple(routes), owners, fallback, config.provider_chains)
 
 
 def _lookup(config: Config, name: str, route: str) -> Provider:
@@ -109,5 +118,5 @@ def decide_route(plan: RoutingPlan, route: str | None) -> Decision:
     """Turn the router's answer into a decision; no route or an unknown one → the fallback."""
     provider = plan.owners.get(route) if route else None
     if provider is None:
-        return Decision(plan.fallback, DecisionKind.DEFAULT)
-    return Decision(provider, DecisionKind.PREFERENCE, route)
+        return Decision(plan.fallback, DecisionKind.DEFAULT, chain=plan.chains.get(plan.fallback.slug))
+    return Decision(provider, DecisionKind.PREFERENCE, route, plan.chains.get(provider.slug))

@@ -1,0 +1,212 @@
+"""The embedded router: what it reads from a conversation, and the routes it picks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from router_model.embedded import EmbeddedEngine
+from router_model.embedded_encoder import MiniLMEncoder
+from router_model.embedded_scoring import FEATURES, Knobs, build_index, pick, route_features
+from router_model.embedded_text import content_text, routing_text, split_description
+from router_model.engine import Route, RouterError
+
+ROUTES = [
+    Route("coding", "programming: writing code, debugging errors, Python, JavaScript, SQL queries, unit tests"),
+    Route("cooking", "cooking and food: recipes, ingredients, baking bread, meal plans"),
+    Route("travel", "travel: flights, hotels, visas, trip itineraries"),
+    Route("billing", "billing for this service: invoices, refunds, subscription plans, payment methods"),
+]
+
+
+def user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+@pytest.fixture(scope="module")
+def encoder() -> MiniLMEncoder:
+    return MiniLMEncoder()
+
+
+@pytest.fixture(scope="module")
+def engine(encoder: MiniLMEncoder) -> EmbeddedEngine:
+    return EmbeddedEngine(encoder=encoder)
+
+
+# --- reading the conversation ------------------------------------------------------------------
+
+
+def test_content_parts_are_joined_and_images_ignored() -> None:
+    parts = [
+        {"type": "text", "text": "what is in"},
+        {"type": "image_url", "image_url": {"url": "data:..."}},
+        {"type": "text", "text": "this picture"},
+    ]
+    assert content_text(parts) == "what is in this picture"
+    assert content_text(None) == ""
+
+
+def test_latest_user_turn_decides_and_other_roles_are_ignored() -> None:
+    messages = [
+        {"role": "system", "content": "You are a travel agent. Flights, hotels, visas."},
+        user("give me a recipe for lasagna"),
+        {"role": "assistant", "content": "Sure, here is one."},
+        {"role": "tool", "content": "flight search results"},
+        user("now write a python function that parses dates"),
+    ]
+    assert routing_text(messages) == "now write a python function that parses dates"
+
+
+def test_short_follow_up_borrows_the_previous_user_turn() -> None:
+    messages = [user("find me a hotel in Lisbon"), {"role": "assistant", "content": "Dates?"}, user("next weekend")]
+    assert routing_text(messages) == "find me a hotel in Lisbon next weekend"
+
+
+def test_description_splits_into_head_and_phrases() -> None:
+    head, phrases = split_description("credit cards: card limits, lost, damaged or expired cards; APR")
+    assert head == "credit cards"
+    assert phrases == ["card limits", "lost", "damaged or expired cards", "APR"]
+    assert split_description("just some words") == ("", ["just some words"])
+
+
+# --- the encoder ------------------------------------------------------------------------------
+
+
+def test_embeddings_are_unit_length_and_padding_does_not_leak(encoder: MiniLMEncoder) -> None:
+    short = "book a flight"
+    long = "please find me the cheapest return flight from Paris to Tokyo in early May with one bag"
+    alone = encoder.encode([short])[0]
+    batched = encoder.encode([short, long])
+    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    # The short text is padded in the batch; masking must make that invisible.
+    assert np.allclose(alone, batched[0], atol=1e-5)
+
+
+def test_similar_sentences_are_closer_than_unrelated_ones(encoder: MiniLMEncoder) -> None:
+    a, b, c = encoder.encode(["how do I reset my password", "I forgot my password", "best pizza in Naples"])
+    assert a @ b > a @ c + 0.3
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "route"),
+    [
+        ("fix this python traceback in my function", "coding"),
+        ("my SQL query returns duplicate rows, why?", "coding"),
+        ("how long should I bake sourdough bread", "cooking"),
+        ("what can I cook with chicken and rice tonight", "cooking"),
+        ("book me a flight to Tokyo next week", "travel"),
+        ("do I need a visa to visit Brazil", "travel"),
+        ("I was charged twice, I want a refund", "billing"),
+        ("send me last month's invoice", "billing"),
+    ],
+)
+def test_clear_queries_get_the_obvious_route(engine: EmbeddedEngine, query: str, route: str) -> None:
+    assert engine.decide(ROUTES, [user(query)]) == route
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["tell me about the french revolution", "what's the capital of peru", "hi there", "who won the world cup in 1998"],
+)
+def test_irrelevant_chatter_gets_no_route(engine: EmbeddedEngine, query: str) -> None:
+    assert engine.decide(ROUTES, [user(query)]) is None
+
+
+def test_latest_intent_wins_in_a_multi_turn_conversation(engine: EmbeddedEngine) -> None:
+    messages = [
+        {"role": "system", "content": "You help with recipes."},
+        user("give me a lasagna recipe"),
+        {"role": "assistant", "content": "Here it is..."},
+        user("thanks. separately, which hotels near the Lisbon airport are good?"),
+    ]
+    assert engine.decide(ROUTES, messages) == "travel"
+
+
+def test_content_parts_are_routed_like_strings(engine: EmbeddedEngine) -> None:
+    message = {"role": "user", "content": [{"type": "text", "text": "debug this JavaScript error"}]}
+    assert engine.decide(ROUTES, [message]) == "coding"
+
+
+def test_no_routes_or_no_user_text_means_no_route(engine: EmbeddedEngine) -> None:
+    assert engine.decide([], [user("book a flight")]) is None
+    assert engine.decide(ROUTES, [{"role": "system", "content": "book a flight"}]) is None
+
+
+def test_route_list_cache_is_bounded(encoder: MiniLMEncoder) -> None:
+    engine = EmbeddedEngine(encoder=encoder, cache_size=2)
+    for i in range(4):
+        engine.decide([Route(f"r{i}", f"topic {i}: flights, hotels")], [user("book a hotel")])
+    assert engine.cached_route_lists == 2
+
+
+def test_knobs_change_the_decision(encoder: MiniLMEncoder) -> None:
+    # An unreachable threshold turns every decision into "other".
+    strict = EmbeddedEngine(encoder=encoder, knobs=Knobs(weights=(1.0,) * len(FEATURES), threshold=1e9))
+    assert strict.decide(ROUTES, [user("book me a flight to Tokyo")]) is None
+
+
+def test_choose_runs_off_the_event_loop(encoder: MiniLMEncoder) -> None:
+    asyncio.run(_choose_off_the_loop(encoder))
+
+
+async def _choose_off_the_loop(encoder: MiniLMEncoder) -> None:
+    engine = EmbeddedEngine(encoder=encoder)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    async def decide() -> str | None:
+        try:  # a fresh route list: the first call compiles it (hundreds of ms of CPU)
+            return await engine.choose(ROUTES[:3], [user("book me a flight to Rome")])
+        finally:
+            done.set()
+
+    choice, _ = await asyncio.gather(decide(), ticker())
+    assert choice == "travel"
+    assert ticks > 10  # the loop kept running while the engine worked
+    await engine.aclose()
+    with pytest.raises(RouterError):
+        await engine.choose(ROUTES, [user("book me a flight")])
+
+
+# --- scoring functions -------------------------------------------------------------------------
+
+
+class _OneHotEncoder:
+    """Each distinct text gets its own axis, so similarities are exactly 0 or 1."""
+
+    def __init__(self) -> None:
+        self.axes: dict[str, int] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, self.axes.setdefault(t, len(self.axes))] = 1.0
+        return out
+
+
+def test_route_features_take_the_best_and_second_best_phrase() -> None:
+    enc = _OneHotEncoder()
+    index = build_index([("a", "x: alpha, beta"), ("b", "y: gamma")], enc)
+    query = enc.encode(["alpha"])[0]
+    f = route_features(query, {"alpha"}, index)
+    assert f.shape == (2, len(FEATURES))
+    assert f[0, 0] == 1.0 and f[1, 0] == 0.0  # max over bare phrases
+    assert f[0, FEATURES.index("second_phrase")] == 0.0  # "beta" is the runner-up
+    assert f[0, FEATURES.index("lexical")] > 0.0 and f[1, FEATURES.index("lexical")] == 0.0
+
+
+def test_pick_applies_the_threshold() -> None:
+    assert pick(np.array([0.2, 0.9, 0.5]), threshold=0.8) == 1
+    assert pick(np.array([0.2, 0.7, 0.5]), threshold=0.8) is None
+    assert pick(np.array([]), threshold=0.0) is None
