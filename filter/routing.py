@@ -52,6 +52,13 @@ class Router:
         self._cache: OrderedDict[object, str | None] = OrderedDict()
         self._cache_size = settings.cache_size
 
+    def prepare(self, routes: Sequence[Route]) -> None:
+        """Compile a route list ahead of the first request (the embedded engine embeds every
+        description once: seconds, which a 1 s deadline must not pay). Blocking: call in a thread."""
+        compile_routes = getattr(self.engine, "index_for", None)  # engines without this need none
+        if compile_routes is not None and routes:
+            compile_routes(routes)
+
     async def choose(
         self, routes: Sequence[Route], messages: Sequence[Message], headers: Mapping[str, str] | None = None
     ) -> RouterAnswer:

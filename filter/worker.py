@@ -26,6 +26,8 @@ SHUTDOWN_GRACE_S = 10.0
 async def serve(config_path: str, port: int) -> None:
     config = load_config(config_path)
     router = build_router(config.routing)
+    if router is not None:
+        await asyncio.to_thread(router.prepare, config.routes)
     # The buffered request body travels in one gRPC message: allow the configured body limit.
     limit = config.gateway.max_request_bytes + 64 * 1024
     server = grpc.aio.server(
@@ -67,6 +69,8 @@ async def reload(config_path: str, processor: Processor) -> None:
         old = processor.router
         if old is not None:
             asyncio.get_running_loop().call_later(SHUTDOWN_GRACE_S, lambda: asyncio.ensure_future(old.aclose()))
+    if router is not None:
+        await asyncio.to_thread(router.prepare, config.routes)
     processor.apply(config, router)
     log.info("configuration reloaded")
 
