@@ -7,6 +7,7 @@ bad file. The objects built here are frozen and shared read-only by every reques
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class Gateway:
     usage_metrics: bool = True
     # When set, every request must present one of these (Bearer or x-api-key), else 401.
     client_keys: tuple[Secret, ...] = ()
+    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); needs the `tracing` extra.
+    otlp_endpoint: str | None = None
+    service_name: str = "switchyard"
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,7 @@ _PREFERENCE_KEYS = {"name", "description"}
 _ROUTING_KEYS = {"engine", "endpoint", "model", "timeout", "routed_models", "unknown_model", "cache_size"}
 _GATEWAY_KEYS = {
     "admin_port", "filter_port", "workers", "metrics_port", "max_request_bytes", "log_level", "usage_metrics",
-    "client_keys",
+    "client_keys", "tracing",
 }
 _INTERFACES = tuple(i.value for i in Interface)
 
@@ -446,7 +450,24 @@ def _gateway(r: _Reader, raw: Any, env: Mapping[str, str]) -> Gateway:
         ),
         usage_metrics=r.typed(section.get("usage_metrics", d.usage_metrics), "gateway.usage_metrics", bool, "true or false"),
         client_keys=_client_keys(r, section["client_keys"], env) if section.get("client_keys") else (),
+        **_tracing(r, section.get("tracing")),
     )
+
+
+def _tracing(r: _Reader, raw: Any) -> dict[str, Any]:
+    section = r.mapping(raw, "gateway.tracing", {"otlp_endpoint", "service_name"})
+    settings: dict[str, Any] = {}
+    if "otlp_endpoint" in section:
+        endpoint = r.string(section["otlp_endpoint"], "gateway.tracing.otlp_endpoint")
+        if parse_upstream(endpoint) is None:
+            raise r.fail("gateway.tracing.otlp_endpoint", f"{endpoint!r} is not an http(s) URL with a host")
+        if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
+            raise r.fail("gateway.tracing.otlp_endpoint",
+                         "needs the tracing extra: pip install 'switchyard[tracing]'")
+        settings["otlp_endpoint"] = endpoint
+    if "service_name" in section:
+        settings["service_name"] = r.string(section["service_name"], "gateway.tracing.service_name")
+    return settings
 
 
 def _resolve_aliases(

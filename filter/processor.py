@@ -27,6 +27,7 @@ from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
 from filter.routing import Router
 from filter.response_rewriter import ResponseRewriter
+from filter.tracing import SpanExporter, TraceContext, start_trace
 from filter.translation import ChatStreamToMessages, TranslationError, chat_response_to_messages
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.upstream import CLIENT_AUTH_HEADERS, build_upstream_request, upstream_api
@@ -63,6 +64,8 @@ class Exchange:
     path: str = ""  # as the client sent it, for the access log
     headers: dict[str, str] = field(default_factory=dict)
     rewriter: ResponseRewriter | None = None  # set when the answer must be translated
+    trace: TraceContext | None = None
+    received_ns: int = 0
     labels: Labels | None = None  # set once the decision is made
 
 
@@ -83,8 +86,9 @@ NO_LABELS = Labels("", "", "", "", "")
 
 
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
-    def __init__(self, config: Config, router: Router | None, metrics: Metrics):
+    def __init__(self, config: Config, router: Router | None, metrics: Metrics, spans: SpanExporter | None = None):
         self.metrics = metrics
+        self.spans = spans
         self.apply(config, router)
 
     def apply(self, config: Config, router: Router | None) -> None:
@@ -133,6 +137,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     def on_request_headers(self, ex: Exchange, message):
         ex.headers = ext_proc.header_values(message)
+        ex.received_ns = time.time_ns()
+        ex.trace = start_trace(ex.headers.get("traceparent"))
         ex.path = raw_path = ex.headers.get(":path", "/")
         path, _, query = raw_path.partition("?")
         ex.query = f"?{query}" if query else ""
@@ -150,7 +156,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, GatewayError(405, f"{path} accepts {method} only", code="method_not_allowed"),
                                headers=[("allow", method)])
         if ex.endpoint is Endpoint.MODELS:
-            self.metrics.request(Labels(ex.api.value, "", "", "", ""), 200)
+            self._answered(ex, 200)
             return ext_proc.immediate(200, self._models_body, metadata={"api": ex.api.value, "path": ex.path})
         content_type = ex.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type != "application/json":
@@ -174,7 +180,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     async def on_request_body(self, ex: Exchange, raw: bytes):
         try:
             request = parse_client_request(ex.api, raw)
-            decision, router_ms = await self.decide(request, ex.headers)
+            decision, router_ms = await self.decide(request, ex.trace)
         except GatewayError as exc:
             return self._error(ex, exc)
 
@@ -188,7 +194,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if ex.endpoint is Endpoint.DECISION:
             answer = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
                       "router_ms": metadata["router_ms"]}
-            self.metrics.request(ex.labels, 200)
+            self._answered(ex, 200)
             return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
 
         if provider.interface is Interface.ECHO:
@@ -204,9 +210,11 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if upstream.translation is not None:
             ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug)
         # What the response observer needs: the upstream's wire format and when it was sent.
-        metadata.update(upstream_api=upstream_api(provider).value, stream=request.stream, sent_at=time.time())
+        metadata.update(upstream_api=upstream_api(provider).value, stream=request.stream, sent_at=time.time(),
+                        received_ns=ex.received_ns, **ex.trace.as_metadata())
         return ext_proc.forward_request(
-            [(ROUTING_HEADER, provider.cluster), *upstream.set_headers],
+            [(ROUTING_HEADER, provider.cluster), *upstream.set_headers,
+             ("traceparent", ex.trace.traceparent(ex.trace.upstream_span))],
             upstream.remove_headers,
             upstream.body,
             metadata=metadata,
@@ -218,31 +226,40 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         in an envelope with what the attempts need to know of the client."""
         body = attempt_envelope(request, ex.api, ex.query, ex.headers)
         # The observer sees the answer after the attempt rewriter translated it: in the client's format.
-        metadata.update(upstream_api=ex.api.value, stream=request.stream, sent_at=time.time(), chain=chain.name)
+        metadata.update(upstream_api=ex.api.value, stream=request.stream, sent_at=time.time(), chain=chain.name,
+                        received_ns=ex.received_ns, **ex.trace.as_metadata())
         return ext_proc.forward_request(
-            [(ROUTING_HEADER, chain.name), ("content-length", str(len(body)))],
+            [(ROUTING_HEADER, chain.name), ("content-length", str(len(body))),
+             ("traceparent", ex.trace.traceparent(ex.trace.upstream_span))],
             CLIENT_AUTH_HEADERS,
             body,
             metadata=metadata,
         )
 
-    async def decide(self, request: ClientRequest, headers: dict[str, str]) -> tuple[Decision, float | None]:
+    async def decide(self, request: ClientRequest, trace: TraceContext) -> tuple[Decision, float | None]:
         outcome = resolve(self.config, request.model, request.preferences)
         if isinstance(outcome, Decision):
             return outcome, None
-        return await self._route(outcome, request, headers)
+        return await self._route(outcome, request, trace)
 
-    async def _route(self, plan: RoutingPlan, request: ClientRequest, headers: dict[str, str]) -> tuple[Decision, float]:
+    async def _route(self, plan: RoutingPlan, request: ClientRequest, trace: TraceContext) -> tuple[Decision, float]:
         if self.router is None:
-            return Decision(plan.fallback, DecisionKind.DEFAULT), 0.0
-        trace = {"traceparent": headers["traceparent"]} if "traceparent" in headers else None
-        answer = await self.router.choose(plan.routes, _routing_messages(request), trace)
-        self.metrics.router(self.router.engine.name, answer.outcome, answer.elapsed_ms / 1000.0)
+            return decide_route(plan, None), 0.0
+        started = time.time_ns()
+        headers = {"traceparent": trace.traceparent(trace.router_span)}
+        answer = await self.router.choose(plan.routes, _routing_messages(request), headers)
+        engine = self.router.engine.name
+        self.metrics.router(engine, answer.outcome, answer.elapsed_ms / 1000.0)
+        if self.spans is not None:
+            self.spans.span("switchyard.routing", trace.trace_id, trace.router_span, trace.request_span, started,
+                            time.time_ns(), {"switchyard.router.engine": engine, "switchyard.router.outcome": answer.outcome,
+                                             "switchyard.route": answer.route or ""},
+                            error=answer.outcome in ("timeout", "error"))
         return decide_route(plan, answer.route), answer.elapsed_ms
 
     def _echo(self, ex: Exchange, request: ClientRequest, decision: Decision, metadata: dict):
         provider = decision.provider
-        self.metrics.request(ex.labels, 200)
+        self._answered(ex, 200)
         text = echo.echo_text(request, provider.slug, decision.route)
         headers = [("x-switchyard-model", provider.slug)]
         if decision.route:
@@ -305,6 +322,21 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                     ended = True
                     break
         self._record(seen, complete=ended)
+        self._export_spans(fields, seen)
+
+    def _export_spans(self, fields: dict, seen: Observation) -> None:
+        trace_id = fields.get("trace_id")
+        if self.spans is None or not trace_id:
+            return
+        now = time.time_ns()
+        attributes = _span_attributes(seen.labels, seen.status, fields.get("path", ""))
+        self.spans.span("switchyard.request", trace_id, fields["request_span"], fields.get("parent_span") or None,
+                        int(fields.get("received_ns") or now), now, attributes, server=True, error=seen.status >= 500)
+        self.spans.span(f"chat {seen.model}", trace_id, fields["upstream_span"], fields["request_span"],
+                        int(seen.sent_at * 1e9), now, {"gen_ai.request.model": seen.model,
+                                                       "gen_ai.provider.name": seen.provider,
+                                                       "http.response.status_code": seen.status},
+                        error=seen.status >= 400)
 
     def _record(self, seen: Observation, complete: bool) -> None:
         m = self.metrics
@@ -319,11 +351,25 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     # ------------------------------------------------------------------ helpers
 
+    def _answered(self, ex: Exchange, status: int) -> None:
+        """Count (and trace) a request the gateway answered itself."""
+        labels = ex.labels or Labels(ex.api.value, "", "", "", "")
+        self.metrics.request(labels, status)
+        if self.spans is not None and ex.trace is not None:
+            trace = ex.trace
+            self.spans.span("switchyard.request", trace.trace_id, trace.request_span, trace.parent_id, ex.received_ns,
+                            time.time_ns(), _span_attributes(labels, status, ex.path), server=True, error=status >= 500)
+
     def _error(self, ex: Exchange, error: GatewayError, headers=()):
-        self.metrics.request(Labels(ex.api.value, "", "", "", ""), error.status)
+        self._answered(ex, error.status)
         return ext_proc.immediate(error.status, error_body(ex.api, error), headers=headers,
                                   details=f"switchyard_{error.code or 'bad_request'}",
                                   metadata={"api": ex.api.value, "path": ex.path})
+
+
+def _span_attributes(labels: Labels, status: int, path: str) -> dict[str, str | int]:
+    return {"http.response.status_code": status, "url.path": path, "switchyard.client_api": labels.client_api,
+            "switchyard.model": labels.model, "switchyard.decision": labels.decision, "switchyard.route": labels.route}
 
 
 def _routing_messages(request: ClientRequest) -> list[dict]:

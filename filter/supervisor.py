@@ -281,7 +281,8 @@ class Supervisor:
 def _static_part(config: Config) -> tuple:
     """What a reload cannot change: it is baked into Envoy's bootstrap or the worker processes."""
     return (config.listener, config.routing.timeout_s, config.gateway.admin_port, config.gateway.filter_port, config.gateway.workers,
-            config.gateway.metrics_port, config.gateway.max_request_bytes, config.gateway.usage_metrics)
+            config.gateway.metrics_port, config.gateway.max_request_bytes, config.gateway.usage_metrics,
+            config.gateway.otlp_endpoint, config.gateway.service_name)
 
 
 def _mtime(path: str) -> float:

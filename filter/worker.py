@@ -17,6 +17,7 @@ from filter.config import ConfigError, load_config
 from filter.metrics import Metrics
 from filter.processor import Processor
 from filter.routing import build_router
+from filter.tracing import SpanExporter
 
 log = logging.getLogger("switchyard.worker")
 # In-flight LLM streams finish within this on shutdown; Envoy stops sending new ones first.
@@ -37,7 +38,8 @@ async def serve(config_path: str, port: int) -> None:
             ("grpc.so_reuseport", 0),
         ]
     )
-    processor = Processor(config, router, Metrics())
+    spans = SpanExporter(config.gateway.otlp_endpoint, config.gateway.service_name) if config.gateway.otlp_endpoint else None
+    processor = Processor(config, router, Metrics(), spans)
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
         raise SystemExit(f"filter worker: cannot listen on 127.0.0.1:{port}")
@@ -53,6 +55,8 @@ async def serve(config_path: str, port: int) -> None:
     await server.stop(SHUTDOWN_GRACE_S)
     if processor.router is not None:
         await processor.router.aclose()
+    if spans is not None:
+        spans.close()  # flushes what is still queued
 
 
 async def reload(config_path: str, processor: Processor) -> None:

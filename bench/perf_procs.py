@@ -1,0 +1,315 @@
+"""The processes of the performance benchmark: the stand-in upstream, bare Envoy, Switchyard and the
+LiteLLM proxy; started on loopback with free ports and always stopped (also on Ctrl-C and errors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from filter.supervisor import envoy_binary
+from tests.gateway import Gateway, free_port, free_port_block
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "build"
+BENCH_VENV = BUILD / "bench-venv"
+LITELLM_VENV = BUILD / "litellm-venv"
+KEY = "sk-bench-not-a-key"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads), in seconds; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of `root`, parents before children."""
+    parent_of: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent_of[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [root]
+    while frontier:
+        nxt = [pid for pid, ppid in parent_of.items() if ppid in frontier]
+        found.extend(sorted(nxt))
+        frontier = nxt
+    return found
+
+
+def wait_http(url: str, timeout: float, body: dict | None = None, proc: subprocess.Popen | None = None,
+              log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{url}: the process exited ({proc.returncode}) before answering\n{tail}")
+        try:
+            status, _, _ = http(url, body, timeout=5)
+            if status == 200:
+                return
+            last = f"status {status}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f}s ({last})")
+
+
+def http(url: str, body: dict | None = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json",
+                                                              "authorization": f"Bearer {KEY}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+@dataclass
+class System:
+    """One thing under test: its base URL and the processes whose CPU is charged to it."""
+
+    name: str
+    url: str
+    processes: dict[str, int] = field(default_factory=dict)  # label → pid
+
+    def cpu(self) -> dict[str, float]:
+        return {label: c for label, pid in self.processes.items() if (c := cpu_seconds(pid)) is not None}
+
+
+class Fleet:
+    """Starts processes and remembers them, so that `stop_all` can end every one of them."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.popens: list[subprocess.Popen] = []
+        self.gateways: list[Gateway] = []
+        self.logs: list = []
+
+    # ------------------------------------------------------------------ generic
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+        log_path = self.workdir / f"{name}.log"
+        log = open(log_path, "wb")
+        self.logs.append(log)
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        self.popens.append(proc)
+        return proc, log_path
+
+    def stop_all(self) -> None:
+        for gateway in reversed(self.gateways):
+            try:
+                gateway.stop()
+            except Exception as exc:  # keep stopping the others
+                print(f"bench: stopping a gateway: {exc}", file=sys.stderr)
+            _kill_group(gateway.process)
+        for proc in reversed(self.popens):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for proc in self.popens:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _kill_group(proc)
+        for log in self.logs:
+            log.close()
+        self.popens.clear()
+        self.gateways.clear()
+
+    # ------------------------------------------------------------------ the systems
+
+    def upstream(self) -> System:
+        port = free_port()
+        python = BENCH_VENV / "bin" / "python"
+        argv = [str(python) if python.exists() else sys.executable, "-m", "bench.upstream", "--port", str(port)]
+        proc, log = self.spawn("upstream", argv)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health", 20, proc=proc, log=log)
+        return System("upstream", url, {"upstream": proc.pid})
+
+    def bare_envoy(self, upstream: System) -> System:
+        port, admin = free_port(), free_port()
+        up_port = int(upstream.url.rsplit(":", 1)[1])
+        bootstrap = bare_envoy_bootstrap(port, admin, up_port)
+        path = self.workdir / "bare-envoy.yaml"
+        path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+        # The flags Switchyard's supervisor gives its Envoy (filter/supervisor.py), same binary.
+        argv = [envoy_binary(), "-c", str(path), "--log-level", "error", "--disable-hot-restart",
+                "--file-flush-interval-msec", "500", "--concurrency", str(max(1, os.cpu_count() or 1))]
+        proc, log = self.spawn("bare-envoy", argv)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health", 30, proc=proc, log=log)
+        return System("envoy", url, {"envoy": proc.pid, "upstream": upstream.processes["upstream"]})
+
+    def switchyard(self, name: str, upstream: System, *, workers: int, engine: str,
+                   usage_metrics: bool = True) -> System:
+        config = switchyard_config(upstream.url, engine=engine, usage_metrics=usage_metrics)
+        gateway = Gateway(config, self.workdir, workers=workers)
+        self.gateways.append(gateway)
+        gateway.start(timeout=180)
+        processes = {"envoy": gateway.child_pid("envoy")}
+        worker_pids = sorted(pid for pid, cmd in gateway.children().items() if "filter.worker" in cmd)
+        for i, pid in enumerate(worker_pids, 1):
+            processes[f"worker{i}"] = pid
+        assert gateway.process is not None
+        processes["supervisor"] = gateway.process.pid
+        processes["upstream"] = upstream.processes["upstream"]
+        return System(name, gateway.url, processes)
+
+    def litellm(self, upstream: System, workers: int = 2) -> System:
+        binary = LITELLM_VENV / "bin" / "litellm"
+        if not binary.exists():
+            raise RuntimeError(f"{binary} is missing (make bench creates it)")
+        port = free_port()
+        config = {
+            "model_list": [{"model_name": "fast", "litellm_params": {
+                "model": "openai/gpt-4o-mini", "api_base": upstream.url + "/v1", "api_key": KEY}}],
+            "litellm_settings": {"set_verbose": False, "json_logs": False, "turn_off_message_logging": True,
+                                 "drop_params": True, "telemetry": False},
+            "general_settings": {},
+        }
+        path = self.workdir / "litellm.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        env = {"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
+               "LITELLM_MASTER_KEY": "", "DATABASE_URL": "", "DISABLE_SCHEMA_UPDATE": "True",
+               "NO_DOCS": "True", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        for var in ("LITELLM_MASTER_KEY", "DATABASE_URL"):
+            os.environ.pop(var, None)
+        argv = [str(binary), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
+                "--num_workers", str(workers)]
+        proc, log = self.spawn("litellm", argv, env)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/v1/chat/completions", 240, body=chat_body("fast"), proc=proc, log=log)
+        time.sleep(1.0)  # let every worker finish starting
+        processes = {"litellm-main": proc.pid}
+        for i, pid in enumerate(descendants(proc.pid), 1):
+            processes[f"litellm-child{i}"] = pid
+        processes["upstream"] = upstream.processes["upstream"]
+        return System("litellm", url, processes)
+
+
+def _kill_group(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def chat_body(model: str, content: str = "Say hello.", stream: bool = False) -> dict:
+    body: dict = {"model": model, "messages": [{"role": "user", "content": content}]}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+ROUTES = [
+    ("openai/gpt-4o", "complex_reasoning", "deep analysis, mathematical problem solving and logical reasoning"),
+    ("openai/gpt-4o-mini", "code_generation", "generating new code snippets, functions or boilerplate"),
+]
+
+
+def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool) -> dict:
+    """Two OpenAI-compatible models on the stand-in, an alias, and (embedded engine) two routes."""
+    providers = []
+    for model, route, description in ROUTES:
+        entry: dict = {"model": model, "access_key": KEY, "base_url": upstream_url + "/v1"}
+        if model == "openai/gpt-4o":
+            entry["default"] = True
+        if engine != "none":
+            entry["routing_preferences"] = [{"name": route, "description": description}]
+        providers.append(entry)
+    return {
+        "llm_providers": providers,
+        "model_aliases": {"fast": {"target": "gpt-4o-mini"}},
+        "routing": {"engine": engine},
+        "gateway": {"usage_metrics": usage_metrics},
+    }
+
+
+def bare_envoy_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict:
+    """Listener + HTTP connection manager + router + one plain cluster: Envoy's own cost."""
+    return {
+        "node": {"id": "bench-bare", "cluster": "bench-bare"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "bare_listener",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "per_connection_buffer_limit_bytes": 16 * 1024 * 1024,  # Switchyard's default body limit
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "bare",
+                        "codec_type": "AUTO",
+                        "route_config": {"name": "bare", "virtual_hosts": [{
+                            "name": "bare", "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "30s"}}],
+                        }]},
+                        "http_filters": [{
+                            "name": "envoy.filters.http.router",
+                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                                             "suppress_envoy_headers": True},
+                        }],
+                    },
+                }]}],
+            }],
+            "clusters": [{
+                "name": "upstream",
+                "type": "STATIC",
+                "connect_timeout": "5s",
+                "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}}}]}]},
+            }],
+        },
+    }
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+__all__ = ["Fleet", "System", "chat_body", "http", "rss_mb", "cpu_seconds", "free_port_block"]
