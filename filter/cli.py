@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     workers.add_argument("config")
     render = commands.add_parser("render", help="print the Envoy bootstrap for a configuration")
     render.add_argument("config")
+    render.add_argument("--fragments", action="store_true",
+                        help="print the pieces to include in an Envoy config of your own instead")
     commands.add_parser("eval", help="score a routing engine on labelled cases (see `switchyard eval -h`)")
     args = parser.parse_args(argv)
 
@@ -40,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(config.routes)} routes)")
         return 0
     if args.command == "render":
-        from filter.envoy_config import render_yaml
+        import yaml
 
-        sys.stdout.write(render_yaml(config))
+        from filter.envoy_config import render_fragments, render_yaml
+
+        if args.fragments:
+            sys.stdout.write(yaml.safe_dump(render_fragments(config), sort_keys=False))
+        else:
+            sys.stdout.write(render_yaml(config))
         return 0
     from filter.supervisor import Supervisor
 

@@ -123,6 +123,25 @@ def _connection_manager(bootstrap: dict[str, Any]) -> dict[str, Any]:
     return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
+def render_fragments(config: Config) -> dict[str, Any]:
+    """The pieces a team pastes into an Envoy of its own (see the README's "Envoy includes"):
+    the HTTP filters to put before its router, the clusters to add, and the virtual host whose
+    routes send requests to the providers the filter picks."""
+    bootstrap = render_bootstrap(config)
+    manager = _connection_manager(bootstrap)
+    virtual_host = manager["route_config"]["virtual_hosts"][0]
+    filters = [f for f in manager["http_filters"] if f["name"] != "envoy.filters.http.router"]
+    disabled = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+    return {
+        "http_filters": filters,
+        "clusters": bootstrap["static_resources"]["clusters"],
+        "virtual_host": virtual_host,
+        "local_reply_config": manager["local_reply_config"],
+        # For the team's own virtual hosts: the gateway's filters stay out of their traffic.
+        "typed_per_filter_config_for_other_hosts": {f["name"]: disabled for f in filters},
+    }
+
+
 def observer_filter() -> dict[str, Any]:
     """A second ext_proc that watches responses in observability mode: Envoy sends it the upstream
     response (headers and streamed body) without waiting, so token and latency metrics cost the

@@ -112,3 +112,63 @@ def test_ext_proc_filter_is_configured_as_the_design_says():
 def test_rendered_yaml_round_trips():
     text = render_yaml(_config())
     assert yaml.safe_load(text) == render_bootstrap(_config())
+
+
+FOREIGN_BOOTSTRAP = """
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 19901}}
+static_resources:
+  listeners:
+  - name: team_listener
+    address: {socket_address: {address: 0.0.0.0, port_value: 18000}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: team
+          route_config:
+            name: team_routes
+            virtual_hosts:
+            - name: team_app
+              domains: ["app.internal"]
+              routes:
+              - match: {prefix: /}
+                route: {cluster: team_app}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: team_app
+    type: STATIC
+    load_assignment:
+      cluster_name: team_app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}
+"""
+
+
+def test_fragments_merge_into_a_foreign_bootstrap_that_envoy_accepts(tmp_path):
+    """What the README tells teams to do with `switchyard render --fragments`."""
+    example = REPO / "examples" / "providers.yaml"
+    result = subprocess.run([sys.executable, "-m", "filter.cli", "render", "--fragments", str(example)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, env={**example_env(example), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    fragments = yaml.safe_load(result.stdout)
+    bootstrap = yaml.safe_load(FOREIGN_BOOTSTRAP)
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["http_filters"][:0] = fragments["http_filters"]  # before the team's router
+    virtual_host = fragments["virtual_host"]
+    virtual_host["domains"] = ["llm.internal"]  # the team picks where the gateway answers
+    manager["route_config"]["virtual_hosts"].append(virtual_host)
+    manager["local_reply_config"] = fragments["local_reply_config"]
+    team_host = manager["route_config"]["virtual_hosts"][0]
+    team_host["typed_per_filter_config"] = fragments["typed_per_filter_config_for_other_hosts"]
+    bootstrap["static_resources"]["clusters"].extend(fragments["clusters"])
+    validated = envoy_validate(yaml.safe_dump(bootstrap), tmp_path)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    names = {f["name"] for f in fragments["http_filters"]}
+    assert "envoy.filters.http.ext_proc" in names
+    assert {c["name"] for c in fragments["clusters"]} >= {"switchyard_filter", "provider_openai_gpt-4o"}
