@@ -10,7 +10,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway import Gateway
+from tests.dashboard_metrics import dashboard_metric_names
+from tests.gateway import REPO, Gateway
 from tests.standins import StandIn, json_reply
 
 KEY = "sk-observability-upstream-key"
@@ -24,15 +25,18 @@ def router_behaviour(request):
 
 @pytest.fixture(scope="module")
 def gateway(upstream, tmp_path_factory):
-    with StandIn(router_behaviour) as router:
+    down = lambda request: json_reply(503, {"error": {"message": "down"}})  # noqa: E731
+    with StandIn(router_behaviour) as router, StandIn(down) as broken:
         config = {
             "llm_providers": [
                 {"model": "openai/gpt-4o-mini", "access_key": KEY, "base_url": f"{upstream.url}/v1", "default": True},
+                {"model": "local/flaky", "base_url": f"{broken.url}/v1", "fallbacks": ["openai/gpt-4o-mini"]},
                 {"model": "openai/gpt-4o", "access_key": KEY, "base_url": f"{upstream.url}/v1",
                  "routing_preferences": [{"name": "code_generation", "description": "writing code"}]},
                 {"model": "anthropic/claude-sonnet-4-5", "access_key": KEY, "base_url": f"{upstream.url}/v1"},
             ],
             "routing": {"engine": "arch-router", "endpoint": f"{router.url}/v1", "timeout": "1s"},
+            "failover": {"retries": 0},
         }
         with Gateway(config, tmp_path_factory.mktemp("observability"), workers=2) as gw:
             yield gw
@@ -77,6 +81,7 @@ def traffic(gateway):
     client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "how are you"}])
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=hello)
+    client.chat.completions.create(model="local/flaky", messages=hello)  # fails over to gpt-4o-mini
     return client
 
 
@@ -102,12 +107,12 @@ def test_router_outcomes_and_latency(gateway, traffic):
 def test_token_usage_is_read_from_json_and_streamed_responses_in_both_wire_formats(gateway, traffic):
     def check():
         s = scrape(gateway)
-        # Eight answers from gpt-4o-mini (6 JSON, 1 streamed, 1 routed to the default), each
+        # Nine answers from gpt-4o-mini (6 JSON, 1 streamed, 1 routed to the default, 1 fallback), each
         # reporting 11 prompt (3 cached) and 7 completion tokens.
         mini = {"gen_ai_request_model": "openai/gpt-4o-mini"}
-        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **mini) == 11 * 8
-        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **mini) == 7 * 8
-        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="cached_input", **mini) == 3 * 8
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **mini) == 11 * 9
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **mini) == 7 * 9
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="cached_input", **mini) == 3 * 9
         # The Anthropic stand-in: 12 input + 4 cache reads, 9 output.
         claude = {"gen_ai_request_model": "anthropic/claude-sonnet-4-5", "gen_ai_provider_name": "anthropic"}
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **claude) == 16
@@ -117,8 +122,30 @@ def test_token_usage_is_read_from_json_and_streamed_responses_in_both_wire_forma
 
 def test_upstream_duration_and_time_to_first_token(gateway, traffic):
     s = scrape(gateway)
-    assert total(s, "gen_ai_client_operation_duration_seconds_count", gen_ai_request_model="openai/gpt-4o-mini") == 8
-    assert total(s, "gen_ai_server_time_to_first_token_seconds_count", gen_ai_request_model="openai/gpt-4o-mini") == 8
+    assert total(s, "gen_ai_client_operation_duration_seconds_count", gen_ai_request_model="openai/gpt-4o-mini") == 9
+    assert total(s, "gen_ai_server_time_to_first_token_seconds_count", gen_ai_request_model="openai/gpt-4o-mini") == 9
+
+
+def test_failovers_are_counted_and_the_fallback_is_labelled(gateway, traffic):
+    def check():
+        s = scrape(gateway)
+        assert total(s, "switchyard_failovers_total", from_model="local/flaky", to_model="openai/gpt-4o-mini",
+                     reason="http_503") == 1
+        assert total(s, "switchyard_requests_total", model="openai/gpt-4o-mini", decision="fallback") == 1
+    eventually(check)
+
+
+def test_every_metric_the_dashboard_queries_is_exported(gateway, traffic):
+    exported = set()
+    for url in (f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics",
+                f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus"):
+        for family in text_string_to_metric_families(httpx.get(url).text):
+            exported.update(sample.name for sample in family.samples)
+            exported.add(family.name)
+    queried = dashboard_metric_names(REPO / "deploy" / "grafana" / "switchyard-dashboard.json")
+    assert queried, "the dashboard queries no metric"
+    missing = {name for name in queried if not {name, name + "_total", name + "_bucket", name + "_count"} & exported}
+    assert missing == set()
 
 
 def test_metrics_carry_no_keys_and_envoy_stats_stay_available(gateway, traffic):
