@@ -9,7 +9,7 @@ CONFIG ?= examples/demo.yaml
 # Real clients the tests drive (Claude Code), pinned by tests/clients/package-lock.json.
 CLIENTS := tests/clients/node_modules/.bin/claude
 
-.PHONY: install run test validate render bench-routing clean
+.PHONY: install run test validate render bench-routing soak clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ validate: install
 
 render: install
 	$(VENV)/bin/switchyard render $(CONFIG)
+
+# A bounded mixed load (2 minutes, loopback only) against a real gateway; figures into README.md.
+soak: install
+	$(PY) bench/soak.py --seconds 120
 
 # The CLINC150 domain routing benchmark (../shared/data/clinc150); writes its figures into README.md.
 bench-routing: install
