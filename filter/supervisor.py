@@ -7,6 +7,7 @@ keep serving; Envoy dying, or a worker crash-looping, stops everything with a no
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import os
 import signal
@@ -81,6 +82,7 @@ class Supervisor:
             [sys.executable, "-m", "filter.worker", "--config", self.config_path, "--port", str(port),
              "--log-level", self.config.gateway.log_level],
             env={**os.environ, **self.metrics.worker_env()},
+            preexec_fn=_own_group_die_with_parent,
         )
 
     def _start_envoy(self) -> subprocess.Popen:
@@ -94,6 +96,7 @@ class Supervisor:
             [envoy_binary(), "-c", str(bootstrap), "--log-level", level, "--disable-hot-restart",
              "--file-flush-interval-msec", "500",
              "--concurrency", str(max(1, os.cpu_count() or 1))],
+            preexec_fn=_own_group_die_with_parent,
         )
 
     def run(self) -> int:
@@ -131,6 +134,8 @@ class Supervisor:
     def _watch(self) -> int:
         while not self.stopping:
             time.sleep(0.2)
+            if self.stopping:
+                break
             mtime = _mtime(self.config_path)
             if mtime != self._config_mtime:
                 self._config_mtime = mtime
@@ -276,6 +281,18 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _own_group_die_with_parent() -> None:
+    """Run in the child before exec: a process group of its own, so that Ctrl-C in a terminal
+    reaches only the supervisor (which drains, then stops the children in order), and SIGTERM
+    from the kernel if the supervisor dies without stopping it (never an orphaned Envoy)."""
+    os.setpgrp()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _static_part(config: Config) -> tuple:

@@ -90,3 +90,32 @@ def test_a_crashed_worker_is_restarted_and_the_gateway_keeps_serving(tmp_path):
         assert gateway.process.poll() is None
     finally:
         gateway.stop()
+
+
+def test_ctrl_c_to_the_whole_process_group_still_exits_cleanly(tmp_path):
+    """A terminal sends SIGINT to every process of the foreground group."""
+    gateway = Gateway(CONFIG, tmp_path).start()
+    try:
+        children = gateway.children()
+        os.killpg(gateway.process.pid, signal.SIGINT)
+        assert _wait_exit(gateway) == 0, gateway.output()
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        gateway.stop()
+
+
+def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
+    gateway = Gateway(CONFIG, tmp_path).start()
+    children = gateway.children()
+    try:
+        gateway.process.kill()
+        gateway.process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        gateway.stop()
