@@ -7,7 +7,6 @@ bad file. The objects built here are frozen and shared read-only by every reques
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -131,7 +130,7 @@ class Gateway:
     usage_metrics: bool = True
     # When set, every request must present one of these (Bearer or x-api-key), else 401.
     client_keys: tuple[Secret, ...] = ()
-    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); needs the `tracing` extra.
+    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces), JSON encoding.
     otlp_endpoint: str | None = None
     service_name: str = "switchyard"
 
@@ -461,9 +460,6 @@ def _tracing(r: _Reader, raw: Any) -> dict[str, Any]:
         endpoint = r.string(section["otlp_endpoint"], "gateway.tracing.otlp_endpoint")
         if parse_upstream(endpoint) is None:
             raise r.fail("gateway.tracing.otlp_endpoint", f"{endpoint!r} is not an http(s) URL with a host")
-        if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
-            raise r.fail("gateway.tracing.otlp_endpoint",
-                         "needs the tracing extra: pip install 'switchyard[tracing]'")
         settings["otlp_endpoint"] = endpoint
     if "service_name" in section:
         settings["service_name"] = r.string(section["service_name"], "gateway.tracing.service_name")

@@ -1,4 +1,4 @@
-"""Shared vocabulary of the translators: ids, stop reasons, reasoning effort."""
+"""Shared vocabulary of the translators: ids, stop reasons, reasoning effort, content blocks."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ __all__ = [
     "MIN_THINKING_BUDGET",
     "effort_from_budget",
     "parse_arguments",
+    "split_assistant_content",
 ]
 
 
@@ -128,3 +129,45 @@ def parse_arguments(arguments: Any) -> dict:
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def split_assistant_content(content: list, thinking_blocks: list | None = None) -> tuple[list, list, list]:
+    """Anthropic assistant content blocks -> (texts, reasoning, tool_calls) in OpenAI form.
+
+    ``reasoning`` holds every string ``thinking`` (empty ones too).  Given a list,
+    ``thinking_blocks`` also receives the thinking / redacted_thinking blocks as they
+    must be handed back to Anthropic (signed).  Other block types have no OpenAI form.
+    """
+    texts: list = []
+    reasoning: list = []
+    tool_calls: list = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+        elif kind == "tool_use":
+            tool_calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
+        elif kind == "thinking":
+            thinking = block.get("thinking")
+            if isinstance(thinking, str):
+                reasoning.append(thinking)
+            if thinking_blocks is not None:
+                thinking_blocks.append(
+                    {"type": "thinking", "thinking": thinking or "", "signature": block.get("signature") or ""}
+                )
+        elif kind == "redacted_thinking" and thinking_blocks is not None:
+            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+    return texts, reasoning, tool_calls

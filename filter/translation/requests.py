@@ -11,7 +11,14 @@ from typing import Any
 
 import orjson
 
-from .common import EFFORT_TO_BUDGET, MIN_THINKING_BUDGET, TranslationError, effort_from_budget, parse_arguments
+from .common import (
+    EFFORT_TO_BUDGET,
+    MIN_THINKING_BUDGET,
+    TranslationError,
+    effort_from_budget,
+    parse_arguments,
+    split_assistant_content,
+)
 
 __all__ = [
     "chat_request_to_messages",
@@ -551,36 +558,12 @@ def _messages_user(content: list, param: str, out: list) -> None:
 
 
 def _messages_assistant(content: list, out: list) -> None:
-    texts: list = []
-    reasoning: list = []
-    tool_calls: list = []
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text":
-            text = block.get("text")
-            if isinstance(text, str):
-                texts.append(text)
-        elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name"),
-                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                    },
-                }
-            )
-        elif kind == "thinking":
-            thinking = block.get("thinking")
-            if isinstance(thinking, str) and thinking:
-                reasoning.append(thinking)
-        # redacted_thinking and server-side tool blocks have no OpenAI form.
+    # Signatures, redacted_thinking and server-side tool blocks have no OpenAI form.
+    texts, reasoning, tool_calls = split_assistant_content(content)
     msg: dict = {"role": "assistant", "content": "".join(texts) if texts else (None if tool_calls else "")}
-    if reasoning:
-        msg["reasoning_content"] = "".join(reasoning)
+    joined = "".join(reasoning)
+    if joined:  # empty thinking blocks add no reasoning_content
+        msg["reasoning_content"] = joined
     if tool_calls:
         msg["tool_calls"] = tool_calls
     out.append(msg)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
 from .common import (
     chat_id_from,
     finish_reason_from_stop,
     message_id_from,
     new_tool_call_id,
     parse_arguments,
+    split_assistant_content,
     stop_reason_from_finish,
 )
 from .usage import chat_usage_block, chat_usage_counts, messages_usage_block, messages_usage_counts
@@ -21,40 +20,11 @@ __all__ = ["messages_response_to_chat", "chat_response_to_messages"]
 
 def messages_response_to_chat(body: dict, *, model: str) -> dict:
     """Anthropic Messages response -> OpenAI ``chat.completion`` shown as ``model``."""
-    texts: list = []
-    reasoning: list = []
     thinking_blocks: list = []
-    tool_calls: list = []
     content = body.get("content")
-    if isinstance(content, list):
-        for block in content:
-            if not isinstance(block, dict):
-                continue
-            kind = block.get("type")
-            if kind == "text":
-                text = block.get("text")
-                if isinstance(text, str):
-                    texts.append(text)
-            elif kind == "tool_use":
-                tool_calls.append(
-                    {
-                        "id": block.get("id"),
-                        "type": "function",
-                        "function": {
-                            "name": block.get("name"),
-                            "arguments": orjson.dumps(block.get("input") or {}).decode(),
-                        },
-                    }
-                )
-            elif kind == "thinking":
-                thinking = block.get("thinking")
-                if isinstance(thinking, str):
-                    reasoning.append(thinking)
-                thinking_blocks.append(
-                    {"type": "thinking", "thinking": thinking or "", "signature": block.get("signature") or ""}
-                )
-            elif kind == "redacted_thinking":
-                thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+    texts, reasoning, tool_calls = (
+        split_assistant_content(content, thinking_blocks) if isinstance(content, list) else ([], [], [])
+    )
 
     message: dict = {
         "role": "assistant",

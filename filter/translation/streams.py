@@ -17,7 +17,14 @@ import orjson
 from .common import chat_id_from, finish_reason_from_stop, message_id_from, new_tool_call_id, stop_reason_from_finish
 from .errors import chat_error_object, messages_error_object, parse_error, status_for_anthropic_type
 from .sse import SSEParser, encode_event
-from .usage import Usage, chat_usage_block, chat_usage_counts, messages_usage_counts
+from .usage import (
+    Usage,
+    chat_usage_block,
+    chat_usage_counts,
+    messages_usage_block,
+    messages_usage_counts,
+    usage_from_counts,
+)
 
 __all__ = ["MessagesStreamToChat", "ChatStreamToMessages", "TRUNCATED_MESSAGE"]
 
@@ -34,35 +41,80 @@ def _loads(data: bytes) -> Any:
         return None
 
 
-def _usage_of(counts: list) -> Usage:
-    fresh, read, write, output, _ = counts
-    return Usage(fresh + read + write, output, read)
+class _StreamTranslator:
+    """The driver both directions share: SSE parsing, the done flag and the end of stream.
 
+    A subclass supplies ``_handle`` (one upstream event), ``_complete`` (the normal
+    terminal events) and ``_end_cut_short`` (error, then terminal event, for a stream
+    that stopped before the model finished).  All three append bytes to ``out``.
+    """
 
-class MessagesStreamToChat:
-    """Anthropic Messages SSE -> OpenAI ``chat.completion.chunk`` SSE."""
-
-    def __init__(self, *, model: str, include_usage: bool = True) -> None:
+    def __init__(self, model: str) -> None:
         self._parser = SSEParser()
         self._model = model
-        self._include_usage = include_usage
-        self._created = int(time.time())
         self._id: str | None = None
-        self._head = b""  # 'data: {"id":..,"object":..,"created":..,"model":..,'
-        self._prefix = b""  # head + '"choices":[{"index":0,"delta":'
         self._counts = [0, 0, 0, 0, 0]  # fresh input, cache read, cache write, output, reasoning
-        self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
-        self._finish: str | None = None
-        self._finish_sent = False
+        self._finish: Any = None  # upstream's finish / stop reason, once seen
         self._done = False
 
     @property
     def usage(self) -> Usage:
-        return _usage_of(self._counts)
+        return usage_from_counts(self._counts)
 
     @property
     def id(self) -> str | None:
         return self._id
+
+    def _handle(self, event_name: str, data: bytes, out: list) -> None:
+        raise NotImplementedError
+
+    def _complete(self, out: list) -> None:
+        raise NotImplementedError
+
+    def _end_cut_short(self, out: list) -> None:
+        raise NotImplementedError
+
+    # -- public API -------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._done:
+            return b""
+        out: list = []
+        for event in self._parser.feed(chunk):
+            self._handle(event.event, event.data, out)
+            if self._done:
+                break
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._done:
+            return b""
+        out: list = []
+        for event in self._parser.close():
+            self._handle(event.event, event.data, out)
+            if self._done:
+                return b"".join(out)
+        if self._finish is None:
+            # Cut short before the model finished: report it, then end the stream.
+            self._end_cut_short(out)
+            self._done = True
+        else:
+            # Finished, but the terminal event never came (some providers omit it).
+            self._complete(out)
+        return b"".join(out)
+
+
+class MessagesStreamToChat(_StreamTranslator):
+    """Anthropic Messages SSE -> OpenAI ``chat.completion.chunk`` SSE."""
+
+    def __init__(self, *, model: str, include_usage: bool = True) -> None:
+        super().__init__(model)
+        self._include_usage = include_usage
+        self._created = int(time.time())
+        self._head = b""  # 'data: {"id":..,"object":..,"created":..,"model":..,'
+        self._prefix = b""  # head + '"choices":[{"index":0,"delta":'
+        self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
+        self._finish_sent = False
 
     # -- output helpers ---------------------------------------------------
 
@@ -77,6 +129,15 @@ class MessagesStreamToChat:
 
     def _delta(self, delta: bytes, out: list) -> None:
         out.append(self._prefix + delta + b',"logprobs":null,"finish_reason":null}]}\n\n')
+
+    # Text and thinking arrive both in a block's start and in its deltas.
+    def _content(self, text: Any, out: list) -> None:
+        if text:
+            self._delta(b'{"content":' + _dumps(text) + b"}", out)
+
+    def _reasoning(self, thinking: Any, out: list) -> None:
+        if thinking:
+            self._delta(b'{"reasoning_content":' + _dumps(thinking) + b"}", out)
 
     def _send_finish(self, out: list) -> None:
         if self._finish_sent:
@@ -113,9 +174,7 @@ class MessagesStreamToChat:
                 return
             dtype = delta.get("type")
             if dtype == "text_delta":
-                text = delta.get("text")
-                if text:
-                    self._delta(b'{"content":' + _dumps(text) + b"}", out)
+                self._content(delta.get("text"), out)
             elif dtype == "input_json_delta":
                 partial = delta.get("partial_json")
                 k = self._tool_index.get(obj.get("index"))  # type: ignore[arg-type]
@@ -126,19 +185,15 @@ class MessagesStreamToChat:
                         out,
                     )
             elif dtype == "thinking_delta":
-                thinking = delta.get("thinking")
-                if thinking:
-                    self._delta(b'{"reasoning_content":' + _dumps(thinking) + b"}", out)
+                self._reasoning(delta.get("thinking"), out)
             # signature_delta / citations_delta have no chunk form
         elif kind == "content_block_start":
             block = obj.get("content_block")
             if not isinstance(block, dict):
                 return
             btype = block.get("type")
-            if btype == "text":
-                text = block.get("text")
-                if text:
-                    self._delta(b'{"content":' + _dumps(text) + b"}", out)
+            if btype == "text":  # a block may start with text already in it
+                self._content(block.get("text"), out)
             elif btype == "tool_use":
                 k = len(self._tool_index)
                 self._tool_index[obj.get("index")] = k  # type: ignore[index]
@@ -150,9 +205,7 @@ class MessagesStreamToChat:
                 }
                 self._delta(b'{"tool_calls":[' + _dumps(call) + b"]}", out)
             elif btype == "thinking":
-                thinking = block.get("thinking")
-                if thinking:
-                    self._delta(b'{"reasoning_content":' + _dumps(thinking) + b"}", out)
+                self._reasoning(block.get("thinking"), out)
         elif kind == "message_start":
             msg = obj.get("message")
             if isinstance(msg, dict):
@@ -184,65 +237,27 @@ class MessagesStreamToChat:
             self._done = True
         # ping, content_block_stop and unknown events carry nothing for the client
 
-    # -- public API -------------------------------------------------------
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._done:
-            return b""
-        out: list = []
-        for event in self._parser.feed(chunk):
-            self._handle(event.event, event.data, out)
-            if self._done:
-                break
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._done:
-            return b""
-        out: list = []
-        for event in self._parser.close():
-            self._handle(event.event, event.data, out)
-            if self._done:
-                return b"".join(out)
-        if self._finish is None:
-            # Cut short before the model finished: report it, then end the stream.
-            self._error({"error": {"message": TRUNCATED_MESSAGE, "type": "server_error", "param": None, "code": None}}, out)
-            out.append(_DONE)
-            self._done = True
-        else:
-            self._complete(out)
-        return b"".join(out)
+    def _end_cut_short(self, out: list) -> None:
+        self._error({"error": {"message": TRUNCATED_MESSAGE, "type": "server_error", "param": None, "code": None}}, out)
+        out.append(_DONE)
 
 
-class ChatStreamToMessages:
+class ChatStreamToMessages(_StreamTranslator):
     """OpenAI ``chat.completion.chunk`` SSE -> Anthropic Messages SSE."""
 
     def __init__(self, *, model: str) -> None:
-        self._parser = SSEParser()
-        self._model = model
-        self._id: str | None = None
-        self._counts = [0, 0, 0, 0, 0]
+        super().__init__(model)
         self._next_index = 0  # next Anthropic content block index
         self._open: str | None = None  # kind of the open block: "text", "thinking", "tool"
         self._open_index = -1
         self._tools: dict[int, list] = {}  # OpenAI tool_calls index -> [block index, call id]
-        self._finish: Any = None
         self._refused = False
-        self._done = False
-
-    @property
-    def usage(self) -> Usage:
-        return _usage_of(self._counts)
-
-    @property
-    def id(self) -> str | None:
-        return self._id
 
     # -- output helpers ---------------------------------------------------
 
     def _start(self, chunk_id: Any, out: list) -> None:
         self._id = message_id_from(chunk_id)
-        fresh, read, write, _, _ = self._counts
+        fresh, read, write, _, _ = self._counts  # output is not known yet
         message = {
             "id": self._id,
             "type": "message",
@@ -251,12 +266,7 @@ class ChatStreamToMessages:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": fresh,
-                "output_tokens": 0,
-                "cache_creation_input_tokens": write,
-                "cache_read_input_tokens": read,
-            },
+            "usage": messages_usage_block(fresh, read, write, 0),
         }
         out.append(encode_event("message_start", _dumps({"type": "message_start", "message": message})))
 
@@ -328,15 +338,6 @@ class ChatStreamToMessages:
             self._start(None, out)
         self._close_block(out)
         stop_reason = "refusal" if self._refused else stop_reason_from_finish(self._finish, bool(self._tools))
-        fresh, read, write, output, reasoning = self._counts
-        usage = {
-            "input_tokens": fresh,
-            "output_tokens": output,
-            "cache_creation_input_tokens": write,
-            "cache_read_input_tokens": read,
-        }
-        if reasoning:
-            usage["output_tokens_details"] = {"thinking_tokens": reasoning}
         out.append(
             encode_event(
                 "message_delta",
@@ -344,7 +345,7 @@ class ChatStreamToMessages:
                     {
                         "type": "message_delta",
                         "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                        "usage": usage,
+                        "usage": messages_usage_block(*self._counts),
                     }
                 ),
             )
@@ -406,36 +407,10 @@ class ChatStreamToMessages:
             if finish:
                 self._finish = finish
 
-    # -- public API -------------------------------------------------------
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._done:
-            return b""
-        out: list = []
-        for event in self._parser.feed(chunk):
-            self._handle(event.event, event.data, out)
-            if self._done:
-                break
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._done:
-            return b""
-        out: list = []
-        for event in self._parser.close():
-            self._handle(event.event, event.data, out)
-            if self._done:
-                return b"".join(out)
-        if self._finish is None:
-            # Cut short before the model finished: report it, then end the stream.
-            if self._id is None:
-                self._start(None, out)
-            self._close_block(out)
-            error = {"type": "error", "error": {"type": "api_error", "message": TRUNCATED_MESSAGE}}
-            out.append(encode_event("error", _dumps(error)))
-            out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
-            self._done = True
-        else:
-            # Some providers omit "data: [DONE]" after the final chunk.
-            self._complete(out)
-        return b"".join(out)
+    def _end_cut_short(self, out: list) -> None:
+        if self._id is None:
+            self._start(None, out)
+        self._close_block(out)
+        error = {"type": "error", "error": {"type": "api_error", "message": TRUNCATED_MESSAGE}}
+        out.append(encode_event("error", _dumps(error)))
+        out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')

@@ -24,6 +24,7 @@ __all__ = [
     "messages_usage_block",
     "chat_usage_counts",
     "messages_usage_counts",
+    "usage_from_counts",
 ]
 
 
@@ -117,7 +118,8 @@ def messages_usage_block(fresh: int, read: int, write: int, output: int, reasoni
     return block
 
 
-def _normalise(counts: tuple[int, int, int, int, int]) -> Usage:
+def usage_from_counts(counts: tuple[int, int, int, int, int] | list[int]) -> Usage:
+    """Raw counters -> normalised usage."""
     fresh, read, write, output, _ = counts
     return Usage(fresh + read + write, output, read)
 
@@ -126,11 +128,11 @@ def usage_from_chat(body: Any) -> Usage:
     """Normalised usage of an OpenAI chat completion (or chunk) body."""
     if not isinstance(body, dict):
         return Usage()
-    return _normalise(chat_usage_counts(body.get("usage")))
+    return usage_from_counts(chat_usage_counts(body.get("usage")))
 
 
 def usage_from_messages(body: Any) -> Usage:
     """Normalised usage of an Anthropic message body."""
     if not isinstance(body, dict):
         return Usage()
-    return _normalise(messages_usage_counts(body.get("usage")))
+    return usage_from_counts(messages_usage_counts(body.get("usage")))

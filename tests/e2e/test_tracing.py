@@ -8,7 +8,6 @@ import time
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.gateway import Gateway
 from tests.standins import Reply, StandIn, json_reply
@@ -19,17 +18,21 @@ CLIENT_SPAN = "00f067aa0ba902b7"
 
 
 class Collector:
-    """A stand-in OTLP/HTTP collector: keeps every span it is sent."""
+    """A stand-in OTLP/HTTP collector (JSON encoding): keeps every span it is sent."""
 
     def __init__(self):
         self.spans = []
+        self.services = set()
 
     def __call__(self, request) -> Reply:
-        export = ExportTraceServiceRequest.FromString(request.body)
-        for resource_spans in export.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                self.spans.extend(scope_spans.spans)
-        return Reply(status=200, body=b"", content_type="application/x-protobuf")
+        assert request.path == "/v1/traces" and request.headers["content-type"] == "application/json"
+        for resource_spans in request.json["resourceSpans"]:
+            for attribute in resource_spans["resource"]["attributes"]:
+                if attribute["key"] == "service.name":
+                    self.services.add(attribute["value"]["stringValue"])
+            for scope_spans in resource_spans["scopeSpans"]:
+                self.spans.extend(scope_spans["spans"])
+        return Reply(status=200, body=b"{}")
 
 
 def router_behaviour(request):
@@ -79,19 +82,20 @@ def test_the_clients_trace_is_continued_and_spans_are_exported(setup, fresh):
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        spans = {s.name: s for s in collector.spans if s.trace_id.hex() == CLIENT_TRACE}
+        spans = {s["name"]: s for s in collector.spans if s["traceId"] == CLIENT_TRACE}
         if len(spans) == 3:
             break
         time.sleep(0.1)
     assert set(spans) == {"switchyard.request", "switchyard.routing", "chat openai/gpt-4o"}
     request, routing, call = spans["switchyard.request"], spans["switchyard.routing"], spans["chat openai/gpt-4o"]
-    assert request.parent_span_id.hex() == CLIENT_SPAN
-    assert routing.parent_span_id == request.span_id and call.parent_span_id == request.span_id
-    assert call.span_id.hex() == upstream_trace.group(2)  # the provider saw the call span's id
-    assert request.start_time_unix_nano <= routing.start_time_unix_nano <= call.start_time_unix_nano
-    assert call.end_time_unix_nano >= call.start_time_unix_nano
-    attributes = {a.key: a.value for a in call.attributes}
-    assert attributes["gen_ai.request.model"].string_value == "openai/gpt-4o"
+    assert request["parentSpanId"] == CLIENT_SPAN and request["kind"] == 2  # SERVER
+    assert routing["parentSpanId"] == request["spanId"] and call["parentSpanId"] == request["spanId"]
+    assert call["spanId"] == upstream_trace.group(2)  # the provider saw the call span's id
+    start = lambda span: int(span["startTimeUnixNano"])  # noqa: E731
+    assert start(request) <= start(routing) <= start(call) <= int(call["endTimeUnixNano"])
+    attributes = {a["key"]: a["value"] for a in call["attributes"]}
+    assert attributes["gen_ai.request.model"]["stringValue"] == "openai/gpt-4o"
+    assert collector.services == {"switchyard-test"}
 
 
 def test_a_malformed_traceparent_starts_a_new_trace(setup, fresh):
