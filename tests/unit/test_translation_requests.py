@@ -597,3 +597,14 @@ def test_messages_input_body_is_not_mutated():
     before = copy.deepcopy(body)
     to_chat(body)
     assert body == before
+
+
+def test_messages_assistant_empty_thinking_adds_no_reasoning_content():
+    body = {
+        "max_tokens": 5,
+        "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "", "signature": "s"}, {"type": "text", "text": "y"}]},
+        ],
+    }
+    assert to_chat(body)["messages"][1] == {"role": "assistant", "content": "y"}

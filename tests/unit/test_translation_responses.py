@@ -188,3 +188,20 @@ def test_usage_helpers():
     assert usage_from_chat({}) == Usage(0, 0, 0)
     assert usage_from_messages({"usage": None}) == Usage(0, 0, 0)
     assert Usage(3, 4, 0).total_tokens == 7
+
+
+def test_response_keeps_empty_thinking_and_redacted_blocks():
+    body = anthropic_message(
+        content=[
+            {"type": "thinking", "thinking": "", "signature": "sig=="},
+            {"type": "redacted_thinking", "data": "zz"},
+            {"type": "text", "text": "Hi"},
+        ]
+    )
+    msg = messages_response_to_chat(body, model="m")["choices"][0]["message"]
+    assert msg["reasoning_content"] == ""
+    assert msg["thinking_blocks"] == [
+        {"type": "thinking", "thinking": "", "signature": "sig=="},
+        {"type": "redacted_thinking", "data": "zz"},
+    ]
+    assert msg["content"] == "Hi"
