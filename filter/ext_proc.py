@@ -77,8 +77,18 @@ def mutation(set_headers: Iterable[tuple[str, str]], remove: Iterable[str] = ())
 def _metadata(values: Mapping[str, object] | None) -> Struct | None:
     if not values:
         return None
+    # Field by field: several times faster than Struct.update's generic conversion.
     struct = Struct()
-    struct.update({METADATA_NAMESPACE: {k: v for k, v in values.items() if v is not None}})
+    fields = struct.fields[METADATA_NAMESPACE].struct_value.fields
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            fields[key].string_value = value
+        elif isinstance(value, bool):
+            fields[key].bool_value = value
+        else:
+            fields[key].number_value = value
     return struct
 
 

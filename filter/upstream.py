@@ -97,10 +97,11 @@ def build_upstream_request(
     payload = orjson.dumps(body)
     headers.append((":path", path))
     headers.append(("content-length", str(len(payload))))
+    set_names = {name for name, _ in headers}
     return UpstreamRequest(
         path=path,
         set_headers=tuple(headers),
-        remove_headers=tuple(h for h in remove if h not in {name for name, _ in headers}),
+        remove_headers=tuple(h for h in remove if h not in set_names),
         body=payload,
         translation=translation,
     )
