@@ -9,7 +9,7 @@ CONFIG ?= examples/demo.yaml
 # Real clients the tests drive (Claude Code), pinned by tests/clients/package-lock.json.
 CLIENTS := tests/clients/node_modules/.bin/claude
 
-.PHONY: install run test validate render bench-routing soak clean
+.PHONY: install run test validate render bench-routing soak bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,27 @@ soak: install
 # The CLINC150 domain routing benchmark (../shared/data/clinc150); writes its figures into README.md.
 bench-routing: install
 	$(PY) -m bench.routing
+
+# Request-path performance side by side (upstream alone, bare Envoy, Switchyard, LiteLLM) with wrk:
+# bench/results.md and bench/results.png. Not part of `make test`. `make bench BENCH_ARGS=--quick`
+# (~3 min), `BENCH_ARGS=--profile` (py-spy flame graph of a filter worker → bench/profile.svg).
+BENCH_ARGS ?=
+BENCH_VENV := build/bench-venv
+LITELLM_VENV := build/litellm-venv
+
+$(BENCH_VENV)/.installed:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check matplotlib==3.11.2 py-spy==0.4.3 uvloop==0.23.0
+	touch $@
+
+$(LITELLM_VENV)/.installed:
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --disable-pip-version-check 'litellm[proxy]==1.106.2'
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed $(LITELLM_VENV)/.installed
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m bench.perf $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from filter.supervisor import envoy_binary
-from tests.gateway import Gateway, free_port, free_port_block
+from tests.gateway import Gateway, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build"
@@ -201,14 +200,15 @@ class Fleet:
                 "model": "openai/gpt-4o-mini", "api_base": upstream.url + "/v1", "api_key": KEY}}],
             "litellm_settings": {"set_verbose": False, "json_logs": False, "turn_off_message_logging": True,
                                  "drop_params": True, "telemetry": False},
-            "general_settings": {},
+            # Master key off, as the comparison asks (this release refuses that unless told).
+            "general_settings": {"dangerously_permit_weak_or_unset_master_key": True},
         }
         path = self.workdir / "litellm.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         env = {"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
-               "LITELLM_MASTER_KEY": "", "DATABASE_URL": "", "DISABLE_SCHEMA_UPDATE": "True",
+               "DISABLE_SCHEMA_UPDATE": "True",
                "NO_DOCS": "True", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-        for var in ("LITELLM_MASTER_KEY", "DATABASE_URL"):
+        for var in ("LITELLM_MASTER_KEY", "DATABASE_URL"):  # master key off, no database
             os.environ.pop(var, None)
         argv = [str(binary), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
                 "--num_workers", str(workers)]
@@ -217,8 +217,17 @@ class Fleet:
         wait_http(url + "/v1/chat/completions", 240, body=chat_body("fast"), proc=proc, log=log)
         time.sleep(1.0)  # let every worker finish starting
         processes = {"litellm-main": proc.pid}
-        for i, pid in enumerate(descendants(proc.pid), 1):
-            processes[f"litellm-child{i}"] = pid
+        workers = 0
+        for pid in descendants(proc.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" in cmdline:
+                processes["litellm-tracker"] = pid
+            else:
+                workers += 1
+                processes[f"litellm-worker{workers}"] = pid
         processes["upstream"] = upstream.processes["upstream"]
         return System("litellm", url, processes)
 
@@ -243,9 +252,10 @@ def chat_body(model: str, content: str = "Say hello.", stream: bool = False) -> 
     return body
 
 
-ROUTES = [
-    ("openai/gpt-4o", "complex_reasoning", "deep analysis, mathematical problem solving and logical reasoning"),
-    ("openai/gpt-4o-mini", "code_generation", "generating new code snippets, functions or boilerplate"),
+ROUTES = [  # the descriptions of examples/demo.yaml
+    ("openai/gpt-4o", "creative_writing", "creative writing: stories, poems, song lyrics, jokes, slogans, marketing copy, fiction"),
+    ("openai/gpt-4o-mini", "code_generation", "writing code: new functions, classes, scripts, programs, algorithms, "
+     "implementations in Python, Rust, Go, JavaScript, SQL queries, boilerplate"),
 ]
 
 
@@ -305,11 +315,3 @@ def bare_envoy_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict
         },
     }
 
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-__all__ = ["Fleet", "System", "chat_body", "http", "rss_mb", "cpu_seconds", "free_port_block"]
