@@ -21,17 +21,17 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from filter import echo, ext_proc
 from filter.config import Chain, Config
 from filter.errors import ClientApi, GatewayError, error_body
+from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.inbound import ClientRequest, parse_client_request
 from filter.metrics import Labels, Metrics
+from filter.observer import ResponseObserver, span_attributes
 from filter.providers import Interface
-from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
-from filter.routing import Router
+from filter.resolve import Decision, RoutingPlan, decide_route, resolve
 from filter.response_rewriter import ResponseRewriter
+from filter.routing import Router
 from filter.tracing import SpanExporter, TraceContext, start_trace
 from filter.translation import ChatStreamToMessages, TranslationError, chat_response_to_messages
-from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.upstream import CLIENT_AUTH_HEADERS, build_upstream_request, upstream_api
-from filter.usage_meter import UsageMeter
 
 log = logging.getLogger("switchyard.filter")
 
@@ -69,26 +69,11 @@ class Exchange:
     labels: Labels | None = None  # set once the decision is made
 
 
-@dataclass(slots=True)
-class Observation:
-    """What the response observer learns about one upstream response."""
-
-    labels: Labels
-    provider: str
-    model: str
-    sent_at: float
-    meter: UsageMeter
-    status: int = 0
-    first_byte_at: float | None = None
-
-
-NO_LABELS = Labels("", "", "", "", "")
-
-
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     def __init__(self, config: Config, router: Router | None, metrics: Metrics, spans: SpanExporter | None = None):
         self.metrics = metrics
         self.spans = spans
+        self.observer = ResponseObserver(metrics, spans)
         self.apply(config, router)
 
     def apply(self, config: Config, router: Router | None) -> None:
@@ -116,9 +101,9 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         exchange = Exchange()
         async for message in request_iterator:
             phase = message.WhichOneof("request")
-            if phase == "response_headers" and exchange.labels is None and not exchange.headers:
+            if phase == "response_headers" and not exchange.headers:
                 # A stream that starts with the response is the observer filter's (no answers).
-                await self.observe(message, request_iterator)
+                await self.observer.observe(message, request_iterator)
                 return
             if phase == "request_headers":
                 reply = self.on_request_headers(exchange, message.request_headers)
@@ -129,7 +114,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             elif phase == "response_body":
                 body = message.response_body
                 reply = self.on_response_body(exchange, body.body, body.end_of_stream)
-            else:  # trailers are never asked for; answer so Envoy is not left waiting
+            else:  # trailers: never asked for
                 continue
             yield reply
 
@@ -288,67 +273,6 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         assert ex.rewriter is not None  # the body phase is only turned on for rewritten answers
         return ext_proc.replace_response_chunk(ex.rewriter.on_body(chunk, end_of_stream))
 
-    # ------------------------------------------------------------------ response observer (metrics)
-
-    async def observe(self, first, rest: AsyncIterator) -> None:
-        """Count one upstream response: status, time to first byte, duration, token usage.
-
-        Envoy does not wait for this stream (observability mode), so nothing here delays the client.
-        """
-        fields = ext_proc.forwarded_metadata(first)
-        if "model" not in fields:
-            return  # not a request the filter forwarded (nothing to attribute it to)
-        headers = ext_proc.header_values(first.response_headers)
-        # With failover the model that answered may be a fallback: its header says which.
-        model, decision = fields["model"], fields.get("decision", "")
-        served = headers.get("x-switchyard-model") or model
-        if served != model:
-            model, decision = served, DecisionKind.FALLBACK.value
-        provider = model.partition("/")[0] if served != fields["model"] else fields.get("provider", "")
-        labels = Labels(fields.get("api", ""), provider, model, decision, fields.get("route") or "")
-        api = ClientApi(fields.get("upstream_api") or ClientApi.CHAT.value)
-        seen = Observation(labels, labels.provider, labels.model, float(fields.get("sent_at", time.time())),
-                           UsageMeter(api, bool(fields.get("stream"))))
-        seen.status = int(headers.get(":status", "0"))
-        ended = first.response_headers.end_of_stream
-        if not ended:
-            async for message in rest:
-                if message.WhichOneof("request") != "response_body":
-                    continue
-                if seen.first_byte_at is None:
-                    seen.first_byte_at = time.time()
-                seen.meter.feed(message.response_body.body)
-                if message.response_body.end_of_stream:
-                    ended = True
-                    break
-        self._record(seen, complete=ended)
-        self._export_spans(fields, seen)
-
-    def _export_spans(self, fields: dict, seen: Observation) -> None:
-        trace_id = fields.get("trace_id")
-        if self.spans is None or not trace_id:
-            return
-        now = time.time_ns()
-        attributes = _span_attributes(seen.labels, seen.status, fields.get("path", ""))
-        self.spans.span("switchyard.request", trace_id, fields["request_span"], fields.get("parent_span") or None,
-                        int(fields.get("received_ns") or now), now, attributes, server=True, error=seen.status >= 500)
-        self.spans.span(f"chat {seen.model}", trace_id, fields["upstream_span"], fields["request_span"],
-                        int(seen.sent_at * 1e9), now, {"gen_ai.request.model": seen.model,
-                                                       "gen_ai.provider.name": seen.provider,
-                                                       "http.response.status_code": seen.status},
-                        error=seen.status >= 400)
-
-    def _record(self, seen: Observation, complete: bool) -> None:
-        m = self.metrics
-        m.request(seen.labels, seen.status)
-        error_type = "" if seen.status < 400 and complete else (str(seen.status) if seen.status >= 400 else "incomplete")
-        m.operation_duration.labels(seen.provider, seen.model, error_type).observe(max(0.0, time.time() - seen.sent_at))
-        if seen.first_byte_at is not None and seen.status < 400:
-            m.time_to_first_token.labels(seen.provider, seen.model).observe(max(0.0, seen.first_byte_at - seen.sent_at))
-        usage = seen.meter.usage() if seen.status < 400 else None
-        if usage is not None:
-            m.tokens(seen.provider, seen.model, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-
     # ------------------------------------------------------------------ helpers
 
     def _answered(self, ex: Exchange, status: int) -> None:
@@ -358,18 +282,13 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if self.spans is not None and ex.trace is not None:
             trace = ex.trace
             self.spans.span("switchyard.request", trace.trace_id, trace.request_span, trace.parent_id, ex.received_ns,
-                            time.time_ns(), _span_attributes(labels, status, ex.path), server=True, error=status >= 500)
+                            time.time_ns(), span_attributes(labels, status, ex.path), server=True, error=status >= 500)
 
     def _error(self, ex: Exchange, error: GatewayError, headers=()):
         self._answered(ex, error.status)
         return ext_proc.immediate(error.status, error_body(ex.api, error), headers=headers,
                                   details=f"switchyard_{error.code or 'bad_request'}",
                                   metadata={"api": ex.api.value, "path": ex.path})
-
-
-def _span_attributes(labels: Labels, status: int, path: str) -> dict[str, str | int]:
-    return {"http.response.status_code": status, "url.path": path, "switchyard.client_api": labels.client_api,
-            "switchyard.model": labels.model, "switchyard.decision": labels.decision, "switchyard.route": labels.route}
 
 
 def _routing_messages(request: ClientRequest) -> list[dict]:
