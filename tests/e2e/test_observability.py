@@ -173,8 +173,11 @@ def test_access_log_has_one_json_line_per_request_without_content_or_keys(gatewa
     routed = [e for e in entries if e["route"] == "code_generation"]
     assert routed and routed[0]["model"] == "openai/gpt-4o" and routed[0]["decision"] == "preference"
     assert routed[0]["status"] == 200 and routed[0]["client_api"] == "openai"
+    # Six JSON answers, one streamed answer and one fallback (its second attempt served): token
+    # counts for every kind.
     plain = [e for e in entries if e["model"] == "openai/gpt-4o-mini" and e["decision"] == "literal"]
-    assert plain[0]["input_tokens"] == 11 and plain[0]["output_tokens"] == 7
+    assert len(plain) == 8 and sorted(e["attempts"] for e in plain) == [1] * 7 + [2]
+    assert all((e["input_tokens"], e["output_tokens"], e["cached_tokens"]) == (11, 7, 3) for e in plain)
     assert all(isinstance(e["duration_ms"], int) for e in entries)
     log = gateway.output()
     assert KEY not in log and "write a function" not in log and "hello" not in log
