@@ -264,6 +264,9 @@ def provider_clusters(config: Config) -> list[dict[str, Any]]:
             "name": chain.name,
             "connect_timeout": "5s",
             "lb_policy": "CLUSTER_PROVIDED",
+            # Envoy allows 3 concurrent retries per cluster by default: under load, failing over
+            # would turn into 503s. The route's retry count is the bound that matters here.
+            "circuit_breakers": {"thresholds": [{"max_retries": 100000}]},
             "cluster_type": {
                 "name": "envoy.clusters.aggregate",
                 "typed_config": {

@@ -132,6 +132,17 @@ def json_reply(status: int, payload: dict) -> Reply:
     return Reply(status=status, body=json.dumps(payload).encode())
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client (Envoy) closing a kept-alive connection is normal; anything else is reported.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class StandIn:
     """A threaded HTTP/1.1 server on 127.0.0.1 with a replaceable behaviour."""
 
@@ -180,7 +191,7 @@ class StandIn:
 
             do_POST = do_GET = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -197,3 +197,28 @@ def test_a_model_that_keeps_failing_is_skipped_for_the_cooldown(providers, tmp_p
         time.sleep(COOLDOWN_S + 1.5)
         raw = client.chat.completions.with_raw_response.create(model="openai/primary", messages=HELLO)
         assert raw.headers["x-switchyard-model"] == "openai/primary"
+
+
+def test_many_concurrent_failovers_all_succeed(providers, tmp_path):
+    """Envoy's default circuit breaker allows 3 concurrent retries: the chain must allow more."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b, c = providers
+    always_down = Script(lambda request: UNAVAILABLE)
+    with StandIn(always_down) as down:
+        config = {
+            "llm_providers": [
+                {"model": "local/down", "base_url": f"{down.url}/v1", "default": True, "fallbacks": ["openai/primary"]},
+                {"model": "openai/primary", "access_key": "k", "base_url": f"{a.url}/v1"},
+            ],
+            "routing": {"engine": "none"},
+            "failover": {"retries": 0, "failures_before_cooldown": 100000},
+        }
+        with Gateway(config, tmp_path) as gateway:
+            def ask(_):
+                return httpx.post(f"{gateway.url}/v1/chat/completions", timeout=30,
+                                  json={"model": "local/down", "messages": HELLO}).status_code
+
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(ask, range(64)))
+    assert statuses == [200] * 64
