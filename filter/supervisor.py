@@ -3,12 +3,14 @@
 Start order: workers first (Envoy must never send a request to a filter that is not there),
 then Envoy; ready once the listener answers. A worker that dies is restarted while the others
 keep serving; Envoy dying, or a worker crash-looping, stops everything with a non-zero status.
+SIGHUP or a changed configuration file reloads (see `reload`); SIGTERM and Ctrl-C drain first.
 """
 
 from __future__ import annotations
 
 import ctypes
 import http.client
+import json
 import os
 import signal
 import socket
@@ -16,11 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import json
-import urllib.request
 
 import yaml
 
