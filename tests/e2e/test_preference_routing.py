@@ -210,15 +210,21 @@ def test_repeated_identical_decisions_come_from_the_cache(gateway, script):
     assert len(script.prompts) == 1
 
 
-def test_connection_refused_serves_the_default_quickly(upstream, tmp_path):
-    config = {
+def one_route_config(upstream, router_url: str, default: str, routed: str, route: str, **routing) -> dict:
+    """A default model and one routed model behind the Arch-Router engine at `router_url`."""
+    return {
         "llm_providers": [
-            {"model": "openai/fallback", "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True},
-            {"model": "openai/coder", "access_key": "k", "base_url": f"{upstream.url}/v1",
-             "routing_preferences": [{"name": "code", "description": "code"}]},
+            {"model": default, "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True},
+            {"model": routed, "access_key": "k", "base_url": f"{upstream.url}/v1",
+             "routing_preferences": [{"name": route, "description": "code"}]},
         ],
-        "routing": {"engine": "arch-router", "endpoint": f"http://127.0.0.1:{free_port()}/v1", "timeout": "1s"},
+        "routing": {"engine": "arch-router", "endpoint": router_url, **routing},
     }
+
+
+def test_connection_refused_serves_the_default_quickly(upstream, tmp_path):
+    config = one_route_config(upstream, f"http://127.0.0.1:{free_port()}/v1", "openai/fallback", "openai/coder",
+                              "code", timeout="1s")
     with Gateway(config, tmp_path) as gateway:
         start = time.monotonic()
         response = httpx.post(f"{gateway.url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "code"}]})
@@ -230,14 +236,8 @@ def test_connection_refused_serves_the_default_quickly(upstream, tmp_path):
 
 def test_unknown_model_route_policy_lets_agents_with_own_model_names_be_routed(upstream, router_server, script, tmp_path):
     script.route("code_generation")
-    config = {
-        "llm_providers": [
-            {"model": "openai/gpt-4o-mini", "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True},
-            {"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1",
-             "routing_preferences": [{"name": "code_generation", "description": "code"}]},
-        ],
-        "routing": {"engine": "arch-router", "endpoint": f"{router_server.url}/v1", "unknown_model": "route"},
-    }
+    config = one_route_config(upstream, f"{router_server.url}/v1", "openai/gpt-4o-mini", "openai/gpt-4o",
+                              "code_generation", unknown_model="route")
     with Gateway(config, tmp_path) as gateway:
         response = httpx.post(f"{gateway.url}/v1/chat/completions",
                               json={"model": "claude-sonnet-4-5-20250929", "messages": [{"role": "user", "content": "code"}]})
