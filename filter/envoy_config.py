@@ -48,7 +48,7 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None) -> dict[str
 
     manager = _connection_manager(bootstrap)
     if gateway.usage_metrics:
-        manager["http_filters"].insert(1, observer_filter())
+        manager["access_log"].append(usage_access_log())
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
         {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
@@ -142,27 +142,22 @@ def render_fragments(config: Config) -> dict[str, Any]:
     }
 
 
-def observer_filter() -> dict[str, Any]:
-    """A second ext_proc that watches responses in observability mode: Envoy sends it the upstream
-    response (headers and streamed body) without waiting, so token and latency metrics cost the
-    client no time. It sees the provider's wire format (it runs before translation on the way out)
-    and the decision through the forwarded `switchyard` metadata."""
+def usage_access_log() -> dict[str, Any]:
+    """Envoy's gRPC access logger, streaming each finished request's entry to the filter workers
+    in batches (filter/observer.py turns them into metrics and spans). It carries the decision
+    metadata, the token counts Envoy read from the answer and the model that finally served."""
     return {
-        "name": "switchyard.response_observer",
+        "name": "envoy.access_loggers.http_grpc",
         "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
-            "grpc_service": {"envoy_grpc": {"cluster_name": "switchyard_filter"}},
-            "observability_mode": True,
-            "failure_mode_allow": True,  # watching must never fail a request
-            "processing_mode": {
-                "request_header_mode": "SKIP",
-                "request_body_mode": "NONE",
-                "response_header_mode": "SEND",
-                "response_body_mode": "STREAMED",
-                "request_trailer_mode": "SKIP",
-                "response_trailer_mode": "SKIP",
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {
+                "log_name": "switchyard",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "switchyard_filter"}},
+                "transport_api_version": "V3",
+                "buffer_flush_interval": "0.2s",
+                "buffer_size_bytes": 65536,
             },
-            "metadata_options": {"forwarding_namespaces": {"untyped": ["switchyard"]}},
+            "additional_response_headers_to_log": ["x-switchyard-model"],
         },
     }
 

@@ -1,35 +1,30 @@
-"""The response observer: metrics and spans from each upstream answer, off the request path.
+"""Metrics and spans from Envoy's access log, off the request path.
 
-A second ext_proc filter in observability mode sends this module the provider's response headers
-and streamed body; Envoy does not wait for answers, so nothing here delays the client. The first
-filter's decision arrives as forwarded `switchyard` metadata.
+Envoy's gRPC access logger (`envoy.access_loggers.http_grpc`) streams one entry per finished
+request to the filter workers, in batches, after the client has its answer. An entry carries what
+Envoy measured (status, attempts, the upstream's first and last byte) and the dynamic metadata of
+the request: the filter's decision (`switchyard`) and the token counts that Envoy's
+`json_to_metadata` filter (JSON answers) and a small Lua filter (SSE answers) read from the
+provider's response (`switchyard.usage`). Watching responses this way costs a fraction of a
+per-request gRPC stream.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import logging
 from typing import AsyncIterator
 
-from filter import ext_proc
-from filter.errors import ClientApi
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+
 from filter.metrics import Labels, Metrics
 from filter.resolve import DecisionKind
 from filter.tracing import SpanExporter
-from filter.usage_meter import UsageMeter
 
+log = logging.getLogger("switchyard.observer")
 
-@dataclass(slots=True)
-class Observation:
-    """What the observer learns about one upstream response."""
-
-    labels: Labels
-    provider: str
-    model: str
-    sent_at: float
-    meter: UsageMeter
-    status: int = 0
-    first_byte_at: float | None = None
+MODEL_HEADER = "x-switchyard-model"
+NAMESPACE = "switchyard"
+USAGE_NAMESPACE = "switchyard.usage"
 
 
 def span_attributes(labels: Labels, status: int, path: str) -> dict[str, str | int]:
@@ -37,66 +32,91 @@ def span_attributes(labels: Labels, status: int, path: str) -> dict[str, str | i
             "switchyard.model": labels.model, "switchyard.decision": labels.decision, "switchyard.route": labels.route}
 
 
-class ResponseObserver:
+def _fields(metadata, namespace: str) -> dict:
+    struct = metadata.filter_metadata.get(namespace)
+    if struct is None:
+        return {}
+    out = {}
+    for key, value in struct.fields.items():
+        kind = value.WhichOneof("kind")
+        out[key] = value.string_value if kind == "string_value" else value.number_value if kind == "number_value" \
+            else value.bool_value if kind == "bool_value" else None
+    return out
+
+
+def _seconds(duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+def _ns(timestamp) -> int:
+    return timestamp.seconds * 1_000_000_000 + timestamp.nanos
+
+
+class ResponseObserver(als_pb2_grpc.AccessLogServiceServicer):
     def __init__(self, metrics: Metrics, spans: SpanExporter | None):
         self.metrics = metrics
         self.spans = spans
 
-    async def observe(self, first, rest: AsyncIterator) -> None:
-        """Count one upstream response: status, time to first byte, duration, token usage.
+    async def StreamAccessLogs(self, request_iterator: AsyncIterator, context) -> als_pb2.StreamAccessLogsResponse:  # noqa: N802
+        async for message in request_iterator:
+            for entry in message.http_logs.log_entry:
+                try:
+                    self.record(entry)
+                except Exception:  # one odd entry must not end the stream (and lose the rest)
+                    log.exception("could not account an access log entry")
+        return als_pb2.StreamAccessLogsResponse()
 
-        Envoy does not wait for this stream (observability mode), so nothing here delays the client.
-        """
-        fields = ext_proc.forwarded_metadata(first)
-        if "model" not in fields:
-            return  # not a request the filter forwarded (nothing to attribute it to)
-        headers = ext_proc.header_values(first.response_headers)
-        # With failover the model that answered may be a fallback: its header says which.
-        model, decision = fields["model"], fields.get("decision", "")
-        served = headers.get("x-switchyard-model") or model
-        if served != model:
-            model, decision = served, DecisionKind.FALLBACK.value
-        provider = model.partition("/")[0] if served != fields["model"] else fields.get("provider", "")
-        labels = Labels(fields.get("api", ""), provider, model, decision, fields.get("route") or "")
-        api = ClientApi(fields.get("upstream_api") or ClientApi.CHAT.value)
-        seen = Observation(labels, labels.provider, labels.model, float(fields.get("sent_at", time.time())),
-                           UsageMeter(api, bool(fields.get("stream"))))
-        seen.status = int(headers.get(":status", "0"))
-        ended = first.response_headers.end_of_stream
-        if not ended:
-            async for message in rest:
-                if message.WhichOneof("request") != "response_body":
-                    continue
-                if seen.first_byte_at is None:
-                    seen.first_byte_at = time.time()
-                seen.meter.feed(message.response_body.body)
-                if message.response_body.end_of_stream:
-                    ended = True
-                    break
-        self._record(seen, complete=ended)
-        self._export_spans(fields, seen)
+    def record(self, entry) -> None:
+        common = entry.common_properties
+        decision = _fields(common.metadata, NAMESPACE)
+        status = entry.response.response_code.value
+        model = decision.get("model") or ""
+        kind = decision.get("decision") or ""
+        provider = decision.get("provider") or ""
+        # With failover the model that answered may be a fallback: the attempt's header says which.
+        served = entry.response.response_headers.get(MODEL_HEADER) or model
+        if model and served != model:
+            model, kind, provider = served, DecisionKind.FALLBACK.value, served.partition("/")[0]
+        labels = Labels(decision.get("api") or "", provider, model, kind, decision.get("route") or "")
+        self.metrics.request(labels, status)
 
-    def _export_spans(self, fields: dict, seen: Observation) -> None:
-        trace_id = fields.get("trace_id")
+        forwarded = common.HasField("time_to_first_upstream_tx_byte")
+        if forwarded and model:
+            sent = _seconds(common.time_to_first_upstream_tx_byte)
+            finished = common.HasField("time_to_last_upstream_rx_byte")
+            error_type = str(status) if status >= 400 else ("" if finished else "incomplete")
+            end = _seconds(common.time_to_last_upstream_rx_byte) if finished else _seconds(common.duration)
+            self.metrics.operation_duration.labels(provider, model, error_type).observe(max(0.0, end - sent))
+            if status < 400 and common.HasField("time_to_first_upstream_rx_byte"):
+                first = _seconds(common.time_to_first_upstream_rx_byte)
+                self.metrics.time_to_first_token.labels(provider, model).observe(max(0.0, first - sent))
+            usage = _fields(common.metadata, USAGE_NAMESPACE)
+            if status < 400 and usage:
+                self._tokens(provider, model, decision.get("upstream_api") or "openai", usage)
+        self._export_spans(entry, decision, labels, status)
+
+    def _tokens(self, provider: str, model: str, wire_format: str, usage: dict) -> None:
+        cached = int(usage.get("cached_tokens") or 0)
+        prompt = int(usage.get("input_tokens") or 0)
+        if wire_format == "anthropic":
+            # Anthropic's input_tokens leaves out cache reads and writes; count every prompt token.
+            prompt += cached + int(usage.get("cache_write_tokens") or 0)
+        self.metrics.tokens(provider, model, prompt, int(usage.get("output_tokens") or 0), cached)
+
+    def _export_spans(self, entry, decision: dict, labels: Labels, status: int) -> None:
+        trace_id = decision.get("trace_id")
         if self.spans is None or not trace_id:
             return
-        now = time.time_ns()
-        attributes = span_attributes(seen.labels, seen.status, fields.get("path", ""))
-        self.spans.span("switchyard.request", trace_id, fields["request_span"], fields.get("parent_span") or None,
-                        int(fields.get("received_ns") or now), now, attributes, server=True, error=seen.status >= 500)
-        self.spans.span(f"chat {seen.model}", trace_id, fields["upstream_span"], fields["request_span"],
-                        int(seen.sent_at * 1e9), now, {"gen_ai.request.model": seen.model,
-                                                       "gen_ai.provider.name": seen.provider,
-                                                       "http.response.status_code": seen.status},
-                        error=seen.status >= 400)
-
-    def _record(self, seen: Observation, complete: bool) -> None:
-        m = self.metrics
-        m.request(seen.labels, seen.status)
-        error_type = "" if seen.status < 400 and complete else (str(seen.status) if seen.status >= 400 else "incomplete")
-        m.operation_duration.labels(seen.provider, seen.model, error_type).observe(max(0.0, time.time() - seen.sent_at))
-        if seen.first_byte_at is not None and seen.status < 400:
-            m.time_to_first_token.labels(seen.provider, seen.model).observe(max(0.0, seen.first_byte_at - seen.sent_at))
-        usage = seen.meter.usage() if seen.status < 400 else None
-        if usage is not None:
-            m.tokens(seen.provider, seen.model, usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        common = entry.common_properties
+        start = _ns(common.start_time)
+        end = start + int(_seconds(common.duration) * 1e9)
+        self.spans.span("switchyard.request", trace_id, decision["request_span"], decision.get("parent_span") or None,
+                        start, end, span_attributes(labels, status, decision.get("path") or ""), server=True,
+                        error=status >= 500)
+        if common.HasField("time_to_first_upstream_tx_byte") and decision.get("upstream_span"):
+            sent = start + int(_seconds(common.time_to_first_upstream_tx_byte) * 1e9)
+            done = start + int(_seconds(common.time_to_last_upstream_rx_byte) * 1e9) \
+                if common.HasField("time_to_last_upstream_rx_byte") else end
+            self.spans.span(f"chat {labels.model}", trace_id, decision["upstream_span"], decision["request_span"],
+                            sent, done, {"gen_ai.request.model": labels.model, "gen_ai.provider.name": labels.provider,
+                                         "http.response.status_code": status}, error=status >= 400)

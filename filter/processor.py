@@ -23,8 +23,7 @@ from filter.config import Chain, Config
 from filter.errors import ClientApi, GatewayError, error_body
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.inbound import ClientRequest, parse_client_request
-from filter.metrics import Labels, Metrics
-from filter.observer import ResponseObserver, span_attributes
+from filter.metrics import Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, RoutingPlan, decide_route, resolve
 from filter.response_rewriter import ResponseRewriter
@@ -65,15 +64,12 @@ class Exchange:
     headers: dict[str, str] = field(default_factory=dict)
     rewriter: ResponseRewriter | None = None  # set when the answer must be translated
     trace: TraceContext | None = None
-    received_ns: int = 0
-    labels: Labels | None = None  # set once the decision is made
 
 
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     def __init__(self, config: Config, router: Router | None, metrics: Metrics, spans: SpanExporter | None = None):
         self.metrics = metrics
         self.spans = spans
-        self.observer = ResponseObserver(metrics, spans)
         self.apply(config, router)
 
     def apply(self, config: Config, router: Router | None) -> None:
@@ -101,10 +97,6 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         exchange = Exchange()
         async for message in request_iterator:
             phase = message.WhichOneof("request")
-            if phase == "response_headers" and not exchange.headers:
-                # A stream that starts with the response is the observer filter's (no answers).
-                await self.observer.observe(message, request_iterator)
-                return
             if phase == "request_headers":
                 reply = self.on_request_headers(exchange, message.request_headers)
             elif phase == "request_body":
@@ -122,7 +114,6 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     def on_request_headers(self, ex: Exchange, message):
         ex.headers = ext_proc.header_values(message)
-        ex.received_ns = time.time_ns()
         ex.trace = start_trace(ex.headers.get("traceparent"))
         ex.path = raw_path = ex.headers.get(":path", "/")
         path, _, query = raw_path.partition("?")
@@ -141,8 +132,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, GatewayError(405, f"{path} accepts {method} only", code="method_not_allowed"),
                                headers=[("allow", method)])
         if ex.endpoint is Endpoint.MODELS:
-            self._answered(ex, 200)
-            return ext_proc.immediate(200, self._models_body, metadata={"api": ex.api.value, "path": ex.path})
+            return ext_proc.immediate(200, self._models_body, metadata=self._base_metadata(ex))
         content_type = ex.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type != "application/json":
             return self._error(ex, GatewayError(415, f"content-type must be application/json, got {content_type!r}",
@@ -170,16 +160,14 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, exc)
 
         provider = decision.provider
-        ex.labels = Labels(ex.api.value, provider.provider, provider.slug, decision.kind.value, decision.route or "")
-        metadata = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
-                    "api": ex.api.value, "provider": provider.provider, "path": ex.path,
+        metadata = {**self._base_metadata(ex), "model": provider.slug, "route": decision.route,
+                    "decision": decision.kind.value, "provider": provider.provider,
                     "router_ms": round(router_ms, 3) if router_ms is not None else None}
         log.debug("decision %s %s route=%s", decision.kind.value, provider.slug, decision.route)
 
         if ex.endpoint is Endpoint.DECISION:
             answer = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
                       "router_ms": metadata["router_ms"]}
-            self._answered(ex, 200)
             return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
 
         if provider.interface is Interface.ECHO:
@@ -194,9 +182,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                                                 param=exc.param))
         if upstream.translation is not None:
             ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug)
-        # What the response observer needs: the upstream's wire format and when it was sent.
-        metadata.update(upstream_api=upstream_api(provider).value, stream=request.stream, sent_at=time.time(),
-                        received_ns=ex.received_ns, **ex.trace.as_metadata())
+        # The answer's wire format, for counting its tokens (filter/observer.py).
+        metadata["upstream_api"] = upstream_api(provider).value
         return ext_proc.forward_request(
             [(ROUTING_HEADER, provider.cluster), *upstream.set_headers,
              ("traceparent", ex.trace.traceparent(ex.trace.upstream_span))],
@@ -210,9 +197,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         for its member by the attempt rewriter (filter/failover.py). The client's request travels
         in an envelope with what the attempts need to know of the client."""
         body = attempt_envelope(request, ex.api, ex.query, ex.headers)
-        # The observer sees the answer after the attempt rewriter translated it: in the client's format.
-        metadata.update(upstream_api=ex.api.value, stream=request.stream, sent_at=time.time(), chain=chain.name,
-                        received_ns=ex.received_ns, **ex.trace.as_metadata())
+        # Envoy reads token counts after the attempt rewriter translated the answer: the client's format.
+        metadata.update(upstream_api=ex.api.value, chain=chain.name)
         return ext_proc.forward_request(
             [(ROUTING_HEADER, chain.name), ("content-length", str(len(body))),
              ("traceparent", ex.trace.traceparent(ex.trace.upstream_span))],
@@ -244,7 +230,6 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     def _echo(self, ex: Exchange, request: ClientRequest, decision: Decision, metadata: dict):
         provider = decision.provider
-        self._answered(ex, 200)
         text = echo.echo_text(request, provider.slug, decision.route)
         headers = [("x-switchyard-model", provider.slug)]
         if decision.route:
@@ -275,20 +260,18 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     # ------------------------------------------------------------------ helpers
 
-    def _answered(self, ex: Exchange, status: int) -> None:
-        """Count (and trace) a request the gateway answered itself."""
-        labels = ex.labels or Labels(ex.api.value, "", "", "", "")
-        self.metrics.request(labels, status)
-        if self.spans is not None and ex.trace is not None:
-            trace = ex.trace
-            self.spans.span("switchyard.request", trace.trace_id, trace.request_span, trace.parent_id, ex.received_ns,
-                            time.time_ns(), span_attributes(labels, status, ex.path), server=True, error=status >= 500)
-
     def _error(self, ex: Exchange, error: GatewayError, headers=()):
-        self._answered(ex, error.status)
         return ext_proc.immediate(error.status, error_body(ex.api, error), headers=headers,
-                                  details=f"switchyard_{error.code or 'bad_request'}",
-                                  metadata={"api": ex.api.value, "path": ex.path})
+                                  details=f"switchyard_{error.code or 'bad_request'}", metadata=self._base_metadata(ex))
+
+    @staticmethod
+    def _base_metadata(ex: Exchange) -> dict:
+        """What Envoy's access log (and so the metrics and spans, filter/observer.py) learns of every
+        request, answered here or forwarded."""
+        metadata = {"api": ex.api.value, "path": ex.path}
+        if ex.trace is not None:
+            metadata.update(ex.trace.as_metadata())
+        return metadata
 
 
 def _routing_messages(request: ClientRequest) -> list[dict]:

@@ -11,10 +11,12 @@ import logging
 import signal
 
 import grpc
+from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter.config import ConfigError, load_config
 from filter.metrics import Metrics
+from filter.observer import ResponseObserver
 from filter.processor import Processor
 from filter.routing import build_router
 from filter.tracing import SpanExporter
@@ -39,8 +41,10 @@ async def serve(config_path: str, port: int) -> None:
         ]
     )
     spans = SpanExporter(config.gateway.otlp_endpoint, config.gateway.service_name) if config.gateway.otlp_endpoint else None
-    processor = Processor(config, router, Metrics(), spans)
+    metrics = Metrics()
+    processor = Processor(config, router, metrics, spans)
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(ResponseObserver(metrics, spans), server)
     if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
         raise SystemExit(f"filter worker: cannot listen on 127.0.0.1:{port}")
     await server.start()
