@@ -126,7 +126,7 @@ class Gateway:
     metrics_port: int = 9090
     max_request_bytes: int = 16 * 1024 * 1024
     log_level: str = "info"
-    # Read responses (asynchronously, off the request path) for token, latency and status metrics.
+    # Stream Envoy's access log to the workers (batched, after the answer) for the metrics.
     usage_metrics: bool = True
     # When set, every request must present one of these (Bearer or x-api-key), else 401.
     client_keys: tuple[Secret, ...] = ()

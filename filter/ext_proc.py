@@ -45,25 +45,6 @@ def header_values(headers) -> dict[str, str]:
     return out
 
 
-def forwarded_metadata(message) -> dict:
-    """The `switchyard` dynamic metadata Envoy forwards with a message (observer streams)."""
-    struct = message.metadata_context.filter_metadata.get(METADATA_NAMESPACE)
-    if struct is None:
-        return {}
-    return {key: _plain(value) for key, value in struct.fields.items()}
-
-
-def _plain(value):
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        return value.number_value
-    if kind == "bool_value":
-        return value.bool_value
-    return None
-
-
 def mutation(set_headers: Iterable[tuple[str, str]], remove: Iterable[str] = ()) -> HeaderMutation:
     return HeaderMutation(
         set_headers=[
