@@ -137,6 +137,8 @@ def render_fragments(config: Config) -> dict[str, Any]:
         "clusters": bootstrap["static_resources"]["clusters"],
         "virtual_host": virtual_host,
         "local_reply_config": manager["local_reply_config"],
+        # The JSON access log and, with usage_metrics, the gRPC access log the metrics come from.
+        "access_log": manager["access_log"],
         # For the team's own virtual hosts: the gateway's filters stay out of their traffic.
         "typed_per_filter_config_for_other_hosts": {f["name"]: disabled for f in filters},
     }

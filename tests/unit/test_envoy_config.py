@@ -164,6 +164,8 @@ def test_fragments_merge_into_a_foreign_bootstrap_that_envoy_accepts(tmp_path):
     virtual_host["domains"] = ["llm.internal"]  # the team picks where the gateway answers
     manager["route_config"]["virtual_hosts"].append(virtual_host)
     manager["local_reply_config"] = fragments["local_reply_config"]
+    manager["access_log"] = fragments["access_log"]
+    assert "envoy.access_loggers.http_grpc" in {a["name"] for a in fragments["access_log"]}
     team_host = manager["route_config"]["virtual_hosts"][0]
     team_host["typed_per_filter_config"] = fragments["typed_per_filter_config_for_other_hosts"]
     bootstrap["static_resources"]["clusters"].extend(fragments["clusters"])
