@@ -37,7 +37,7 @@ def lua_script(path: str, body: dict, *, vary: bool, delay_ms: float | None) -> 
         "local threads = 0",
         "function setup(thread) threads = threads + 1; thread:set('tid', threads) end",
         "function init(args) math.randomseed(tonumber(tid) * 7919 + os.time()) end",
-        f"local headers = {{['content-type'] = 'application/json', ['authorization'] = 'Bearer sk-bench-not-a-key'}}",
+        "local headers = {['content-type'] = 'application/json', ['authorization'] = 'Bearer sk-bench-not-a-key'}",
     ]
     if vary:
         marker = "__COUNTER__"

@@ -156,7 +156,7 @@ def main() -> int:
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     unexpected = sum(tally.unexpected.values())
     lines = [
-        f"| requests sent | unexpected errors | rate | latency p50 | p99 | duration | concurrency |",
+        "| requests sent | unexpected errors | rate | latency p50 | p99 | duration | concurrency |",
         "| --- | --- | --- | --- | --- | --- | --- |",
         f"| {tally.sent} | {unexpected} | {tally.sent / elapsed:.0f}/s | {p50:.1f} ms | {p99:.1f} ms | "
         f"{elapsed:.0f} s | {args.concurrency} |",

@@ -10,6 +10,8 @@ from enum import Enum
 
 import orjson
 
+from filter.translation.errors import anthropic_error_type
+
 
 class ClientApi(str, Enum):
     """The API family a client speaks, decided by the request path."""
@@ -29,22 +31,14 @@ class GatewayError(Exception):
         self.param = param
 
 
-# OpenAI names few error types; Anthropic has one per class of failure.
+# OpenAI names few error types; Anthropic has one per class of failure (one table for the gateway's
+# own errors and for translated provider errors: filter.translation.errors).
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-_ANTHROPIC_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
 
 
 def error_type(api: ClientApi, status: int) -> str:
     if api is ClientApi.MESSAGES:
-        return _ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+        return anthropic_error_type(status)
     return _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
 
 

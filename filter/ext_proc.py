@@ -27,7 +27,6 @@ _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 # Built once: the answers that carry nothing request-specific.
 CONTINUE_HEADERS = ProcessingResponse(request_headers=HeadersResponse())
 CONTINUE_RESPONSE_HEADERS = ProcessingResponse(response_headers=HeadersResponse())
-CONTINUE_RESPONSE_BODY = ProcessingResponse(response_body=BodyResponse())
 # Response phases on: headers now, the body streamed chunk by chunk (SSE stays SSE).
 STREAM_RESPONSE = ProcessingMode(
     response_header_mode=ProcessingMode.SEND, response_body_mode=ProcessingMode.STREAMED

@@ -7,7 +7,6 @@ Names follow the OpenTelemetry GenAI semantic conventions where one exists (`gen
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -105,6 +104,3 @@ class MetricsEndpoint:
             server.server_close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-
-def multiprocess_enabled() -> bool:
-    return bool(os.environ.get(MULTIPROC_ENV))

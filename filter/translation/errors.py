@@ -29,6 +29,7 @@ ANTHROPIC_ERROR_TYPES: tuple[str, ...] = (
     "authentication_error",
     "permission_error",
     "not_found_error",
+    "request_too_large",
     "rate_limit_error",
     "api_error",
     "overloaded_error",
@@ -39,6 +40,7 @@ _STATUS_OF_TYPE = {
     "authentication_error": 401,
     "permission_error": 403,
     "not_found_error": 404,
+    "request_too_large": 413,
     "rate_limit_error": 429,
     "api_error": 500,
     "overloaded_error": 529,
@@ -46,7 +48,6 @@ _STATUS_OF_TYPE = {
 
 # Anthropic types that are not in the public set above, folded into it.
 _TYPE_ALIASES = {
-    "request_too_large": "invalid_request_error",
     "billing_error": "permission_error",
     "timeout_error": "api_error",
     "server_error": "api_error",
@@ -64,6 +65,8 @@ def anthropic_error_type(status: int) -> str:
         return "permission_error"
     if status == 404:
         return "not_found_error"
+    if status == 413:
+        return "request_too_large"
     if status == 429:
         return "rate_limit_error"
     if status in (503, 529):

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.gateway import Gateway
-from tests.standins import Reply, anthropic_reply, json_reply, openai_reply
+from tests.standins import anthropic_reply, json_reply, openai_reply
 
 ANTHROPIC_KEY = "sk-ant-upstream-93e1"
 OPENAI_KEY = "sk-openai-upstream-55b0"

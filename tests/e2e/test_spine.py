@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.gateway import Gateway
-from tests.standins import Reply, openai_reply
+from tests.standins import openai_reply
 
 OPENAI_KEY = "sk-upstream-openai-7f3a9"
 GROQ_KEY = "gsk-upstream-groq-51c2e"

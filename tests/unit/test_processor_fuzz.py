@@ -8,7 +8,7 @@ import asyncio
 import orjson
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
 from envoy.service.ext_proc.v3.external_processor_pb2 import HttpHeaders
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from filter.config import parse_config
@@ -72,6 +72,11 @@ def check(path: str, raw: bytes) -> None:
     kind = reply.WhichOneof("response")
     if kind == "immediate_response":
         response = reply.immediate_response
+        headers = {h.header.key: h.header.raw_value.decode() for h in response.headers.set_headers}
+        if headers["content-type"] == "text/event-stream":  # the echo provider, streaming
+            assert response.status.code == 200
+            assert response.body.rstrip().endswith(b"data: [DONE]" if path != "/v1/messages" else b'"message_stop"}')
+            return
         body = orjson.loads(response.body)
         if response.status.code >= 400:
             if path == "/v1/messages":
@@ -91,6 +96,8 @@ def check(path: str, raw: bytes) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=bodies, path=st.sampled_from(["/v1/chat/completions", "/v1/messages"]))
+@example(body={"model": "echo/e", "messages": [{"role": "user"}], "stream": True}, path="/v1/chat/completions")
+@example(body={"model": "echo/e", "messages": [{"role": "user"}], "stream": True}, path="/v1/messages")
 def test_random_json_never_crashes_the_filter(body, path):
     check(path, orjson.dumps(body))
 

@@ -33,7 +33,7 @@ def test_anthropic_error_to_messages_passes_through():
     ("status", "etype"),
     [
         (400, "invalid_request_error"),
-        (413, "invalid_request_error"),
+        (413, "request_too_large"),  # Anthropic's own type for 413
         (422, "invalid_request_error"),
         (401, "authentication_error"),
         (403, "permission_error"),
