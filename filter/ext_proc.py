@@ -113,18 +113,20 @@ def forward_request(
     )
 
 
+# Let the body come, and turn the response-headers phase on: the answer may need translating.
+CONTINUE_WATCHING_RESPONSE = ProcessingResponse(
+    request_headers=HeadersResponse(),
+    mode_override=ProcessingMode(
+        request_body_mode=ProcessingMode.BUFFERED,
+        response_header_mode=ProcessingMode.SEND,
+        response_body_mode=ProcessingMode.NONE,
+    ),
+)
+
+
 def continue_request_headers(*, watch_response: bool) -> ProcessingResponse:
-    """Let the body come; turn the response-headers phase on when a translation may be needed."""
-    if not watch_response:
-        return CONTINUE_HEADERS
-    return ProcessingResponse(
-        request_headers=HeadersResponse(),
-        mode_override=ProcessingMode(
-            request_body_mode=ProcessingMode.BUFFERED,
-            response_header_mode=ProcessingMode.SEND,
-            response_body_mode=ProcessingMode.NONE,
-        ),
-    )
+    """Let the body come; the response-headers phase only where a translation may be needed."""
+    return CONTINUE_WATCHING_RESPONSE if watch_response else CONTINUE_HEADERS
 
 
 def response_headers(

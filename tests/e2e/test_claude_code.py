@@ -70,28 +70,29 @@ def claude(gateway: Gateway, tmp: Path, prompt: str) -> subprocess.CompletedProc
     return subprocess.run([str(CLAUDE), "-p", prompt], env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
 
 
-def test_claude_code_routed_to_an_openai_compatible_model(setup):
+def completes(setup, prompt: str, served_by: str):
+    """Run `claude -p`, check it printed the chosen provider's answer; the request that provider got."""
     gateway, providers, tmp = setup
     providers.clear()
-    result = claude(gateway, tmp, "write a python function that adds two numbers")
+    result = claude(gateway, tmp, prompt)
     assert result.returncode == 0, result.stderr
-    assert "OPENAI-SERVED" in result.stdout
+    assert served_by in result.stdout
     request = providers.received[-1]
+    assert "sk-client-side-key" not in json.dumps(request.headers)
+    return request
+
+
+def test_claude_code_routed_to_an_openai_compatible_model(setup):
+    request = completes(setup, "write a python function that adds two numbers", "OPENAI-SERVED")
     assert request.path == "/v1/chat/completions"
     body = request.json
     assert body["model"] == "gpt-4o" and body["stream"] is True
     assert len(body["tools"]) >= 5 and len(request.body) > 20_000  # real agent traffic
     assert request.headers["authorization"] == "Bearer sk-openai-upstream"
-    assert "sk-client-side-key" not in json.dumps(request.headers)
 
 
 def test_claude_code_routed_to_an_anthropic_model(setup):
-    gateway, providers, tmp = setup
-    providers.clear()
-    result = claude(gateway, tmp, "write a short poem about the sea")
-    assert result.returncode == 0, result.stderr
-    assert "ANTHROPIC-SERVED" in result.stdout
-    request = providers.received[-1]
+    request = completes(setup, "write a short poem about the sea", "ANTHROPIC-SERVED")
     assert request.path == "/v1/messages?beta=true"
     assert request.json["model"] == "claude-sonnet-4-5"
     assert request.headers["x-api-key"] == "sk-ant-upstream"
