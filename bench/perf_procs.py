@@ -162,18 +162,30 @@ class Fleet:
         return System("upstream", url, {"upstream": proc.pid})
 
     def bare_envoy(self, upstream: System) -> System:
+        return self._envoy("envoy", bare_envoy_bootstrap, upstream)
+
+    def noop_filter_envoy(self, upstream: System) -> System:
+        """Bare Envoy plus an ext_proc filter to a Python server that does nothing (bench/noop_filter.py)."""
+        filter_port = free_port()
+        argv = [sys.executable, "-m", "bench.noop_filter", "--port", str(filter_port)]
+        noop, _ = self.spawn("noop-filter", argv)
+        system = self._envoy("noop", lambda port, admin, up: noop_filter_bootstrap(port, admin, up, filter_port),
+                             upstream)
+        system.processes["noop filter"] = noop.pid
+        return system
+
+    def _envoy(self, name: str, bootstrap_for, upstream: System) -> System:
         port, admin = free_port(), free_port()
         up_port = int(upstream.url.rsplit(":", 1)[1])
-        bootstrap = bare_envoy_bootstrap(port, admin, up_port)
-        path = self.workdir / "bare-envoy.yaml"
-        path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+        path = self.workdir / f"{name}-envoy.yaml"
+        path.write_text(yaml.safe_dump(bootstrap_for(port, admin, up_port), sort_keys=False))
         # The flags Switchyard's supervisor gives its Envoy (filter/supervisor.py), same binary.
         argv = [envoy_binary(), "-c", str(path), "--log-level", "error", "--disable-hot-restart",
                 "--file-flush-interval-msec", "500", "--concurrency", str(max(1, os.cpu_count() or 1))]
-        proc, log = self.spawn("bare-envoy", argv)
+        proc, log = self.spawn(f"{name}-envoy", argv)
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/health", 30, proc=proc, log=log)
-        return System("envoy", url, {"envoy": proc.pid, "upstream": upstream.processes["upstream"]})
+        return System(name, url, {"envoy": proc.pid, "upstream": upstream.processes["upstream"]})
 
     def switchyard(self, name: str, upstream: System, *, workers: int, engine: str,
                    usage_metrics: bool = True) -> System:
@@ -315,3 +327,32 @@ def bare_envoy_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict
         },
     }
 
+
+
+def noop_filter_bootstrap(port: int, admin_port: int, upstream_port: int, filter_port: int) -> dict:
+    """Bare Envoy's bootstrap plus an ext_proc filter in Switchyard's processing mode (request
+    headers sent, request body buffered, response phases skipped) to the no-op Python server."""
+    bootstrap = bare_envoy_bootstrap(port, admin_port, upstream_port)
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["http_filters"].insert(0, {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": "noop_filter"}},
+            "failure_mode_allow": False,
+            "message_timeout": "2s",
+            "processing_mode": {"request_header_mode": "SEND", "request_body_mode": "BUFFERED",
+                                "response_header_mode": "SKIP", "response_body_mode": "NONE"},
+        },
+    })
+    bootstrap["static_resources"]["clusters"].append({
+        "name": "noop_filter",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": "noop_filter", "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": filter_port}}}}]}]},
+    })
+    return bootstrap
