@@ -41,6 +41,10 @@ PREFERENCE_FIXED = "write a python function that merges two sorted lists"
 # Python filter on the request path can do here, whatever its logic.
 NOOP_LABEL = "bare Envoy + no-op Python ext_proc (floor of any Python filter)"
 
+# Envoy alone routing on the body's model (bench/perf_procs.py `native_routing_bootstrap`): a
+# design study of taking static decisions out of Python, not something Switchyard runs.
+NATIVE_LABEL = "design study: Envoy alone routes on the body's model (no filter, no request checks)"
+
 LOADS: list[float] = []  # the 1-minute load average before each round: other work on the machine
 
 
@@ -73,6 +77,7 @@ def targets(include_litellm: bool) -> list[Target]:
         Target("direct", "upstream alone (direct)", "upstream", chat_body("gpt-4o-mini")),
         Target("envoy", "bare Envoy → upstream", "envoy", chat_body("gpt-4o-mini")),
         Target("noop", NOOP_LABEL, "noop", chat_body("gpt-4o-mini")),
+        Target("native", NATIVE_LABEL, "native", chat_body("fast")),
         Target("alias", "Switchyard 1 worker, alias `fast`", "sy1", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
         Target("literal", "Switchyard 1 worker, literal `openai/gpt-4o`", "sy1", chat_body("openai/gpt-4o"),
                expect_model="openai/gpt-4o"),
@@ -147,6 +152,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     systems["upstream"] = fleet.upstream()
     systems["envoy"] = fleet.bare_envoy(systems["upstream"])
     systems["noop"] = fleet.noop_filter_envoy(systems["upstream"])
+    systems["native"] = fleet.native_routing_envoy(systems["upstream"])
     up = systems["upstream"]
     systems["sy1"] = fleet.switchyard("sy1", up, workers=1, engine="none")
     systems["sy2"] = fleet.switchyard("sy2", up, workers=2, engine="none")
@@ -195,7 +201,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     max_rps = by_key["alias"].median("rps")
     rate = 0.25 * max_rps
     delay_ms = conns / rate * 1000
-    paced_plan = [by_key["direct"], by_key["envoy"], by_key["noop"], by_key["alias"]]
+    paced_plan = [by_key["direct"], by_key["envoy"], by_key["noop"], by_key["native"], by_key["alias"]]
     paced: dict[str, list[WrkResult]] = {t.key: [] for t in paced_plan}
     log(f"paced: {rate:.0f} req/s (25 % of {max_rps:.0f}) over {conns} connections, {rounds} round(s)")
     for r in range(rounds):
@@ -208,7 +214,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
 
     # Streaming time to first byte: sequential requests, the targets interleaved request by request.
     ttfb_targets = {"direct": ("upstream", "gpt-4o-mini"), "envoy": ("envoy", "gpt-4o-mini"),
-                    "noop": ("noop", "gpt-4o-mini"), "alias": ("sy1", "fast")}
+                    "noop": ("noop", "gpt-4o-mini"), "native": ("native", "fast"), "alias": ("sy1", "fast")}
     if "litellm" in systems:
         ttfb_targets["litellm"] = ("litellm", "fast")
     clients = {k: StreamClient(systems[s].url, CHAT, chat_body(m, stream=True)) for k, (s, m) in ttfb_targets.items()}
@@ -281,7 +287,7 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
     ttfb_rows = []
     for key, values in ttfb.items():
         values = sorted(values)
-        label = {"direct": "upstream alone (direct)", "envoy": "bare Envoy", "noop": NOOP_LABEL,
+        label = {"direct": "upstream alone (direct)", "envoy": "bare Envoy", "noop": NOOP_LABEL, "native": NATIVE_LABEL,
                  "alias": "Switchyard 1 worker, alias", "litellm": "LiteLLM proxy, 2 workers"}[key]
         ttfb_rows.append({"key": key, "label": label, "n": len(values),
                           "p50_ms": statistics.median(values) if values else None,
@@ -292,31 +298,41 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
     rows_by = {r["key"]: r for r in rows}
     rss_none = [v for k, v in rss_loaded.get("sy1", {}).items() if k.startswith("worker") and v] + \
                [v for k, v in rss_loaded.get("sy2", {}).items() if k.startswith("worker") and v]
-    added_p50 = paced_by["alias"]["p50_ms"] - paced_by["envoy"]["p50_ms"]
-    added_ttfb = ttfb_by["alias"]["p50_ms"] - ttfb_by["envoy"]["p50_ms"]
-    noop = rows_by["noop"]
-    noop_p50 = paced_by["noop"]["p50_ms"] - paced_by["envoy"]["p50_ms"]
-    noop_ttfb = ttfb_by["noop"]["p50_ms"] - ttfb_by["envoy"]["p50_ms"]
-    # (target, Switchyard's figure, passes, the no-op Python filter's figure, the no-op passes)
+
+    # Each target: its figures as (measured, passes), Switchyard's first, then where they apply the
+    # no-op Python filter's and the Envoy-alone design study's, from the same run.
+    def paced_added(key: str) -> float:
+        return paced_by[key]["p50_ms"] - paced_by["envoy"]["p50_ms"]
+
+    def ttfb_added(key: str) -> float:
+        return ttfb_by[key]["p50_ms"] - ttfb_by["envoy"]["p50_ms"]
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.0f} %"
+
+    def cmp(keys, value, fmt, ok):
+        return [(fmt(value(k)), ok(value(k))) for k in keys]
+
+    alt = ("noop", "native")
     checks = [
-        ("alias throughput ≥ 50 % of bare Envoy (16 connections)", f"{100 * rows_by['alias']['vs_envoy']:.0f} %",
-         rows_by["alias"]["vs_envoy"] >= 0.5, f"{100 * noop['vs_envoy']:.0f} %", noop["vs_envoy"] >= 0.5),
-        ("literal throughput ≥ 50 % of bare Envoy (16 connections)", f"{100 * rows_by['literal']['vs_envoy']:.0f} %",
-         rows_by["literal"]["vs_envoy"] >= 0.5, f"{100 * noop['vs_envoy']:.0f} %", noop["vs_envoy"] >= 0.5),
-        ("added p50 over bare Envoy ≤ 1 ms at 25 % of Switchyard's max", f"{added_p50:+.3f} ms", added_p50 <= 1.0,
-         f"{noop_p50:+.3f} ms", noop_p50 <= 1.0),
+        ("alias throughput ≥ 50 % of bare Envoy (16 connections)",
+         cmp(("alias", *alt), lambda k: rows_by[k]["vs_envoy"], pct, lambda v: v >= 0.5)),
+        ("literal throughput ≥ 50 % of bare Envoy (16 connections)",
+         cmp(("literal", *alt), lambda k: rows_by[k]["vs_envoy"], pct, lambda v: v >= 0.5)),
+        ("added p50 over bare Envoy ≤ 1 ms at 25 % of Switchyard's max",
+         cmp(("alias", *alt), paced_added, lambda v: f"{v:+.3f} ms", lambda v: v <= 1.0)),
     ]
     if litellm_rps:
-        checks.append(("alias throughput ≥ 50× LiteLLM's", f"{rows_by['alias']['vs_litellm']:.1f}×",
-                       rows_by["alias"]["vs_litellm"] >= 50, f"{noop['vs_litellm']:.1f}×", noop["vs_litellm"] >= 50))
+        checks.append(("alias throughput ≥ 50× LiteLLM's",
+                       cmp(("alias", *alt), lambda k: rows_by[k]["vs_litellm"], lambda v: f"{v:.1f}×", lambda v: v >= 50)))
     checks += [
         ("filter throughput grows from 1 to 2 workers (alias)",
-         f"{rows_by['alias2']['rps'] / rows_by['alias']['rps']:.2f}× ({rows_by['alias']['rps']:.0f} → {rows_by['alias2']['rps']:.0f})",
-         rows_by["alias2"]["rps"] > rows_by["alias"]["rps"], None, None),
-        ("filter RSS ≤ 80 MB per worker without the embedded engine", f"max {max(rss_none):.0f} MB" if rss_none else "n/a",
-         bool(rss_none) and max(rss_none) <= 80, None, None),
-        ("streaming TTFB within 1 ms of bare Envoy's (p50)", f"{added_ttfb:+.3f} ms", abs(added_ttfb) <= 1.0,
-         f"{noop_ttfb:+.3f} ms", abs(noop_ttfb) <= 1.0),
+         [(f"{rows_by['alias2']['rps'] / rows_by['alias']['rps']:.2f}× ({rows_by['alias']['rps']:.0f} → {rows_by['alias2']['rps']:.0f})",
+           rows_by["alias2"]["rps"] > rows_by["alias"]["rps"])]),
+        ("filter RSS ≤ 80 MB per worker without the embedded engine",
+         [(f"max {max(rss_none):.0f} MB" if rss_none else "n/a", bool(rss_none) and max(rss_none) <= 80)]),
+        ("streaming TTFB within 1 ms of bare Envoy's (p50)",
+         cmp(("alias", *alt), ttfb_added, lambda v: f"{v:+.3f} ms", lambda v: abs(v) <= 1.0)),
     ]
     return {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -326,7 +342,8 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
         "rounds": rounds, "seconds": seconds, "connections": args.connections, "threads": args.threads,
         "elapsed_s": elapsed, "rows": rows, "paced_rate": rate, "paced_of": max_rps, "paced": paced_rows,
         "ttfb_n": ttfb_n, "ttfb": ttfb_rows, "rss_idle_mb": rss_idle, "rss_loaded_mb": rss_loaded,
-        "checks": [{"check": c, "measured": m, "pass": p, "noop": nm, "noop_pass": np} for c, m, p, nm, np in checks],
+        # figures: Switchyard, then (where it applies) the no-op Python filter and the Envoy-alone study
+        "checks": [{"check": c, "figures": [{"measured": m, "pass": p} for m, p in figures]} for c, figures in checks],
         "load": [min(LOADS), max(LOADS)] if LOADS else list(os.getloadavg()[:1]) * 2,
     }
 
@@ -422,17 +439,18 @@ def render_markdown(res: dict) -> str:
         "",
         "## Targets",
         "",
-        "The last two columns hold the same measure for bare Envoy + the no-op Python ext_proc filter, from "
-        "the same run: where it fails too, no Python filter on the request path meets the target on this "
-        "machine, whatever it does per request.",
+        "The other columns hold the same measure, from the same run, for bare Envoy + the no-op Python ext_proc "
+        "filter (where it fails too, no Python filter on the request path meets the target on this machine, "
+        "whatever it does per request) and for the design study where Envoy alone routes on the body's model.",
         "",
-        "| target | Switchyard | result | no-op Python filter | result |",
-        "| --- | --- | --- | --- | --- |",
+        "| target | Switchyard | result | no-op Python filter | result | Envoy alone (study) | result |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in res["checks"]:
-        noop = "–" if c.get("noop") is None else c["noop"]
-        noop_result = "–" if c.get("noop_pass") is None else ("pass" if c["noop_pass"] else "**fail**")
-        lines.append(f"| {c['check']} | {c['measured']} | {'pass' if c['pass'] else '**fail**'} | {noop} | {noop_result} |")
+        cells = []
+        for f in c["figures"] + [None] * (3 - len(c["figures"])):
+            cells += ["–", "–"] if f is None else [f["measured"], "pass" if f["pass"] else "**fail**"]
+        lines.append(f"| {c['check']} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
 

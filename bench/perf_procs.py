@@ -174,6 +174,11 @@ class Fleet:
         system.processes["noop filter"] = noop.pid
         return system
 
+    def native_routing_envoy(self, upstream: System) -> System:
+        """Envoy alone routing on the body's model (a design study, not Switchyard: see
+        `native_routing_bootstrap`)."""
+        return self._envoy("native", native_routing_bootstrap, upstream)
+
     def _envoy(self, name: str, bootstrap_for, upstream: System) -> System:
         port, admin = free_port(), free_port()
         up_port = int(upstream.url.rsplit(":", 1)[1])
@@ -355,4 +360,40 @@ def noop_filter_bootstrap(port: int, admin_port: int, upstream_port: int, filter
         "load_assignment": {"cluster_name": "noop_filter", "endpoints": [{"lb_endpoints": [{"endpoint": {
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": filter_port}}}}]}]},
     })
+    return bootstrap
+
+
+TRANSFORM = "type.googleapis.com/envoy.extensions.filters.http.transform.v3.TransformConfig"
+
+
+def native_routing_bootstrap(port: int, admin_port: int, upstream_port: int) -> dict:
+    """A design study, not Switchyard: what the alias path costs when Envoy does it alone.
+
+    Envoy's transform filter copies the body's `model` into a header and re-matches the route; the
+    route for `model: fast` rewrites the body's model to `gpt-4o-mini` (a second transform filter,
+    configured per route) and sets the provider's key. No Python, and none of the gateway's request
+    checks (a malformed `messages` would be forwarded), metadata, metrics or tracing.
+    """
+    bootstrap = bare_envoy_bootstrap(port, admin_port, upstream_port)
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    model_header = {"append": {"header": {"key": "x-model-name", "value": "%REQUEST_BODY(model)%"},
+                               "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+    manager["http_filters"][:0] = [
+        {"name": "model_header", "typed_config": {"@type": TRANSFORM, "clear_route_cache": True,
+                                                  "request_transformation": {"headers_mutations": [model_header]}}},
+        {"name": "rewrite", "typed_config": {"@type": TRANSFORM}},
+    ]
+    rewrite = {"@type": TRANSFORM, "request_transformation": {
+        "headers_mutations": [{"append": {"header": {"key": "authorization", "value": f"Bearer {KEY}"},
+                                          "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}],
+        "body_transformation": {"body_format": {"json_format": {"model": "gpt-4o-mini"}}, "action": "MERGE"}}}
+    manager["route_config"]["virtual_hosts"][0]["routes"] = [
+        {"match": {"path": "/v1/chat/completions",
+                   "headers": [{"name": "x-model-name", "string_match": {"exact": "fast"}}]},
+         "route": {"cluster": "upstream", "timeout": "30s"},
+         "request_headers_to_remove": ["x-model-name", "x-api-key"],
+         "typed_per_filter_config": {"rewrite": rewrite}},
+        {"match": {"path": "/health"}, "route": {"cluster": "upstream", "timeout": "30s"}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+    ]
     return bootstrap
