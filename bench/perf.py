@@ -45,6 +45,9 @@ NOOP_LABEL = "bare Envoy + no-op Python ext_proc (floor of any Python filter)"
 # design study of taking static decisions out of Python, not something Switchyard runs.
 NATIVE_LABEL = "design study: Envoy alone routes on the body's model (no filter, no request checks)"
 
+FAST_PATH_LABEL = ("design study: Envoy alone serves requests whose shape a Lua check accepts, the rest go to "
+                   "the filter (no access logs)")
+
 LOADS: list[float] = []  # the 1-minute load average before each round: other work on the machine
 
 
@@ -78,6 +81,7 @@ def targets(include_litellm: bool) -> list[Target]:
         Target("envoy", "bare Envoy → upstream", "envoy", chat_body("gpt-4o-mini")),
         Target("noop", NOOP_LABEL, "noop", chat_body("gpt-4o-mini")),
         Target("native", NATIVE_LABEL, "native", chat_body("fast")),
+        Target("fastpath", FAST_PATH_LABEL, "fastpath", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
         Target("alias", "Switchyard 1 worker, alias `fast`", "sy1", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
         Target("literal", "Switchyard 1 worker, literal `openai/gpt-4o`", "sy1", chat_body("openai/gpt-4o"),
                expect_model="openai/gpt-4o"),
@@ -153,6 +157,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     systems["envoy"] = fleet.bare_envoy(systems["upstream"])
     systems["noop"] = fleet.noop_filter_envoy(systems["upstream"])
     systems["native"] = fleet.native_routing_envoy(systems["upstream"])
+    systems["fastpath"] = fleet.fast_path_envoy(systems["upstream"])
     up = systems["upstream"]
     systems["sy1"] = fleet.switchyard("sy1", up, workers=1, engine="none")
     systems["sy2"] = fleet.switchyard("sy2", up, workers=2, engine="none")
@@ -201,7 +206,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     max_rps = by_key["alias"].median("rps")
     rate = 0.25 * max_rps
     delay_ms = conns / rate * 1000
-    paced_plan = [by_key["direct"], by_key["envoy"], by_key["noop"], by_key["native"], by_key["alias"]]
+    paced_plan = [by_key[k] for k in ("direct", "envoy", "noop", "native", "fastpath", "alias")]
     paced: dict[str, list[WrkResult]] = {t.key: [] for t in paced_plan}
     log(f"paced: {rate:.0f} req/s (25 % of {max_rps:.0f}) over {conns} connections, {rounds} round(s)")
     for r in range(rounds):
@@ -214,7 +219,8 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
 
     # Streaming time to first byte: sequential requests, the targets interleaved request by request.
     ttfb_targets = {"direct": ("upstream", "gpt-4o-mini"), "envoy": ("envoy", "gpt-4o-mini"),
-                    "noop": ("noop", "gpt-4o-mini"), "native": ("native", "fast"), "alias": ("sy1", "fast")}
+                    "noop": ("noop", "gpt-4o-mini"), "native": ("native", "fast"),
+                    "fastpath": ("fastpath", "fast"), "alias": ("sy1", "fast")}
     if "litellm" in systems:
         ttfb_targets["litellm"] = ("litellm", "fast")
     clients = {k: StreamClient(systems[s].url, CHAT, chat_body(m, stream=True)) for k, (s, m) in ttfb_targets.items()}
@@ -287,7 +293,7 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
     ttfb_rows = []
     for key, values in ttfb.items():
         values = sorted(values)
-        label = {"direct": "upstream alone (direct)", "envoy": "bare Envoy", "noop": NOOP_LABEL, "native": NATIVE_LABEL,
+        label = {"direct": "upstream alone (direct)", "envoy": "bare Envoy", "noop": NOOP_LABEL, "native": NATIVE_LABEL, "fastpath": FAST_PATH_LABEL,
                  "alias": "Switchyard 1 worker, alias", "litellm": "LiteLLM proxy, 2 workers"}[key]
         ttfb_rows.append({"key": key, "label": label, "n": len(values),
                           "p50_ms": statistics.median(values) if values else None,
@@ -313,7 +319,7 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
     def cmp(keys, value, fmt, ok):
         return [(fmt(value(k)), ok(value(k))) for k in keys]
 
-    alt = ("noop", "native")
+    alt = ("noop", "native", "fastpath")
     checks = [
         ("alias throughput ≥ 50 % of bare Envoy (16 connections)",
          cmp(("alias", *alt), lambda k: rows_by[k]["vs_envoy"], pct, lambda v: v >= 0.5)),
@@ -441,14 +447,14 @@ def render_markdown(res: dict) -> str:
         "",
         "The other columns hold the same measure, from the same run, for bare Envoy + the no-op Python ext_proc "
         "filter (where it fails too, no Python filter on the request path meets the target on this machine, "
-        "whatever it does per request) and for the design study where Envoy alone routes on the body's model.",
+        "whatever it does per request) and for the two design studies where Envoy alone serves the alias path.",
         "",
-        "| target | Switchyard | result | no-op Python filter | result | Envoy alone (study) | result |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| target | Switchyard | result | no-op Python filter | result | Envoy alone (study) | result | fast path (study) | result |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in res["checks"]:
         cells = []
-        for f in c["figures"] + [None] * (3 - len(c["figures"])):
+        for f in c["figures"] + [None] * (4 - len(c["figures"])):
             cells += ["–", "–"] if f is None else [f["measured"], "pass" if f["pass"] else "**fail**"]
         lines.append(f"| {c['check']} | " + " | ".join(cells) + " |")
     lines.append("")

@@ -16,11 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 SHORT = {
-    "direct": "upstream\ndirect", "envoy": "bare\nEnvoy", "noop": "Envoy +\nno-op\nPython filter", "native": "Envoy alone\nroutes on\nmodel (study)", "alias": "SY alias\n1 worker", "literal": "SY literal\n1 worker",
+    "direct": "upstream\ndirect", "envoy": "bare\nEnvoy", "noop": "Envoy +\nno-op\nPython filter", "native": "Envoy alone\nroutes on\nmodel (study)", "fastpath": "fast path\n(study)", "alias": "SY alias\n1 worker", "literal": "SY literal\n1 worker",
     "alias2": "SY alias\n2 workers", "alias_nometrics": "SY alias\nno usage\nmetrics",
     "pref_uncached": "SY auto\nembedded\nuncached", "pref_cached": "SY auto\nembedded\ncached", "litellm": "LiteLLM\n2 workers",
 }
-COLOURS = {"direct": "#999999", "envoy": "#4c72b0", "noop": "#8172b3", "native": "#937860", "litellm": "#c44e52"}
+COLOURS = {"direct": "#999999", "envoy": "#4c72b0", "noop": "#8172b3", "native": "#937860", "fastpath": "#da8bc3", "litellm": "#c44e52"}
 
 
 def main(src: str, dst: str) -> None:
