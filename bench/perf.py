@@ -482,6 +482,7 @@ def profile(fleet: Fleet, workdir: Path, args, running: list) -> int:
     system = fleet.switchyard("sy1", up, workers=1, engine="none")
     worker = system.processes["worker1"]
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     seconds = args.profile_seconds
     script = lua_script(CHAT, chat_body("fast"), vary=False, delay_ms=None)
     wrk = subprocess.Popen(["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{2 * seconds + 3:g}s",
