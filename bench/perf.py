@@ -1,7 +1,7 @@
 """`make bench`: Switchyard's request-path cost, side by side with the upstream alone, bare Envoy
 and the LiteLLM proxy, in one run on one machine against one stand-in upstream.
 
-    .venv/bin/python -m bench.perf            # full run (~8 min on 2 cores)
+    .venv/bin/python -m bench.perf            # full run (~11 min on 2 cores)
     .venv/bin/python -m bench.perf --quick    # ~3 min
     .venv/bin/python -m bench.perf --profile  # py-spy flame graph of a filter worker under load
 
