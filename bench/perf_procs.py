@@ -166,13 +166,7 @@ class Fleet:
 
     def noop_filter_envoy(self, upstream: System) -> System:
         """Bare Envoy plus an ext_proc filter to a Python server that does nothing (bench/noop_filter.py)."""
-        filter_port = free_port()
-        argv = [sys.executable, "-m", "bench.noop_filter", "--port", str(filter_port)]
-        noop, _ = self.spawn("noop-filter", argv)
-        system = self._envoy("noop", lambda port, admin, up: noop_filter_bootstrap(port, admin, up, filter_port),
-                             upstream)
-        system.processes["noop filter"] = noop.pid
-        return system
+        return self._envoy_with_noop_filter("noop", noop_filter_bootstrap, upstream)
 
     def native_routing_envoy(self, upstream: System) -> System:
         """Envoy alone routing on the body's model (a design study, not Switchyard: see
@@ -182,10 +176,13 @@ class Fleet:
     def fast_path_envoy(self, upstream: System) -> System:
         """The fuller design study: Envoy routes eligible requests alone, the rest go to a filter
         (here the no-op one). See `fast_path_bootstrap`."""
+        return self._envoy_with_noop_filter("fastpath", fast_path_bootstrap, upstream)
+
+    def _envoy_with_noop_filter(self, name: str, bootstrap_for, upstream: System) -> System:
+        """Starts a no-op filter, then Envoy from `bootstrap_for(port, admin, upstream, filter_port)`."""
         filter_port = free_port()
-        noop, _ = self.spawn("fastpath-noop-filter", [sys.executable, "-m", "bench.noop_filter", "--port", str(filter_port)])
-        system = self._envoy("fastpath", lambda port, admin, up: fast_path_bootstrap(port, admin, up, filter_port),
-                             upstream)
+        noop, _ = self.spawn(f"{name}-noop-filter", [sys.executable, "-m", "bench.noop_filter", "--port", str(filter_port)])
+        system = self._envoy(name, lambda port, admin, up: bootstrap_for(port, admin, up, filter_port), upstream)
         system.processes["noop filter"] = noop.pid
         return system
 
