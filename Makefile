@@ -26,8 +26,10 @@ $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The end-to-end suite runs twice: as configured, then with gateway.fast_path on (tests/gateway.py).
 test: install $(CLIENTS)
 	$(PY) -m pytest -q
+	SWITCHYARD_TEST_FAST_PATH=1 $(PY) -m pytest -q tests/e2e
 
 validate: install
 	$(VENV)/bin/switchyard validate $(CONFIG)

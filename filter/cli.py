@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from filter.envoy_config import render_fragments, render_yaml
 
+        if config.gateway.fast_path:
+            print("switchyard: gateway.fast_path applies to `switchyard up` only, which hands Envoy the provider "
+                  "keys as private files; this bootstrap sends every request through the filter", file=sys.stderr)
         if args.fragments:
             sys.stdout.write(yaml.safe_dump(render_fragments(config), sort_keys=False))
         else:

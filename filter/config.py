@@ -128,6 +128,9 @@ class Gateway:
     log_level: str = "info"
     # Stream Envoy's access log to the workers (batched, after the answer) for the metrics.
     usage_metrics: bool = True
+    # Literal and alias requests that need nothing of Python are checked, rewritten and sent by
+    # Envoy alone (filter/fast_path.py); everything else still goes through the filter.
+    fast_path: bool = False
     # When set, every request must present one of these (Bearer or x-api-key), else 401.
     client_keys: tuple[Secret, ...] = ()
     # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces), JSON encoding.
@@ -303,7 +306,7 @@ _PREFERENCE_KEYS = {"name", "description"}
 _ROUTING_KEYS = {"engine", "endpoint", "model", "timeout", "routed_models", "unknown_model", "cache_size"}
 _GATEWAY_KEYS = {
     "admin_port", "filter_port", "workers", "metrics_port", "max_request_bytes", "log_level", "usage_metrics",
-    "client_keys", "tracing",
+    "fast_path", "client_keys", "tracing",
 }
 _INTERFACES = tuple(i.value for i in Interface)
 
@@ -436,6 +439,11 @@ def _client_keys(r: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[Secret, 
 def _gateway(r: _Reader, raw: Any, env: Mapping[str, str]) -> Gateway:
     section = r.mapping(raw, "gateway", _GATEWAY_KEYS)
     d = Gateway()
+    fast_path = r.typed(section.get("fast_path", d.fast_path), "gateway.fast_path", bool, "true or false")
+    if fast_path and section.get("client_keys"):
+        # Envoy alone cannot compare client keys in constant time without holding them in its config.
+        raise r.fail("gateway.fast_path", "cannot be used with gateway.client_keys: fast requests never reach "
+                                          "the filter, which is what checks client keys")
     return Gateway(
         admin_port=r.port(section.get("admin_port", d.admin_port), "gateway.admin_port"),
         filter_port=r.port(section.get("filter_port", d.filter_port), "gateway.filter_port"),
@@ -448,6 +456,7 @@ def _gateway(r: _Reader, raw: Any, env: Mapping[str, str]) -> Gateway:
             section.get("log_level", d.log_level), "gateway.log_level", ("debug", "info", "warning", "error")
         ),
         usage_metrics=r.typed(section.get("usage_metrics", d.usage_metrics), "gateway.usage_metrics", bool, "true or false"),
+        fast_path=fast_path,
         client_keys=_client_keys(r, section["client_keys"], env) if section.get("client_keys") else (),
         **_tracing(r, section.get("tracing")),
     )

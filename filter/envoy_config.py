@@ -8,6 +8,7 @@ per filter worker. `envoy --mode validate` is the judge of the result.
 from __future__ import annotations
 
 import ipaddress
+import os
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from filter import fast_path
 from filter.config import Chain, Config, Provider
 
 def _template_file():
@@ -41,7 +43,8 @@ def filter_ports(config: Config) -> list[int]:
 def render_bootstrap(config: Config, reload_dir: Path | None = None) -> dict[str, Any]:
     """The Envoy bootstrap. With `reload_dir`, routes and provider clusters are not inlined but
     read from files there (RDS and CDS over the filesystem), so that `write_reloadable` can change
-    them while Envoy runs, without dropping a connection."""
+    them while Envoy runs, without dropping a connection. The fast path needs `reload_dir` too:
+    provider keys reach Envoy as SDS files there, never inside the bootstrap."""
     gateway = config.gateway
     bootstrap = _template(config)
     resources = bootstrap["static_resources"]
@@ -49,6 +52,8 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None) -> dict[str
     manager = _connection_manager(bootstrap)
     if gateway.usage_metrics:
         manager["access_log"].append(usage_access_log())
+    if reload_dir is not None and gateway.fast_path:
+        manager["http_filters"].insert(0, fast_path.lua_filter())
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
         {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
@@ -72,15 +77,21 @@ CLUSTERS_FILE = "clusters.yaml"
 def write_reloadable(configs: list[Config], reload_dir: Path, version: int) -> None:
     """Write the provider routes and clusters of every config in `configs` (their union: during a
     reload the old providers stay routable until the workers have switched) for Envoy to pick up.
+    Fast routes come from the newest config alone: a client sees a changed alias at once.
     Each file is replaced by a rename, which is what Envoy's directory watch reacts to."""
     clusters, routes = [], []
     seen: set[str] = set()
+    for config in configs:  # secrets first: a new cluster's injector finds its key at once
+        for provider in fast_path.fast_providers(config).values():
+            if provider.access_key is not None:
+                _write_resources(reload_dir / _key_file(provider), version, [fast_path.key_secret(provider)], private=True)
     for config in configs:
-        for cluster in provider_clusters(config):
+        for cluster in provider_clusters(config, reload_dir):
             if cluster["name"] not in seen:
                 seen.add(cluster["name"])
                 clusters.append(cluster)
     seen.clear()
+    routes = fast_routes(configs[-1])
     for config in configs:
         for route in provider_routes(config):
             if route["name"] not in seen:
@@ -94,10 +105,17 @@ def write_reloadable(configs: list[Config], reload_dir: Path, version: int) -> N
                      [{"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", **route_config}])
 
 
-def _write_resources(path: Path, version: int, resources: list[dict[str, Any]]) -> None:
+def _write_resources(path: Path, version: int, resources: list[dict[str, Any]], private: bool = False) -> None:
     staging = path.with_suffix(".staging")
-    staging.write_text(yaml.safe_dump({"version_info": str(version), "resources": resources}, sort_keys=False))
+    # A key file is readable by its owner only, from its first byte on.
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(yaml.safe_dump({"version_info": str(version), "resources": resources}, sort_keys=False))
     staging.replace(path)
+
+
+def _key_file(provider: Provider) -> str:
+    return f"{fast_path.key_secret_name(provider)}.yaml"
 
 
 def _template(config: Config) -> dict[str, Any]:
@@ -172,6 +190,13 @@ def _forwarded(config: Config) -> list[Provider]:
     return [p for p in config.providers if p.upstream is not None]
 
 
+def fast_routes(config: Config) -> list[dict[str, Any]]:
+    """One route per model name that Envoy serves alone (filter/fast_path.py); empty when off."""
+    timeout = _duration(config.listener.timeout_s)
+    return [fast_path.envoy_route(route, timeout, _authority(route.decision.provider))
+            for route in fast_path.fast_routes(config)]
+
+
 def provider_routes(config: Config) -> list[dict[str, Any]]:
     """One route per provider, then one per failover chain, matched on the routing header."""
     timeout = _duration(config.listener.timeout_s)
@@ -233,8 +258,17 @@ def failover_cluster_name(p: Provider) -> str:
     return f"{p.cluster}_failover"
 
 
-def provider_clusters(config: Config) -> list[dict[str, Any]]:
+def provider_clusters(config: Config, keys_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One cluster per provider, then the failover members' and chains'. With `keys_dir` (the
+    fast path's), a fast provider's cluster sets its key from the SDS file there."""
     clusters = [_provider_cluster(p, p.cluster) for p in _forwarded(config)]
+    keyed = fast_path.fast_providers(config) if keys_dir is not None else {}
+    for cluster in clusters:
+        provider = keyed.get(cluster["name"])
+        if provider is not None and provider.access_key is not None:
+            sds = _file_source(keys_dir / _key_file(provider))
+            cluster["typed_extension_protocol_options"] = _upstream_filters(
+                {"http_protocol_options": {}}, [fast_path.credential_injector(provider, sds)])
     members = {p.slug: p for chain in config.chains for p in chain.members}
     failover = config.failover
     for p in members.values():
@@ -273,18 +307,23 @@ def provider_clusters(config: Config) -> list[dict[str, Any]]:
             },
             # Envoy builds the upstream filter chain of the routed (aggregate) cluster: the
             # rewriter lives here and asks for the picked host's metadata.
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                    "explicit_http_config": {"http_protocol_options": {}},
-                    "http_filters": [attempt_rewriter(chain), {
-                        "name": "envoy.filters.http.upstream_codec",
-                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
-                    }],
-                }
-            },
+            "typed_extension_protocol_options": _upstream_filters({"http_protocol_options": {}}, [attempt_rewriter(chain)]),
         })
     return clusters
+
+
+def _upstream_filters(http_config: dict[str, Any], filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cluster's upstream HTTP filters (run per attempt, after the route), then the codec."""
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": http_config,
+            "http_filters": [*filters, {
+                "name": "envoy.filters.http.upstream_codec",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+            }],
+        }
+    }
 
 
 def attempt_rewriter(chain: Chain) -> dict[str, Any]:

@@ -205,7 +205,7 @@ class Supervisor:
             return False
         if _static_part(new) != _static_part(self.config):
             print("switchyard: reload rejected, keeping the running configuration: listener, gateway ports, "
-                  "workers, body limit or metrics settings changed; these need a restart", file=sys.stderr, flush=True)
+                  "workers, body limit, fast path or metrics settings changed; these need a restart", file=sys.stderr, flush=True)
             return False
         old, self.config = self.config, new
         if self.envoy is not None:
@@ -298,7 +298,7 @@ PR_SET_PDEATHSIG = 1
 def _static_part(config: Config) -> tuple:
     """What a reload cannot change: it is baked into Envoy's bootstrap or the worker processes."""
     return (config.listener, config.routing.timeout_s, config.gateway.admin_port, config.gateway.filter_port, config.gateway.workers,
-            config.gateway.metrics_port, config.gateway.max_request_bytes, config.gateway.usage_metrics,
+            config.gateway.metrics_port, config.gateway.max_request_bytes, config.gateway.usage_metrics, config.gateway.fast_path,
             config.gateway.otlp_endpoint, config.gateway.service_name)
 
 

@@ -1,0 +1,285 @@
+-- Switchyard's fast path (gateway.fast_path: true), run by Envoy's Lua filter before ext_proc.
+--
+-- A request whose model is a literal or alias name that Envoy can serve alone — a route named
+-- "fast:<api>:<name>" exists for it (filter/fast_path.py renders them) — is checked, rewritten
+-- and sent without the Python filter. The check accepts only bodies that filter/inbound.py would
+-- accept and forward unchanged except for `model`: strict JSON (UTF-8, escapes, numbers, depth),
+-- a top-level object with unique keys, `messages` a non-empty array of objects, `stream` a
+-- boolean or null, `model` a plain string, and no per-request routing preferences. Anything else,
+-- or any doubt, goes to the filter, which stays the authority on errors.
+--
+-- Every step mirrors the filter's: the body's model becomes the provider's id (only those bytes
+-- change), client credentials are removed (the provider's key is added by the credential
+-- injector of the provider's cluster), the path becomes the provider's, the W3C trace is
+-- continued or started, and the decision metadata that the access log, the metrics and
+-- `x-switchyard-model` read is set.
+
+local FLAG = "x-switchyard-fast-model" -- matched by the fast routes; never trusted from a client
+local NAMESPACE = "switchyard"
+local PATHS = { ["/v1/chat/completions"] = true, ["/v1/messages"] = true }
+local MAX_DEPTH = 256 -- far below the filter's parser limit (1024)
+local MAX_NUMBER = 15 -- longer numbers are re-encoded by the filter (as doubles): let it
+
+local find, byte, sub, lower, format = string.find, string.byte, string.sub, string.lower, string.format
+local random, concat = math.random, table.concat
+
+-- One random generator per Envoy worker thread (each has its own Lua state): seeded apart.
+math.randomseed(os.time() + os.clock() * 1e6 + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0) % 1e9)
+
+-- ---------------------------------------------------------------- strict JSON, without values
+
+local function ws(s, i) -- the index of the next non-whitespace byte, or nil at the end
+  return find(s, "[^ \t\r\n]", i)
+end
+
+local function utf8_ok(s, i, j) -- bytes i .. j-1, all >= 0x80: well-formed UTF-8, no surrogates
+  while i < j do
+    local c, n = byte(s, i), nil
+    if c >= 0xC2 and c <= 0xDF then n = 1
+    elseif c >= 0xE0 and c <= 0xEF then n = 2
+    elseif c >= 0xF0 and c <= 0xF4 then n = 3
+    else return false end
+    if i + n >= j then return false end
+    local lo, hi = 0x80, 0xBF
+    if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F elseif c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    local c2 = byte(s, i + 1)
+    if c2 < lo or c2 > hi then return false end
+    for k = i + 2, i + n do
+      local b = byte(s, k)
+      if b < 0x80 or b > 0xBF then return false end
+    end
+    i = i + n + 1
+  end
+  return true
+end
+
+-- s[i] is a quote: the index after the closing quote, and whether the string held an escape.
+local function skip_string(s, i)
+  local j, escaped = i + 1, false
+  while true do
+    local k = find(s, '[%z\1-\31"\\\128-\255]', j)
+    if not k then return nil end
+    local c = byte(s, k)
+    if c == 34 then return k + 1, escaped end
+    if c == 92 then
+      escaped = true
+      local e = byte(s, k + 1)
+      if e == 117 then -- \uXXXX; a surrogate only as a high-low pair (what JSON encoders write for emoji)
+        if not find(s, "^%x%x%x%x", k + 2) then return nil end
+        if find(s, "^[dD][89abAB]", k + 2) then
+          if not find(s, "^\\u[dD][c-fC-F]%x%x", k + 6) then return nil end
+          j = k + 12
+        elseif find(s, "^[dD][c-fC-F]", k + 2) then
+          return nil
+        else
+          j = k + 6
+        end
+      elseif e == 34 or e == 92 or e == 47 or e == 98 or e == 102 or e == 110 or e == 114 or e == 116 then
+        j = k + 2
+      else
+        return nil
+      end
+    elseif c < 32 then
+      return nil
+    else
+      local stop = find(s, "[^\128-\255]", k) or #s + 1
+      if not utf8_ok(s, k, stop) then return nil end
+      j = stop
+    end
+  end
+end
+
+local function skip_number(s, i)
+  local _, e = find(s, "^-?0", i)
+  if not e then _, e = find(s, "^-?[1-9]%d*", i) end
+  if not e then return nil end
+  local _, f = find(s, "^%.%d+", e + 1)
+  if f then e = f end
+  _, f = find(s, "^[eE][+-]?%d%d?", e + 1) -- at most two exponent digits: no infinities
+  if f then e = f end
+  if e - i + 1 > MAX_NUMBER then return nil end
+  return e + 1
+end
+
+local skip_value
+
+local function skip_object(s, i, depth)
+  local j = ws(s, i + 1)
+  if not j then return nil end
+  if byte(s, j) == 125 then return j + 1 end
+  while true do
+    if byte(s, j) ~= 34 then return nil end
+    j = skip_string(s, j)
+    j = j and ws(s, j)
+    if not j or byte(s, j) ~= 58 then return nil end
+    j = ws(s, j + 1)
+    j = j and skip_value(s, j, depth)
+    j = j and ws(s, j)
+    if not j then return nil end
+    local c = byte(s, j)
+    if c == 125 then return j + 1 end
+    if c ~= 44 then return nil end
+    j = ws(s, j + 1)
+    if not j then return nil end
+  end
+end
+
+-- With `objects_only`, every element must be an object and there must be at least one.
+local function skip_array(s, i, depth, objects_only)
+  local j = ws(s, i + 1)
+  if not j then return nil end
+  if byte(s, j) == 93 then return (not objects_only) and j + 1 or nil end
+  while true do
+    if objects_only and byte(s, j) ~= 123 then return nil end
+    j = skip_value(s, j, depth)
+    j = j and ws(s, j)
+    if not j then return nil end
+    local c = byte(s, j)
+    if c == 93 then return j + 1 end
+    if c ~= 44 then return nil end
+    j = ws(s, j + 1)
+    if not j then return nil end
+  end
+end
+
+skip_value = function(s, i, depth)
+  local c = byte(s, i)
+  if c == 34 then return (skip_string(s, i)) end
+  if c == 123 or c == 91 then
+    if depth >= MAX_DEPTH then return nil end
+    if c == 123 then return skip_object(s, i, depth + 1) end
+    return skip_array(s, i, depth + 1, false)
+  end
+  if c == 116 then return sub(s, i, i + 3) == "true" and i + 4 or nil end
+  if c == 102 then return sub(s, i, i + 4) == "false" and i + 5 or nil end
+  if c == 110 then return sub(s, i, i + 3) == "null" and i + 4 or nil end
+  return skip_number(s, i)
+end
+
+-- May this body skip the filter? Returns the model name and the byte span of its JSON string
+-- (quotes included), or nil. Global: the unit tests call it.
+function fast_model(s)
+  local i = ws(s, 1)
+  if not i or byte(s, i) ~= 123 then return nil end
+  i = ws(s, i + 1)
+  local seen, model, first, last, has_messages = {}, nil, nil, nil, false
+  while i and byte(s, i) == 34 do
+    local e, escaped = skip_string(s, i)
+    if not e or escaped then return nil end -- an escaped key may decode to "model": the filter decides
+    local key = sub(s, i + 1, e - 2)
+    if seen[key] then return nil end
+    seen[key] = true
+    i = ws(s, e)
+    if not i or byte(s, i) ~= 58 then return nil end
+    i = ws(s, i + 1)
+    if not i then return nil end
+    local after
+    if key == "messages" then
+      if byte(s, i) ~= 91 then return nil end
+      after = skip_array(s, i, 1, true)
+      has_messages = after ~= nil
+    elseif key == "routing_preferences" then
+      return nil
+    else
+      after = skip_value(s, i, 0)
+      if not after then return nil end
+      local raw = sub(s, i, after - 1)
+      if key == "model" then
+        if byte(s, i) ~= 34 or not find(raw, '^"[%w%-%._:/@%+]+"$') or #raw > 258 then return nil end
+        model, first, last = sub(raw, 2, -2), i, after - 1
+      elseif key == "stream" then
+        if raw ~= "true" and raw ~= "false" and raw ~= "null" then return nil end
+      elseif key == "metadata" then -- per-request preferences live here, maybe escaped
+        if find(raw, "\\", 1, true) or find(raw, "archgw_preference_config", 1, true) then return nil end
+      end
+    end
+    if not after then return nil end
+    i = ws(s, after)
+    if not i then return nil end
+    local c = byte(s, i)
+    if c == 125 then
+      if ws(s, i + 1) or not has_messages then return nil end
+      return model, first, last
+    end
+    if c ~= 44 then return nil end
+    i = ws(s, i + 1)
+  end
+  return nil
+end
+
+-- ---------------------------------------------------------------- the request
+
+local function random_hex(digits)
+  local parts = {}
+  for k = 1, digits / 4 do parts[k] = format("%04x", random(0, 65535)) end
+  return concat(parts)
+end
+
+-- The client's W3C trace when its traceparent is valid (the filter's rule), else a new one.
+local function trace_of(given)
+  if given then
+    local version, trace, parent, flags = lower(given):match("^%s*(%x%x)%-(%x+)%-(%x+)%-(%x%x)%s*$")
+    if version and version ~= "ff" and #trace == 32 and #parent == 16 and find(trace, "[^0]") and find(parent, "[^0]") then
+      return trace, parent, flags
+    end
+  end
+  return random_hex(32), "", "01"
+end
+
+local function content_type_is_json(value)
+  if not value then return true end -- the filter's default too
+  return lower(value:match("^[^;]*")):match("^%s*(.-)%s*$") == "application/json"
+end
+
+local function eligible_model(handle, headers)
+  local path = headers:get(":path") or ""
+  if headers:get(":method") ~= "POST" or not PATHS[path:match("^[^?]*")] then return nil end
+  if not content_type_is_json(headers:get("content-type")) then return nil end
+  local body = handle:body()
+  if not body or body:length() == 0 then return nil end
+  local raw = body:getBytes(0, body:length())
+  local model, first, last = fast_model(raw)
+  return model, raw, first, last
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local spoofed = headers:get(FLAG) ~= nil
+  headers:remove(FLAG)
+  local model, raw, first, last = eligible_model(handle, headers)
+  headers = handle:headers() -- handles do not outlive the wait for the body
+  if model then headers:add(FLAG, model) end
+  if model or spoofed then handle:clearRouteCache() end
+  if not model then return end
+  local route = handle:metadata() -- the fast route's, when one matched this model
+  local served = route:get("model")
+  if not served then -- no fast route for this name: the filter decides, and never sees the flag
+    headers:remove(FLAG)
+    return
+  end
+
+  handle:body():setBytes(sub(raw, 1, first - 1) .. route:get("model_json") .. sub(raw, last + 1))
+  local path = headers:get(":path")
+  local query = path:match("%?.*$") or ""
+  headers:replace(":path", route:get("upstream_path") .. (route:get("keep_query") and query or ""))
+  for name in route:get("remove_headers"):gmatch("[^,]+") do headers:remove(name) end
+  local version = route:get("anthropic_version")
+  if version and (headers:get("anthropic-version") or "") == "" then headers:replace("anthropic-version", version) end
+
+  local trace, parent, flags = trace_of(headers:get("traceparent"))
+  local request_span, upstream_span = random_hex(16), random_hex(16)
+  headers:replace("traceparent", "00-" .. trace .. "-" .. upstream_span .. "-" .. flags)
+
+  local metadata = handle:streamInfo():dynamicMetadata()
+  metadata:set(NAMESPACE, "api", route:get("api"))
+  metadata:set(NAMESPACE, "path", path)
+  metadata:set(NAMESPACE, "model", served)
+  metadata:set(NAMESPACE, "decision", route:get("decision"))
+  metadata:set(NAMESPACE, "provider", route:get("provider"))
+  metadata:set(NAMESPACE, "upstream_api", route:get("upstream_api"))
+  metadata:set(NAMESPACE, "trace_id", trace)
+  metadata:set(NAMESPACE, "parent_span", parent)
+  metadata:set(NAMESPACE, "request_span", request_span)
+  metadata:set(NAMESPACE, "upstream_span", upstream_span)
+  metadata:set(NAMESPACE, "trace_flags", flags)
+end

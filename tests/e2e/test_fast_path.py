@@ -1,0 +1,218 @@
+"""The fast path (gateway.fast_path: true) end to end: Envoy alone serves literal and alias
+requests, and nothing a client, a provider, the access log or the metrics see changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.gateway import REPO, SWITCHYARD, Gateway
+
+OPENAI_KEY = "sk-fast-path-openai-91b2"
+GROQ_KEY = "gsk-fast-path-groq-3c4d"
+ANTHROPIC_KEY = "sk-ant-fast-path-5e6f"
+CLIENT_TRACE, CLIENT_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+HI = [{"role": "user", "content": "hé, say hi ✓"}]
+
+
+def _config(upstream, fast: bool) -> dict:
+    return {
+        "llm_providers": [
+            {"model": "openai/gpt-4o", "access_key": "$FP_OPENAI_KEY", "base_url": f"{upstream.url}/v1", "default": True},
+            {"model": "groq/llama-3.3-70b", "access_key": GROQ_KEY, "base_url": f"{upstream.url}/openai/v1"},
+            {"model": "anthropic/claude-sonnet-4-5", "access_key": ANTHROPIC_KEY, "base_url": f"{upstream.url}/v1"},
+            {"model": "local/qwen", "base_url": f"{upstream.url}/custom/api"},
+        ],
+        "model_aliases": {"fast-model": {"target": "llama-3.3-70b"}, "claude": {"target": "claude-sonnet-4-5"}},
+        "routing": {"engine": "none"},
+        "gateway": {"fast_path": fast},
+    }
+
+
+@pytest.fixture(scope="module")
+def gateways(upstream, tmp_path_factory):
+    """The same configuration twice: with the fast path, and with every request through the filter."""
+    env = {"FP_OPENAI_KEY": OPENAI_KEY}
+    with Gateway(_config(upstream, True), tmp_path_factory.mktemp("fast"), env=env) as fast, \
+            Gateway(_config(upstream, False), tmp_path_factory.mktemp("filter"), env=env) as slow:
+        yield fast, slow
+
+
+# What clients send: (path, headers, body). Fast and not, well-formed and not.
+REQUESTS = [
+    ("/v1/chat/completions", {}, {"model": "fast-model", "messages": HI}),
+    ("/v1/chat/completions?trace=1", {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01", "authorization": "Bearer client"},
+     {"model": "openai/gpt-4o", "messages": HI, "temperature": 0.5, "metadata": {"team": "a"}}),
+    ("/v1/chat/completions", {"x-api-key": "client", "anthropic-version": "2023-06-01"},
+     {"model": "gpt-4o", "messages": HI, "stream": True, "stream_options": {"include_usage": True}}),
+    ("/v1/chat/completions", {}, {"model": "qwen", "messages": HI, "stream": False}),
+    ("/v1/messages?beta=true", {"x-api-key": "client", "anthropic-beta": "tools-2024"},
+     {"model": "claude", "max_tokens": 20, "messages": HI}),
+    ("/v1/messages", {"anthropic-version": "2024-01-01"},
+     {"model": "anthropic/claude-sonnet-4-5", "max_tokens": 20, "messages": HI, "stream": True}),
+    # Through the filter on both gateways: translation, defaults, errors, a forged flag.
+    ("/v1/chat/completions", {}, {"model": "claude", "messages": HI}),
+    ("/v1/messages", {}, {"model": "fast-model", "max_tokens": 20, "messages": HI}),
+    ("/v1/chat/completions", {}, {"messages": HI}),
+    ("/v1/chat/completions", {}, {"model": "nope", "messages": HI}),
+    ("/v1/chat/completions", {}, {"model": "gpt-4o", "messages": []}),
+    ("/v1/chat/completions", {"x-switchyard-fast-model": "gpt-4o"}, {"model": "gpt-4o", "messages": "hi"}),
+    ("/v1/chat/completions", {"x-switchyard-fast-model": "gpt-4o"}, {"model": "gpt-4o", "messages": HI,
+                                                                      "routing_preferences": "bad"}),
+    ("/v1/chat/completions", {"content-type": "text/plain"}, {"model": "gpt-4o", "messages": HI}),
+    ("/v1/chat/completions", {}, b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "\xff"}]}'),
+    ("/v1/chat/completions", {}, b'{"model": "gpt-4o", "messages": [{"role": "user"}], "n": 1e999}'),
+]
+
+# Headers a provider sees whose values must match exactly.
+COMPARED_HEADERS = ("authorization", "x-api-key", "api-key", "anthropic-version", "anthropic-beta", "content-type")
+# Access log fields that differ between any two runs.
+VOLATILE = {"time", "request_id", "duration_ms", "upstream_ms", "traceparent"}
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def send(gateway: Gateway, upstream, path: str, headers: dict, body) -> dict:
+    """One request and everything observable about it."""
+    upstream.clear()
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(gateway.url + path, content=content, timeout=10,
+                          headers={"content-type": "application/json", **headers})
+    seen = []
+    for received in upstream.received:
+        # The bytes may differ (the filter re-encodes the body; Envoy changes only `model`), the JSON may not.
+        assert int(received.headers["content-length"]) == len(received.body)
+        sent = {name: received.headers.get(name) for name in COMPARED_HEADERS}
+        trace = TRACEPARENT.match(received.headers.get("traceparent", ""))
+        seen.append({"path": received.path, "json": received.json, "headers": sent,
+                     "trace": (trace.group(1) if headers.get("traceparent") else "new", trace.group(3)) if trace else None,
+                     "internal": sorted(h for h in received.headers if h.lower().startswith(("x-switchyard", "x-envoy")))})
+    return {"status": response.status_code, "body": response.text, "model": response.headers.get("x-switchyard-model"),
+            "content-type": response.headers.get("content-type"), "upstream": seen}
+
+
+def access_log(gateway: Gateway) -> list[dict]:
+    lines = [json.loads(line) for line in gateway.output().splitlines() if line.startswith('{"attempts"')]
+    return [{k: v for k, v in line.items() if k not in VOLATILE} for line in lines if line["path"] != "/v1/models"]
+
+
+def request_metrics(gateway: Gateway) -> dict:
+    text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name in ("switchyard_requests_total", "switchyard_tokens_total")}
+
+
+def eventually(check, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_clients_providers_logs_and_metrics_see_the_same_with_and_without_the_fast_path(gateways, upstream):
+    fast, slow = gateways
+    forwarded = 0
+    for path, headers, body in REQUESTS:
+        through_filter = send(slow, upstream, path, headers, body)
+        through_fast_path = send(fast, upstream, path, headers, body)
+        assert through_fast_path == through_filter, (path, headers, body)
+        forwarded += bool(through_filter["upstream"])
+    assert forwarded == 9  # six fast; two translated and one to the default model; the rest are errors
+
+    eventually(lambda: _assert_equal(access_log(fast), access_log(slow)))
+    eventually(lambda: _assert_equal(request_metrics(fast), request_metrics(slow)))
+    assert any(line["decision"] == "alias" for line in access_log(fast))
+
+
+def _assert_equal(a, b):
+    assert a == b
+
+
+def test_fast_requests_need_no_filter_and_the_rest_still_do(gateways, upstream):
+    """With the filter worker frozen, literal and alias requests from the real SDKs are served by
+    Envoy alone, streaming included; a request that needs the filter waits for it and fails."""
+    fast, _ = gateways
+    worker = fast.child_pid("filter.worker")
+    client = openai.OpenAI(base_url=f"{fast.url}/v1", api_key="client-key", max_retries=0, timeout=10)
+    claude = anthropic.Anthropic(base_url=fast.url, api_key="client-key", max_retries=0, timeout=10)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        upstream.clear()
+        answer = client.chat.completions.with_raw_response.create(model="fast-model", messages=HI)
+        assert answer.headers["x-switchyard-model"] == "groq/llama-3.3-70b"
+        assert answer.parse().choices[0].message.content
+        stream = client.chat.completions.create(model="openai/gpt-4o", messages=HI, stream=True)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        message = claude.messages.create(model="claude", max_tokens=20, messages=HI)
+        assert message.content[0].text
+
+        groq, openai_call, anthropic_call = upstream.received
+        assert groq.path == "/openai/v1/chat/completions" and groq.json["model"] == "llama-3.3-70b"
+        assert groq.headers["authorization"] == f"Bearer {GROQ_KEY}"
+        assert openai_call.json["model"] == "gpt-4o" and openai_call.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+        assert anthropic_call.path == "/v1/messages" and anthropic_call.json["model"] == "claude-sonnet-4-5"
+        assert anthropic_call.headers["x-api-key"] == ANTHROPIC_KEY and "authorization" not in anthropic_call.headers
+
+        upstream.clear()
+        started = time.monotonic()
+        needs_filter = httpx.post(f"{fast.url}/v1/chat/completions", json={"model": "nope", "messages": HI}, timeout=10)
+        assert needs_filter.status_code == 504 and time.monotonic() - started >= 1.0  # the filter's deadline
+        assert upstream.received == []
+    finally:
+        os.kill(worker, signal.SIGCONT)
+
+
+def test_provider_keys_stay_out_of_envoys_config_and_the_key_files_are_private(gateways, upstream):
+    fast, _ = gateways
+    send(fast, upstream, *REQUESTS[0])
+    dump = httpx.get(f"http://127.0.0.1:{fast.admin_port}/config_dump?include_eds").text
+    for key in (OPENAI_KEY, GROQ_KEY, ANTHROPIC_KEY):
+        assert key not in dump and key not in fast.output()
+    key_files = sorted({Path(p) for p in re.findall(r'"path": "([^"]+_key\.yaml)"', dump)})
+    assert len(key_files) == 3  # openai, groq, anthropic; local/qwen has no key
+    for path in key_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_render_prints_the_filter_only_bootstrap_because_keys_need_files(gateways, tmp_path):
+    """`switchyard render` is for an Envoy of one's own: it keeps every request on the filter
+    rather than print provider keys, and says so."""
+    fast, _ = gateways
+    done = subprocess.run([*SWITCHYARD, "render", str(fast.path)], cwd=REPO, capture_output=True, text=True,
+                          env=fast.env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "switchyard.fast_path" not in done.stdout and "gateway.fast_path applies to `switchyard up` only" in done.stderr
+
+
+def test_a_reload_changes_fast_aliases_and_keys_at_once(upstream, tmp_path):
+    config = _config(upstream, True)
+    with Gateway(config, tmp_path, env={"FP_OPENAI_KEY": OPENAI_KEY}) as gateway:
+        assert send(gateway, upstream, *REQUESTS[0])["model"] == "groq/llama-3.3-70b"
+        config["llm_providers"][1]["access_key"] = "gsk-rotated-key"
+        config["model_aliases"]["fast-model"] = {"target": "openai/gpt-4o"}
+        gateway.path.write_text(yaml.safe_dump({**gateway.config, "llm_providers": config["llm_providers"],
+                                                "model_aliases": config["model_aliases"]}))
+        gateway.process.send_signal(signal.SIGHUP)
+        eventually(lambda: _assert_equal(gateway.output().count("switchyard: configuration reloaded"), 1), timeout=20)
+
+        seen = send(gateway, upstream, *REQUESTS[0])
+        assert seen["model"] == "openai/gpt-4o" and seen["upstream"][0]["json"]["model"] == "gpt-4o"
+        groq = send(gateway, upstream, "/v1/chat/completions", {}, {"model": "groq/llama-3.3-70b", "messages": HI})
+        assert groq["upstream"][0]["headers"]["authorization"] == "Bearer gsk-rotated-key"
