@@ -4,6 +4,7 @@ and the LiteLLM proxy, in one run on one machine against one stand-in upstream.
     .venv/bin/python -m bench.perf            # full run (~11 min on 2 cores)
     .venv/bin/python -m bench.perf --quick    # ~3 min
     .venv/bin/python -m bench.perf --profile  # py-spy flame graph of a filter worker under load
+    .venv/bin/python -m bench.perf --fast-path-costs  # what each part of the fast path costs
 
 Every target gets the same wrk load (fixed connections and threads) in interleaved rounds: round 1
 runs each target once, then round 2 does, and so on (the order rotates), so that drift on a shared
@@ -28,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import fast_path_costs
 from bench.perf_load import StreamClient, WrkResult, lua_script, run_wrk
 from bench.perf_procs import BENCH_VENV, BUILD, REPO, Fleet, System, chat_body, http, rss_mb
 
@@ -45,8 +47,6 @@ NOOP_LABEL = "bare Envoy + no-op Python ext_proc (floor of any Python filter)"
 # design study of taking static decisions out of Python, not something Switchyard runs.
 NATIVE_LABEL = "design study: Envoy alone routes on the body's model (no filter, no request checks)"
 
-FAST_PATH_LABEL = ("design study: Envoy alone serves requests whose shape a Lua check accepts, the rest go to "
-                   "the filter (no access logs)")
 
 LOADS: list[float] = []  # the 1-minute load average before each round: other work on the machine
 
@@ -81,7 +81,10 @@ def targets(include_litellm: bool) -> list[Target]:
         Target("envoy", "bare Envoy → upstream", "envoy", chat_body("gpt-4o-mini")),
         Target("noop", NOOP_LABEL, "noop", chat_body("gpt-4o-mini")),
         Target("native", NATIVE_LABEL, "native", chat_body("fast")),
-        Target("fastpath", FAST_PATH_LABEL, "fastpath", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
+        Target("fast_alias", "Switchyard fast path (gateway.fast_path), alias `fast`", "syfast", chat_body("fast"),
+               expect_model="openai/gpt-4o-mini"),
+        Target("fast_literal", "Switchyard fast path (gateway.fast_path), literal `openai/gpt-4o`", "syfast",
+               chat_body("openai/gpt-4o"), expect_model="openai/gpt-4o"),
         Target("alias", "Switchyard 1 worker, alias `fast`", "sy1", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
         Target("literal", "Switchyard 1 worker, literal `openai/gpt-4o`", "sy1", chat_body("openai/gpt-4o"),
                expect_model="openai/gpt-4o"),
@@ -110,6 +113,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="instead of the benchmark: py-spy record a filter worker under wrk load → bench/profile.svg")
     parser.add_argument("--profile-seconds", type=float, default=15)
+    parser.add_argument("--fast-path-costs", action="store_true",
+                        help="instead of the benchmark: what each part of the fast path costs → bench/fast_path_costs.md")
     parser.add_argument("--out", default=str(HERE), help="where results.md/.json/.png go (default bench/)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -132,6 +137,9 @@ def main() -> int:
     try:
         if args.profile:
             return profile(fleet, workdir, args, running)
+        if args.fast_path_costs:
+            return fast_path_costs.measure(fleet, workdir, rounds=rounds, seconds=seconds, connections=args.connections,
+                                           threads=args.threads, out=Path(args.out), running=running)
         return benchmark(fleet, workdir, args, rounds, seconds, ttfb_n, running, started)
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
@@ -151,14 +159,14 @@ def log(message: str) -> None:
 def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, ttfb_n: int,
               running: list, started: float) -> int:
     conns, threads = args.connections, args.threads
-    log("starting the stand-in upstream, bare Envoy, bare Envoy + no-op filter, Switchyard (4 gateways) and LiteLLM")
+    log("starting the stand-in upstream, bare Envoy, bare Envoy + no-op filter, Switchyard (5 gateways) and LiteLLM")
     systems: dict[str, System] = {}
     systems["upstream"] = fleet.upstream()
     systems["envoy"] = fleet.bare_envoy(systems["upstream"])
     systems["noop"] = fleet.noop_filter_envoy(systems["upstream"])
     systems["native"] = fleet.native_routing_envoy(systems["upstream"])
-    systems["fastpath"] = fleet.fast_path_envoy(systems["upstream"])
     up = systems["upstream"]
+    systems["syfast"] = fleet.switchyard("syfast", up, workers=1, engine="none", fast_path=True)
     systems["sy1"] = fleet.switchyard("sy1", up, workers=1, engine="none")
     systems["sy2"] = fleet.switchyard("sy2", up, workers=2, engine="none")
     systems["sy1nm"] = fleet.switchyard("sy1nm", up, workers=1, engine="none", usage_metrics=False)
@@ -202,25 +210,30 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
                 f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}")
 
     by_key = {t.key: t for t in plan}
-    # Latency at a quarter of Switchyard's (1 worker, alias) maximum, paced with wrk's delay().
-    max_rps = by_key["alias"].median("rps")
-    rate = 0.25 * max_rps
-    delay_ms = conns / rate * 1000
-    paced_plan = [by_key[k] for k in ("direct", "envoy", "noop", "native", "fastpath", "alias")]
-    paced: dict[str, list[WrkResult]] = {t.key: [] for t in paced_plan}
-    log(f"paced: {rate:.0f} req/s (25 % of {max_rps:.0f}) over {conns} connections, {rounds} round(s)")
-    for r in range(rounds):
-        for target in paced_plan:
-            result = run_wrk(systems[target.system].url + CHAT, _script(target, delay_ms=delay_ms), workdir,
-                             seconds=seconds, connections=conns, threads=threads, procs=running)
-            paced[target.key].append(result)
-            log(f"paced {r + 1}/{rounds} {target.key:8s} {result.rps:7.0f} req/s  p50 {result.p50_ms:.3f} ms"
-                f"  p99 {result.p99_ms:.3f} ms")
+    # Latency at a quarter of each Switchyard path's own maximum, paced with wrk's delay(); the
+    # references (upstream alone, bare Envoy, ...) are paced at the same rate in the same group.
+    paced_groups = {
+        "fast_alias": ("direct", "envoy", "native", "fast_alias"),
+        "alias": ("direct", "envoy", "noop", "alias"),
+    }
+    paced: dict[str, dict[str, list[WrkResult]]] = {g: {k: [] for k in keys} for g, keys in paced_groups.items()}
+    rates = {g: 0.25 * by_key[g].median("rps") for g in paced_groups}
+    for group, keys in paced_groups.items():
+        rate = rates[group]
+        log(f"paced ({group}): {rate:.0f} req/s (25 % of {by_key[group].median('rps'):.0f}) over {conns} connections")
+        for r in range(rounds):
+            for key in keys:
+                target = by_key[key]
+                result = run_wrk(systems[target.system].url + CHAT, _script(target, delay_ms=conns / rate * 1000),
+                                 workdir, seconds=seconds, connections=conns, threads=threads, procs=running)
+                paced[group][key].append(result)
+                log(f"paced {r + 1}/{rounds} {key:10s} {result.rps:7.0f} req/s  p50 {result.p50_ms:.3f} ms"
+                    f"  p99 {result.p99_ms:.3f} ms")
 
     # Streaming time to first byte: sequential requests, the targets interleaved request by request.
     ttfb_targets = {"direct": ("upstream", "gpt-4o-mini"), "envoy": ("envoy", "gpt-4o-mini"),
                     "noop": ("noop", "gpt-4o-mini"), "native": ("native", "fast"),
-                    "fastpath": ("fastpath", "fast"), "alias": ("sy1", "fast")}
+                    "fast_alias": ("syfast", "fast"), "alias": ("sy1", "fast")}
     if "litellm" in systems:
         ttfb_targets["litellm"] = ("litellm", "fast")
     clients = {k: StreamClient(systems[s].url, CHAT, chat_body(m, stream=True)) for k, (s, m) in ttfb_targets.items()}
@@ -244,7 +257,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
                          if label.startswith(("worker", "envoy", "litellm"))}
                   for name, s in systems.items() if name.startswith("sy") or name == "litellm" or name == "envoy"}
 
-    results = collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded, args, rounds,
+    results = collect(plan, paced, rates, ttfb, ttfb_errors, rss_idle, rss_loaded, args, rounds,
                       seconds, ttfb_n, time.monotonic() - started)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,7 +277,7 @@ def _script(target: Target, delay_ms: float | None = None) -> str:
 # --------------------------------------------------------------------------- results
 
 
-def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded, args, rounds, seconds, ttfb_n,
+def collect(plan, paced, rates, ttfb, ttfb_errors, rss_idle, rss_loaded, args, rounds, seconds, ttfb_n,
             elapsed) -> dict:
     by_key = {t.key: t for t in plan}
     envoy_rps = by_key["envoy"].median("rps")
@@ -283,18 +296,21 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
             "cpu_per_1k": cpu, "gateway_cpu_per_1k": gateway_cpu,
         })
     paced_rows = []
-    for key, results in paced.items():
-        paced_rows.append({"key": key, "label": by_key[key].label, "rps": statistics.median(r.rps for r in results),
-                           "p50_ms": statistics.median(r.p50_ms for r in results),
-                           "p90_ms": statistics.median(r.p90_ms for r in results),
-                           "p99_ms": statistics.median(r.p99_ms for r in results),
-                           "errors": sum(r.errors for r in results)})
-    paced_by = {r["key"]: r for r in paced_rows}
+    for group, by_target in paced.items():
+        for key, results in by_target.items():
+            paced_rows.append({"group": group, "rate": rates[group], "key": key, "label": by_key[key].label,
+                               "rps": statistics.median(r.rps for r in results),
+                               "p50_ms": statistics.median(r.p50_ms for r in results),
+                               "p90_ms": statistics.median(r.p90_ms for r in results),
+                               "p99_ms": statistics.median(r.p99_ms for r in results),
+                               "errors": sum(r.errors for r in results)})
+    paced_by = {(r["group"], r["key"]): r for r in paced_rows}
     ttfb_rows = []
     for key, values in ttfb.items():
         values = sorted(values)
-        label = {"direct": "upstream alone (direct)", "envoy": "bare Envoy", "noop": NOOP_LABEL, "native": NATIVE_LABEL, "fastpath": FAST_PATH_LABEL,
-                 "alias": "Switchyard 1 worker, alias", "litellm": "LiteLLM proxy, 2 workers"}[key]
+        label = {"direct": "upstream alone (direct)", "envoy": "bare Envoy", "noop": NOOP_LABEL, "native": NATIVE_LABEL,
+                 "fast_alias": "Switchyard fast path, alias", "alias": "Switchyard 1 worker, alias (filter path)",
+                 "litellm": "LiteLLM proxy, 2 workers"}[key]
         ttfb_rows.append({"key": key, "label": label, "n": len(values),
                           "p50_ms": statistics.median(values) if values else None,
                           "p90_ms": values[int(0.9 * (len(values) - 1))] if values else None,
@@ -305,10 +321,11 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
     rss_none = [v for k, v in rss_loaded.get("sy1", {}).items() if k.startswith("worker") and v] + \
                [v for k, v in rss_loaded.get("sy2", {}).items() if k.startswith("worker") and v]
 
-    # Each target: its figures as (measured, passes), Switchyard's first, then where they apply the
-    # no-op Python filter's and the Envoy-alone design study's, from the same run.
+    # Each target: its figures as (measured, passes) for Switchyard's fast path, its filter path,
+    # then where they apply the no-op Python filter's and the Envoy-alone design study's.
     def paced_added(key: str) -> float:
-        return paced_by[key]["p50_ms"] - paced_by["envoy"]["p50_ms"]
+        group = "fast_alias" if key in paced["fast_alias"] else "alias"
+        return paced_by[group, key]["p50_ms"] - paced_by[group, "envoy"]["p50_ms"]
 
     def ttfb_added(key: str) -> float:
         return ttfb_by[key]["p50_ms"] - ttfb_by["envoy"]["p50_ms"]
@@ -319,26 +336,29 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
     def cmp(keys, value, fmt, ok):
         return [(fmt(value(k)), ok(value(k))) for k in keys]
 
-    alt = ("noop", "native", "fastpath")
+    alt = ("noop", "native")
+    na = ("n/a", None)
     checks = [
         ("alias throughput ≥ 50 % of bare Envoy (16 connections)",
-         cmp(("alias", *alt), lambda k: rows_by[k]["vs_envoy"], pct, lambda v: v >= 0.5)),
+         cmp(("fast_alias", "alias", *alt), lambda k: rows_by[k]["vs_envoy"], pct, lambda v: v >= 0.5)),
         ("literal throughput ≥ 50 % of bare Envoy (16 connections)",
-         cmp(("literal", *alt), lambda k: rows_by[k]["vs_envoy"], pct, lambda v: v >= 0.5)),
-        ("added p50 over bare Envoy ≤ 1 ms at 25 % of Switchyard's max",
-         cmp(("alias", *alt), paced_added, lambda v: f"{v:+.3f} ms", lambda v: v <= 1.0)),
+         cmp(("fast_literal", "literal", *alt), lambda k: rows_by[k]["vs_envoy"], pct, lambda v: v >= 0.5)),
+        ("added p50 over bare Envoy ≤ 1 ms at 25 % of that path's max",
+         cmp(("fast_alias", "alias", *alt), paced_added, lambda v: f"{v:+.3f} ms", lambda v: v <= 1.0)),
     ]
     if litellm_rps:
         checks.append(("alias throughput ≥ 50× LiteLLM's",
-                       cmp(("alias", *alt), lambda k: rows_by[k]["vs_litellm"], lambda v: f"{v:.1f}×", lambda v: v >= 50)))
+                       cmp(("fast_alias", "alias", *alt), lambda k: rows_by[k]["vs_litellm"], lambda v: f"{v:.1f}×",
+                           lambda v: v >= 50)))
     checks += [
-        ("filter throughput grows from 1 to 2 workers (alias)",
-         [(f"{rows_by['alias2']['rps'] / rows_by['alias']['rps']:.2f}× ({rows_by['alias']['rps']:.0f} → {rows_by['alias2']['rps']:.0f})",
-           rows_by["alias2"]["rps"] > rows_by["alias"]["rps"])]),
+        # The fast path runs in Envoy's own threads: filter workers are not on it.
+        ("filter throughput grows from 1 to 2 workers (alias, filter path)",
+         [na, (f"{rows_by['alias2']['rps'] / rows_by['alias']['rps']:.2f}× ({rows_by['alias']['rps']:.0f} → {rows_by['alias2']['rps']:.0f})",
+               rows_by["alias2"]["rps"] > rows_by["alias"]["rps"])]),
         ("filter RSS ≤ 80 MB per worker without the embedded engine",
-         [(f"max {max(rss_none):.0f} MB" if rss_none else "n/a", bool(rss_none) and max(rss_none) <= 80)]),
+         [na, (f"max {max(rss_none):.0f} MB" if rss_none else "n/a", bool(rss_none) and max(rss_none) <= 80)]),
         ("streaming TTFB within 1 ms of bare Envoy's (p50)",
-         cmp(("alias", *alt), ttfb_added, lambda v: f"{v:+.3f} ms", lambda v: abs(v) <= 1.0)),
+         cmp(("fast_alias", "alias", *alt), ttfb_added, lambda v: f"{v:+.3f} ms", lambda v: abs(v) <= 1.0)),
     ]
     return {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -346,9 +366,9 @@ def collect(plan, paced, rate, max_rps, ttfb, ttfb_errors, rss_idle, rss_loaded,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_gib():.0f} GiB, {platform.python_implementation()} {platform.python_version()}",
         "envoy": _envoy_version(),
         "rounds": rounds, "seconds": seconds, "connections": args.connections, "threads": args.threads,
-        "elapsed_s": elapsed, "rows": rows, "paced_rate": rate, "paced_of": max_rps, "paced": paced_rows,
+        "elapsed_s": elapsed, "rows": rows, "paced": paced_rows,
         "ttfb_n": ttfb_n, "ttfb": ttfb_rows, "rss_idle_mb": rss_idle, "rss_loaded_mb": rss_loaded,
-        # figures: Switchyard, then (where it applies) the no-op Python filter and the Envoy-alone study
+        # figures: Switchyard's fast path, its filter path, the no-op Python filter, the Envoy-alone study
         "checks": [{"check": c, "figures": [{"measured": m, "pass": p} for m, p in figures]} for c, figures in checks],
         "load": [min(LOADS), max(LOADS)] if LOADS else list(os.getloadavg()[:1]) * 2,
     }
@@ -404,16 +424,18 @@ def render_markdown(res: dict) -> str:
         "upstream or wrk. Round-by-round req/s are in `results.json`. On the uncached preference path a "
         "decision that misses `routing.timeout` (1 s) is served by the default model, still a 200.",
         "",
-        f"## Latency at 25 % of Switchyard's maximum ({res['paced_rate']:.0f} req/s of {res['paced_of']:.0f})",
+        "## Latency at 25 % of each Switchyard path's maximum",
         "",
         "Paced with wrk's `delay()` (each connection waits a random 0.5–1.5× the mean gap before each request); "
-        "latency counts from the request's send, not the wait.",
+        "latency counts from the request's send, not the wait. Each group paces its references at the same rate "
+        "as its Switchyard path: a quarter of that path's median req/s above.",
         "",
-        "| target | achieved req/s | p50 ms | p90 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| paced at | target | achieved req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in res["paced"]:
-        lines.append(f"| {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['errors']} |")
+        lines.append(f"| {r['rate']:.0f} req/s | {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | "
+                     f"{r['p99_ms']:.3f} | {r['errors']} |")
     lines += [
         "",
         f"## Streaming: time to first byte ({res['ttfb_n']} sequential requests per target, interleaved)",
@@ -445,17 +467,23 @@ def render_markdown(res: dict) -> str:
         "",
         "## Targets",
         "",
-        "The other columns hold the same measure, from the same run, for bare Envoy + the no-op Python ext_proc "
+        "Switchyard's two paths side by side: the fast path (`gateway.fast_path: true`; Envoy alone serves literal "
+        "and alias requests) and the filter path (every request through the Python filter, the default). The "
+        "other columns hold the same measure, from the same run, for bare Envoy + the no-op Python ext_proc "
         "filter (where it fails too, no Python filter on the request path meets the target on this machine, "
-        "whatever it does per request) and for the two design studies where Envoy alone serves the alias path.",
+        "whatever it does per request) and for a design study where Envoy alone routes on the body's model "
+        "with no checks at all (a ceiling for any fast path).",
         "",
-        "| target | Switchyard | result | no-op Python filter | result | Envoy alone (study) | result | fast path (study) | result |",
+        "| target | Switchyard fast path | result | Switchyard filter path | result | no-op Python filter | result | Envoy alone (study) | result |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in res["checks"]:
         cells = []
         for f in c["figures"] + [None] * (4 - len(c["figures"])):
-            cells += ["–", "–"] if f is None else [f["measured"], "pass" if f["pass"] else "**fail**"]
+            if f is None or f["pass"] is None:
+                cells += [f["measured"] if f else "–", "–"]
+            else:
+                cells += [f["measured"], "pass" if f["pass"] else "**fail**"]
         lines.append(f"| {c['check']} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)

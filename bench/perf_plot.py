@@ -16,11 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 SHORT = {
-    "direct": "upstream\ndirect", "envoy": "bare\nEnvoy", "noop": "Envoy +\nno-op\nPython filter", "native": "Envoy alone\nroutes on\nmodel (study)", "fastpath": "fast path\n(study)", "alias": "SY alias\n1 worker", "literal": "SY literal\n1 worker",
+    "direct": "upstream\ndirect", "envoy": "bare\nEnvoy", "noop": "Envoy +\nno-op\nPython filter", "native": "Envoy alone\nroutes on\nmodel (study)", "fast_alias": "SY fast path\nalias", "fast_literal": "SY fast path\nliteral", "alias": "SY alias\n1 worker", "literal": "SY literal\n1 worker",
     "alias2": "SY alias\n2 workers", "alias_nometrics": "SY alias\nno usage\nmetrics",
     "pref_uncached": "SY auto\nembedded\nuncached", "pref_cached": "SY auto\nembedded\ncached", "litellm": "LiteLLM\n2 workers",
 }
-COLOURS = {"direct": "#999999", "envoy": "#4c72b0", "noop": "#8172b3", "native": "#937860", "fastpath": "#da8bc3", "litellm": "#c44e52"}
+COLOURS = {"direct": "#999999", "envoy": "#4c72b0", "noop": "#8172b3", "native": "#937860", "fast_alias": "#dd8452", "fast_literal": "#dd8452", "litellm": "#c44e52"}
 
 
 def main(src: str, dst: str) -> None:
@@ -77,7 +77,7 @@ def main(src: str, dst: str) -> None:
     ax = axes[1][1]
     paced = res["paced"]
     ttfb = res["ttfb"]
-    names = [f"paced\n{p['key']}" for p in paced] + [f"TTFB\n{t['key']}" for t in ttfb]
+    names = [f"paced {p['rate']:.0f}/s\n{p['key']}" for p in paced] + [f"TTFB\n{t['key']}" for t in ttfb]
     p50 = [p["p50_ms"] for p in paced] + [t["p50_ms"] or 0 for t in ttfb]
     p99 = [p["p99_ms"] for p in paced] + [t["p99_ms"] or 0 for t in ttfb]
     x = range(len(names))
@@ -88,7 +88,7 @@ def main(src: str, dst: str) -> None:
     ax.set_xticks(list(x), names, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("ms (log)")
-    ax.set_title(f"Latency at {res['paced_rate']:.0f} req/s (25 % of SY max) and streaming TTFB")
+    ax.set_title("Latency at 25 % of each Switchyard path's max, and streaming TTFB")
     ax.legend()
 
     fig.suptitle(f"Switchyard `make bench` — {res['date']}, {res['machine']}", fontsize=11)

@@ -173,11 +173,6 @@ class Fleet:
         `native_routing_bootstrap`)."""
         return self._envoy("native", native_routing_bootstrap, upstream)
 
-    def fast_path_envoy(self, upstream: System) -> System:
-        """The fuller design study: Envoy routes eligible requests alone, the rest go to a filter
-        (here the no-op one). See `fast_path_bootstrap`."""
-        return self._envoy_with_noop_filter("fastpath", fast_path_bootstrap, upstream)
-
     def _envoy_with_noop_filter(self, name: str, bootstrap_for, upstream: System) -> System:
         """Starts a no-op filter, then Envoy from `bootstrap_for(port, admin, upstream, filter_port)`."""
         filter_port = free_port()
@@ -200,8 +195,8 @@ class Fleet:
         return System(name, url, {"envoy": proc.pid, "upstream": upstream.processes["upstream"]})
 
     def switchyard(self, name: str, upstream: System, *, workers: int, engine: str,
-                   usage_metrics: bool = True) -> System:
-        config = switchyard_config(upstream.url, engine=engine, usage_metrics=usage_metrics)
+                   usage_metrics: bool = True, fast_path: bool = False) -> System:
+        config = switchyard_config(upstream.url, engine=engine, usage_metrics=usage_metrics, fast_path=fast_path)
         gateway = Gateway(config, self.workdir, workers=workers)
         self.gateways.append(gateway)
         gateway.start(timeout=180)
@@ -283,7 +278,7 @@ ROUTES = [  # the descriptions of examples/demo.yaml
 ]
 
 
-def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool) -> dict:
+def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool, fast_path: bool = False) -> dict:
     """Two OpenAI-compatible models on the stand-in, an alias, and (embedded engine) two routes."""
     providers = []
     for model, route, description in ROUTES:
@@ -297,7 +292,7 @@ def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool) ->
         "llm_providers": providers,
         "model_aliases": {"fast": {"target": "gpt-4o-mini"}},
         "routing": {"engine": engine},
-        "gateway": {"usage_metrics": usage_metrics},
+        "gateway": {"usage_metrics": usage_metrics, "fast_path": fast_path},
     }
 
 
@@ -406,53 +401,3 @@ def native_routing_bootstrap(port: int, admin_port: int, upstream_port: int) -> 
     return bootstrap
 
 
-LUA = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
-FAST_PATH_METADATA = """
-function envoy_on_request(handle)
-  local metadata = handle:streamInfo():dynamicMetadata()
-  metadata:set("switchyard", "model", "openai/gpt-4o-mini")
-  metadata:set("switchyard", "decision", "alias")
-  metadata:set("switchyard", "provider", "openai")
-  metadata:set("switchyard", "api", "chat")
-end
-"""
-
-
-def fast_path_bootstrap(port: int, admin_port: int, upstream_port: int, filter_port: int) -> dict:
-    """A fuller design study than `native_routing_bootstrap`, with what a real fast path would need:
-    a Lua check that the body has the shape the filter accepts (bench/fast_path_eligible.lua),
-    the model header, the ext_proc filter in the chain but disabled on the fast route, per-route
-    metadata for `x-switchyard-model` and the access log, the body rewrite and the key. Requests
-    that are not eligible go through the (no-op) filter. Still no access logging."""
-    bootstrap = noop_filter_bootstrap(port, admin_port, upstream_port, filter_port)
-    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    ext_proc, router = manager["http_filters"][0], manager["http_filters"][-1]
-    eligible = (Path(__file__).parent / "fast_path_eligible.lua").read_text()
-    native = native_routing_bootstrap(port, admin_port, upstream_port)
-    native_manager = native["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    model_header, rewrite_filter = native_manager["http_filters"][0], native_manager["http_filters"][1]
-    manager["http_filters"] = [
-        {"name": "eligible", "typed_config": {"@type": LUA, "default_source_code": {"inline_string": eligible}}},
-        model_header,
-        ext_proc,
-        {"name": "route_metadata", "typed_config": {
-            "@type": LUA, "default_source_code": {"inline_string": "function envoy_on_request(handle) end"},
-            "source_codes": {"alias_fast": {"inline_string": FAST_PATH_METADATA}}}},
-        rewrite_filter,
-        router,
-    ]
-    fast_route = native_manager["route_config"]["virtual_hosts"][0]["routes"][0]
-    fast_route["match"]["headers"].append({"name": "x-fast-path", "present_match": True})
-    fast_route["request_headers_to_remove"] += ["x-fast-path", "api-key", "anthropic-version", "anthropic-beta"]
-    fast_route["typed_per_filter_config"].update({
-        "route_metadata": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-                           "name": "alias_fast"},
-        "envoy.filters.http.ext_proc": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True},
-    })
-    virtual_host = manager["route_config"]["virtual_hosts"][0]
-    virtual_host["response_headers_to_add"] = [{"header": {"key": "x-switchyard-model",
-                                                           "value": "%DYNAMIC_METADATA(switchyard:model)%"},
-                                                "keep_empty_value": False}]
-    virtual_host["routes"] = [fast_route, {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "30s"}}]
-    return bootstrap

@@ -41,6 +41,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         registry = registry or CollectorRegistry()
+        # prometheus_client keeps every labelled child for the process's life; so does this map.
+        self._children: dict[tuple, object] = {}
         self.requests = Counter(
             "switchyard_requests", "Requests by client API, serving model, decision kind, route and status class",
             ["client_api", "provider", "model", "decision", "route", "status_class"], registry=registry)
@@ -66,8 +68,14 @@ class Metrics:
             ["from_model", "to_model", "reason"], registry=registry)
 
     def request(self, labels: Labels, status: int) -> None:
-        self.requests.labels(labels.client_api, labels.provider, labels.model, labels.decision, labels.route,
-                             status_class(status)).inc()
+        self._child(self.requests, (labels.client_api, labels.provider, labels.model, labels.decision, labels.route,
+                                    status_class(status))).inc()
+
+    def upstream_call(self, provider: str, model: str, error_type: str, seconds: float) -> None:
+        self._child(self.operation_duration, (provider, model, error_type)).observe(seconds)
+
+    def first_token(self, provider: str, model: str, seconds: float) -> None:
+        self._child(self.time_to_first_token, (provider, model)).observe(seconds)
 
     def router(self, engine: str, outcome: str, seconds: float) -> None:
         self.router_decisions.labels(engine, outcome).inc()
@@ -75,7 +83,16 @@ class Metrics:
 
     def tokens(self, provider: str, model: str, input_tokens: int, output_tokens: int, cached_tokens: int) -> None:
         for kind, count in (("input", input_tokens), ("output", output_tokens), ("cached_input", cached_tokens)):
-            self.token_usage.labels(provider, model, kind).observe(count)
+            self._child(self.token_usage, (provider, model, kind)).observe(count)
+
+    def _child(self, metric, labels: tuple[str, ...]):
+        """`metric.labels(*labels)`, remembered: the access log consumer records every request, and
+        prometheus_client's lookup costs about as much as the observation itself."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
 
 class MetricsEndpoint:

@@ -86,10 +86,10 @@ class ResponseObserver(als_pb2_grpc.AccessLogServiceServicer):
             finished = common.HasField("time_to_last_upstream_rx_byte")
             error_type = str(status) if status >= 400 else ("" if finished else "incomplete")
             end = _seconds(common.time_to_last_upstream_rx_byte) if finished else _seconds(common.duration)
-            self.metrics.operation_duration.labels(provider, model, error_type).observe(max(0.0, end - sent))
+            self.metrics.upstream_call(provider, model, error_type, max(0.0, end - sent))
             if status < 400 and common.HasField("time_to_first_upstream_rx_byte"):
                 first = _seconds(common.time_to_first_upstream_rx_byte)
-                self.metrics.time_to_first_token.labels(provider, model).observe(max(0.0, first - sent))
+                self.metrics.first_token(provider, model, max(0.0, first - sent))
             usage = _fields(common.metadata, USAGE_NAMESPACE)
             if status < 400 and usage:
                 self._tokens(provider, model, decision.get("upstream_api") or "openai", usage)

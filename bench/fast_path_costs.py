@@ -1,0 +1,110 @@
+"""`make bench BENCH_ARGS=--fast-path-costs`: what each part of the fast path costs.
+
+Starts a Switchyard gateway with `gateway.fast_path: true` (its filter worker consumes the access
+log), then Envoy again from the same bootstrap with one part taken out per variant — the same
+route, cluster and key files, the same worker — and drives the alias path of each with wrk in
+interleaved rounds. The difference between a variant and "as shipped" is what that part costs.
+Writes bench/fast_path_costs.md (printed too). Variants are measurements only: none of them is a
+configuration Switchyard offers.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+from pathlib import Path
+
+import yaml
+
+from bench.perf_load import lua_script, run_wrk
+from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
+from filter.supervisor import envoy_binary
+
+
+def _manager(bootstrap: dict) -> dict:
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def _without_filters(*names: str):
+    def mutate(bootstrap: dict) -> None:
+        manager = _manager(bootstrap)
+        manager["http_filters"] = [f for f in manager["http_filters"] if f["name"] not in names]
+    return mutate
+
+
+def _without_logs(*kinds: str):
+    def mutate(bootstrap: dict) -> None:
+        manager = _manager(bootstrap)
+        manager["access_log"] = [a for a in manager["access_log"] if a["name"] not in kinds]
+    return mutate
+
+
+STDOUT_LOG, GRPC_LOG = "envoy.access_loggers.stdout", "envoy.access_loggers.http_grpc"
+VARIANTS = {
+    "as shipped": lambda b: None,
+    "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
+    "without the gRPC access log (metrics)": _without_logs(GRPC_LOG),
+    "without either access log": _without_logs(STDOUT_LOG, GRPC_LOG),
+    "without the token-count filters": _without_filters("envoy.filters.http.json_to_metadata", "envoy.filters.http.lua"),
+    "without the (per-route disabled) ext_proc filter": _without_filters("envoy.filters.http.ext_proc"),
+}
+
+
+def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connections: int, threads: int,
+            out: Path, running: list) -> int:
+    upstream = fleet.upstream()
+    gateway = fleet.switchyard("syfast", upstream, workers=1, engine="none", fast_path=True)
+    argv = Path(f"/proc/{gateway.processes['envoy']}/cmdline").read_bytes().split(b"\0")
+    shipped = yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
+
+    envoys: dict[str, tuple[str, int]] = {}
+    for name, mutate in VARIANTS.items():
+        bootstrap = copy.deepcopy(shipped)
+        mutate(bootstrap)
+        port, admin = free_port(), free_port()
+        bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = port
+        bootstrap["admin"]["address"]["socket_address"]["port_value"] = admin
+        path = workdir / f"fast-path-variant-{port}.yaml"
+        path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
+        proc, log = fleet.spawn(f"variant-{port}", [envoy_binary(), "-c", str(path), "--log-level", "error",
+                                                    "--disable-hot-restart", "--base-id", str(port),
+                                                    "--concurrency", str(max(1, os.cpu_count() or 1))])
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        wait_http(url, 30, body=chat_body("fast"), proc=proc, log=log)
+        envoys[name] = (url, proc.pid)
+
+    script = lua_script("/v1/chat/completions", chat_body("fast"), vary=False, delay_ms=None)
+    worker = gateway.processes["worker1"]
+    figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in envoys}
+    for _ in range(rounds):
+        for name, (url, pid) in envoys.items():
+            before = cpu_seconds(pid), cpu_seconds(worker)
+            result = run_wrk(url, script, workdir, seconds=seconds, connections=connections, threads=threads,
+                             procs=running)
+            after = cpu_seconds(pid), cpu_seconds(worker)
+            per_k = [(a - b) / max(result.requests, 1) * 1000 for a, b in zip(after, before)]
+            figures[name].append((result.rps, *per_k))
+            print(f"{name:50s} {result.rps:7.0f} req/s  Envoy {per_k[0]:.3f}  worker {per_k[1]:.3f} CPU ms/req", flush=True)
+
+    shipped_rps = statistics.median(f[0] for f in figures["as shipped"])
+    lines = [
+        "# What each part of the fast path costs: `make bench BENCH_ARGS=--fast-path-costs`",
+        "",
+        f"Alias path, wrk {threads} threads × {connections} connections, {rounds} interleaved rounds of {seconds:g} s, "
+        "medians. Each variant is Switchyard's fast-path Envoy with one part removed (same routes, clusters, keys "
+        "and filter worker); none is a configuration Switchyard offers.",
+        "",
+        "| variant | req/s | × as shipped | Envoy CPU ms / req | worker CPU ms / req |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, rows in figures.items():
+        rps = statistics.median(r[0] for r in rows)
+        lines.append(f"| {name} | {rps:.0f} | {rps / shipped_rps:.2f}× | {statistics.median(r[1] for r in rows):.3f} | "
+                     f"{statistics.median(r[2] for r in rows):.3f} |")
+    lines.append("")
+    markdown = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fast_path_costs.md").write_text(markdown)
+    print(markdown)
+    return 0
