@@ -456,7 +456,7 @@ def render_markdown(res: dict) -> str:
         "| process | after start-up | after the load |",
         "| --- | ---: | ---: |",
     ]
-    names = {"sy1": "Switchyard 1 worker, engine none", "sy2": "Switchyard 2 workers, engine none",
+    names = {"syfast": "Switchyard fast path, 1 worker", "sy1": "Switchyard 1 worker, engine none", "sy2": "Switchyard 2 workers, engine none",
              "sy1nm": "Switchyard 1 worker, engine none, usage_metrics off",
              "syemb": "Switchyard 1 worker, embedded engine", "envoy": "bare Envoy", "litellm": "LiteLLM proxy"}
     for system, procs in res["rss_loaded_mb"].items():
