@@ -130,3 +130,16 @@ class Gateway:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def eventually(check, timeout: float = 5.0):
+    """Run `check` until it stops raising AssertionError (its value), or re-raise after `timeout`:
+    for what Envoy flushes in batches (access logs, metrics)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway import REPO, SWITCHYARD, Gateway
+from tests.gateway import REPO, SWITCHYARD, Gateway, eventually
 
 OPENAI_KEY = "sk-fast-path-openai-91b2"
 GROQ_KEY = "gsk-fast-path-groq-3c4d"
@@ -113,17 +113,6 @@ def request_metrics(gateway: Gateway) -> dict:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples
             if s.name in ("switchyard_requests_total", "switchyard_tokens_total")}
-
-
-def eventually(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_clients_providers_logs_and_metrics_see_the_same_with_and_without_the_fast_path(gateways, upstream):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import openai
@@ -11,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dashboard_metrics import dashboard_metric_names
-from tests.gateway import REPO, Gateway
+from tests.gateway import REPO, Gateway, eventually
 from tests.standins import StandIn, json_reply
 
 KEY = "sk-observability-upstream-key"
@@ -53,17 +52,6 @@ def scrape(gateway) -> dict[tuple[str, tuple], float]:
 
 def total(samples, name: str, **labels) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and all((k, val) in ls for k, val in labels.items()))
-
-
-def eventually(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
