@@ -205,3 +205,15 @@ def test_a_reload_changes_fast_aliases_and_keys_at_once(upstream, tmp_path):
         assert seen["model"] == "openai/gpt-4o" and seen["upstream"][0]["json"]["model"] == "gpt-4o"
         groq = send(gateway, upstream, "/v1/chat/completions", {}, {"model": "groq/llama-3.3-70b", "messages": HI})
         assert groq["upstream"][0]["headers"]["authorization"] == "Bearer gsk-rotated-key"
+
+
+def test_a_chunked_body_reaches_the_provider_with_its_length(gateways, upstream):
+    fast, _ = gateways
+    upstream.clear()
+    body = json.dumps({"model": "fast-model", "messages": HI}).encode()
+    response = httpx.post(f"{fast.url}/v1/chat/completions", content=iter([body[:10], body[10:]]), timeout=10,
+                          headers={"content-type": "application/json"})  # an iterator: sent chunked
+    assert response.status_code == 200 and response.headers["x-switchyard-model"] == "groq/llama-3.3-70b"
+    [received] = upstream.received
+    assert received.json["model"] == "llama-3.3-70b"
+    assert int(received.headers["content-length"]) == len(received.body)
