@@ -11,6 +11,7 @@ configuration Switchyard offers.
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import statistics
 from pathlib import Path
@@ -91,6 +92,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
     lines = [
         "# What each part of the fast path costs: `make bench BENCH_ARGS=--fast-path-costs`",
         "",
+        f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {os.cpu_count()} cores. "
         f"Alias path, wrk {threads} threads × {connections} connections, {rounds} interleaved rounds of {seconds:g} s, "
         "medians. Each variant is Switchyard's fast-path Envoy with one part removed (same routes, clusters, keys "
         "and filter worker); none is a configuration Switchyard offers.",
