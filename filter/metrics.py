@@ -7,6 +7,7 @@ Names follow the OpenTelemetry GenAI semantic conventions where one exists (`gen
 
 from __future__ import annotations
 
+import bisect
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Metrics:
         registry = registry or CollectorRegistry()
         # prometheus_client keeps every labelled child for the process's life; so does this map.
         self._children: dict[tuple, object] = {}
+        self._counts: dict[tuple, int] = {}
+        self._observed: dict[tuple, list[float]] = {}
         self.requests = Counter(
             "switchyard_requests", "Requests by client API, serving model, decision kind, route and status class",
             ["client_api", "provider", "model", "decision", "route", "status_class"], registry=registry)
@@ -67,32 +70,66 @@ class Metrics:
             "switchyard_failovers", "Requests moved to a fallback model, by reason",
             ["from_model", "to_model", "reason"], registry=registry)
 
+    # Per finished request, from the access log (filter/observer.py): gathered, then written by
+    # `flush` once per batch of log entries.
+
     def request(self, labels: Labels, status: int) -> None:
-        self._child(self.requests, (labels.client_api, labels.provider, labels.model, labels.decision, labels.route,
-                                    status_class(status))).inc()
+        key = (self.requests, (labels.client_api, labels.provider, labels.model, labels.decision, labels.route,
+                               status_class(status)))
+        self._counts[key] = self._counts.get(key, 0) + 1
 
     def upstream_call(self, provider: str, model: str, error_type: str, seconds: float) -> None:
-        self._child(self.operation_duration, (provider, model, error_type)).observe(seconds)
+        self._observe(self.operation_duration, (provider, model, error_type), seconds)
 
     def first_token(self, provider: str, model: str, seconds: float) -> None:
-        self._child(self.time_to_first_token, (provider, model)).observe(seconds)
+        self._observe(self.time_to_first_token, (provider, model), seconds)
+
+    def tokens(self, provider: str, model: str, input_tokens: int, output_tokens: int, cached_tokens: int) -> None:
+        for kind, count in (("input", input_tokens), ("output", output_tokens), ("cached_input", cached_tokens)):
+            self._observe(self.token_usage, (provider, model, kind), count)
+
+    def flush(self) -> None:
+        """Write what `request`, `upstream_call`, `first_token` and `tokens` gathered. Each write
+        to a multi-process collector is a locked write to a shared file: one per label set and
+        histogram bucket per batch, not one per request and observation."""
+        counts, observed = self._counts, self._observed
+        self._counts, self._observed = {}, {}
+        for (metric, labels), count in counts.items():
+            self._child(metric, labels).inc(count)
+        for (metric, labels), values in observed.items():
+            _observe_all(self._child(metric, labels), values)
+
+    def _observe(self, metric: Histogram, labels: tuple[str, ...], value: float) -> None:
+        self._observed.setdefault((metric, labels), []).append(value)
+
+    # Per routing decision, from the request path: written at once.
 
     def router(self, engine: str, outcome: str, seconds: float) -> None:
         self.router_decisions.labels(engine, outcome).inc()
         self.routing_duration.labels(engine).observe(seconds)
 
-    def tokens(self, provider: str, model: str, input_tokens: int, output_tokens: int, cached_tokens: int) -> None:
-        for kind, count in (("input", input_tokens), ("output", output_tokens), ("cached_input", cached_tokens)):
-            self._child(self.token_usage, (provider, model, kind)).observe(count)
-
     def _child(self, metric, labels: tuple[str, ...]):
-        """`metric.labels(*labels)`, remembered: the access log consumer records every request, and
-        prometheus_client's lookup costs about as much as the observation itself."""
+        """`metric.labels(*labels)`, remembered: prometheus_client's lookup costs about as much as
+        the write itself."""
         key = (metric, labels)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+
+def _observe_all(child, values: list[float]) -> None:
+    """`child.observe(v)` for every v, with one write per bucket touched and one to the sum.
+    prometheus_client (pinned) has no bulk observe; this does what its `Histogram.observe` does
+    per value: the sum grows by the value, and the first bucket whose bound holds it by one.
+    tests/unit/test_metrics.py checks the result against `observe`."""
+    hits = [0] * len(child._upper_bounds)
+    for value in values:
+        hits[bisect.bisect_left(child._upper_bounds, value)] += 1
+    child._sum.inc(sum(values))
+    for bucket, count in zip(child._buckets, hits):
+        if count:
+            bucket.inc(count)
 
 
 class MetricsEndpoint:

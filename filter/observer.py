@@ -64,6 +64,7 @@ class ResponseObserver(als_pb2_grpc.AccessLogServiceServicer):
                     self.record(entry)
                 except Exception:  # one odd entry must not end the stream (and lose the rest)
                     log.exception("could not account an access log entry")
+            self.metrics.flush()
         return als_pb2.StreamAccessLogsResponse()
 
     def record(self, entry) -> None:
