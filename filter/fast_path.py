@@ -16,8 +16,6 @@ the filter as before. Pure functions: a `Config` in, Envoy configuration dicts o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,7 +24,7 @@ from filter.config import Config, Provider
 from filter.errors import ClientApi
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, resolve
-from filter.upstream import ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, upstream_api
+from filter.upstream import ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, credential_header, provider_path, upstream_api
 
 LUA_FILTER = "switchyard.fast_path"  # its route metadata lives under this name too
 FLAG_HEADER = "x-switchyard-fast-model"
@@ -68,13 +66,14 @@ def fast_providers(config: Config) -> dict[str, Provider]:
     return {r.decision.provider.cluster: r.decision.provider for r in fast_routes(config)}
 
 
-def lua_filter() -> dict[str, Any]:
-    """The HTTP filter that checks bodies and applies the fast routes; it goes before ext_proc."""
+def lua_filter(source: str) -> dict[str, Any]:
+    """The HTTP filter that checks bodies and applies the fast routes (`source`: the text of
+    envoy/fast_path.lua); it goes before ext_proc."""
     return {
         "name": LUA_FILTER,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-            "default_source_code": {"inline_string": lua_source()},
+            "default_source_code": {"inline_string": source},
             # The script re-matches the route itself, once; its later header edits (:path) must
             # not send the request to another route.
             "clear_route_cache": False,
@@ -82,17 +81,8 @@ def lua_filter() -> dict[str, Any]:
     }
 
 
-def lua_source() -> str:
-    source = Path(__file__).resolve().parent.parent / "envoy" / "fast_path.lua"
-    if source.exists():
-        return source.read_text()
-    return (resources.files("filter.envoy_templates") / "fast_path.lua").read_text()
-
-
 def envoy_route(route: FastRoute, timeout: str, authority: str) -> dict[str, Any]:
     provider = route.decision.provider
-    assert provider.upstream is not None
-    prefix = provider.upstream.path_prefix
     anthropic = provider.interface is Interface.ANTHROPIC
     # What the filter would set and remove (filter/upstream.py), for the Lua filter to apply.
     metadata = {
@@ -102,7 +92,7 @@ def envoy_route(route: FastRoute, timeout: str, authority: str) -> dict[str, Any
         "provider": provider.provider,
         "api": route.api.value,
         "upstream_api": upstream_api(provider).value,
-        "upstream_path": f"{prefix}/messages" if anthropic else f"{prefix}/chat/completions",
+        "upstream_path": provider_path(provider),
         "keep_query": anthropic,  # Claude Code's ?beta=true travels to Anthropic only
         "remove_headers": ",".join(CLIENT_AUTH_HEADERS if anthropic else (*CLIENT_AUTH_HEADERS, *ANTHROPIC_HEADERS)),
     }
@@ -130,22 +120,24 @@ def key_secret_name(provider: Provider) -> str:
     return f"{provider.cluster}_key"
 
 
-def key_secret(provider: Provider) -> dict[str, Any]:
-    """The SDS resource holding the provider's credential header value."""
-    assert provider.access_key is not None
-    key = provider.access_key.reveal()
-    value = key if provider.interface is Interface.ANTHROPIC else f"Bearer {key}"
+def key_secret(provider: Provider) -> dict[str, Any] | None:
+    """The SDS resource holding the value of the provider's credential header; None without a key."""
+    credential = credential_header(provider)
+    if credential is None:
+        return None
     return {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
         "name": key_secret_name(provider),
-        "generic_secret": {"secret": {"inline_string": value}},
+        "generic_secret": {"secret": {"inline_string": credential[1]}},
     }
 
 
-def credential_injector(provider: Provider, sds_config: dict[str, Any]) -> dict[str, Any]:
+def credential_injector(provider: Provider, sds_config: dict[str, Any]) -> dict[str, Any] | None:
     """The upstream filter of a fast provider's cluster that sets its key (the filter sets the
-    same key on the requests it forwards there, so it is harmless to them)."""
-    header = "x-api-key" if provider.interface is Interface.ANTHROPIC else "authorization"
+    same key on the requests it forwards there, so it is harmless to them); None without a key."""
+    credential = credential_header(provider)
+    if credential is None:
+        return None
     return {
         "name": "envoy.filters.http.credential_injector",
         "typed_config": {
@@ -155,7 +147,7 @@ def credential_injector(provider: Provider, sds_config: dict[str, Any]) -> dict[
                 "name": "envoy.http.injected_credentials.generic",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
-                    "header": header,
+                    "header": credential[0],
                     "credential": {"name": key_secret_name(provider), "sds_config": sds_config},
                 },
             },

@@ -43,13 +43,35 @@ def upstream_api(provider: Provider) -> ClientApi:
     return ClientApi.MESSAGES if provider.interface is Interface.ANTHROPIC else ClientApi.CHAT
 
 
+def provider_path(provider: Provider) -> str:
+    """The path of the provider's endpoint for the API it speaks (without the client's query)."""
+    assert provider.upstream is not None
+    prefix = provider.upstream.path_prefix
+    if provider.interface is Interface.ANTHROPIC:
+        return f"{prefix}/messages"
+    if provider.interface is Interface.AZURE_OPENAI:
+        return (f"{prefix}/openai/deployments/{provider.model_id}/chat/completions"
+                f"?api-version={provider.azure_api_version}")
+    return f"{prefix}/chat/completions"
+
+
+def credential_header(provider: Provider) -> tuple[str, str] | None:
+    """The header that carries the provider's key, or None when it has none."""
+    key = provider.access_key.reveal() if provider.access_key else None
+    if not key:
+        return None
+    if provider.interface is Interface.ANTHROPIC:
+        return ("x-api-key", key)
+    if provider.interface is Interface.AZURE_OPENAI:
+        return ("api-key", key)
+    return ("authorization", f"Bearer {key}")
+
+
 def build_upstream_request(
     request: ClientRequest, provider: Provider, client_headers: dict[str, str], query: str
 ) -> UpstreamRequest:
     """The request Envoy forwards to `provider` (never called for the echo provider)."""
-    assert provider.upstream is not None
-    prefix = provider.upstream.path_prefix
-    key = provider.access_key.reveal() if provider.access_key else None
+    path = provider_path(provider)
     remove = list(CLIENT_AUTH_HEADERS)
     headers: list[tuple[str, str]] = []
     translation = None
@@ -58,19 +80,16 @@ def build_upstream_request(
         if request.api is ClientApi.MESSAGES:
             request.body["model"] = provider.model_id
             body = request.body
-            path = f"{prefix}/messages{query}"  # keeps Claude Code's ?beta=true for Anthropic
+            path += query  # keeps Claude Code's ?beta=true for Anthropic
             version = client_headers.get("anthropic-version") or provider.anthropic_version
         else:
             body = chat_request_to_messages(
                 request.body, model=provider.model_id, default_max_tokens=provider.max_tokens
             )
-            path = f"{prefix}/messages"
             version = provider.anthropic_version
             translation = ResponseTranslation.MESSAGES_TO_CHAT
             remove.append("anthropic-beta")
         headers.append(("anthropic-version", version))
-        if key:
-            headers.append(("x-api-key", key))
     else:
         remove.extend(ANTHROPIC_HEADERS)
         if request.api is ClientApi.MESSAGES:
@@ -79,17 +98,9 @@ def build_upstream_request(
         else:
             request.body["model"] = provider.model_id
             body = request.body
-        if provider.interface is Interface.AZURE_OPENAI:
-            path = (
-                f"{prefix}/openai/deployments/{provider.model_id}/chat/completions"
-                f"?api-version={provider.azure_api_version}"
-            )
-            if key:
-                headers.append(("api-key", key))
-        else:
-            path = f"{prefix}/chat/completions"
-            if key:
-                headers.append(("authorization", f"Bearer {key}"))
+    credential = credential_header(provider)
+    if credential is not None:
+        headers.append(credential)
 
     if translation is not None:
         # The gateway must read the response to translate it: ask for it uncompressed.

@@ -13,6 +13,7 @@ from lupa import luajit21
 
 from filter import fast_path
 from filter.config import ConfigError, parse_config
+from filter.envoy_config import envoy_file
 from filter.errors import ClientApi, GatewayError
 from filter.inbound import parse_client_request
 from filter.resolve import resolve
@@ -21,7 +22,7 @@ from filter.resolve import resolve
 @pytest.fixture(scope="module")
 def lua():
     runtime = luajit21.LuaRuntime(encoding=None)
-    runtime.execute(fast_path.lua_source().encode())
+    runtime.execute(envoy_file("fast_path.lua").read_bytes())
     return runtime.globals().fast_model
 
 
