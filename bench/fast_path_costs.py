@@ -20,7 +20,7 @@ import yaml
 
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
-from filter.supervisor import envoy_binary
+from filter.runtime.supervisor import envoy_binary
 
 
 def _manager(bootstrap: dict) -> dict:

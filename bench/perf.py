@@ -379,7 +379,7 @@ def _mem_gib() -> float:
 
 
 def _envoy_version() -> str:
-    from filter.supervisor import envoy_binary
+    from filter.runtime.supervisor import envoy_binary
 
     try:
         out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, timeout=20).stdout

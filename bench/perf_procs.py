@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from filter.supervisor import envoy_binary
+from filter.runtime.supervisor import envoy_binary
 from tests.gateway import Gateway, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ class Fleet:
         self.gateways.append(gateway)
         gateway.start(timeout=180)
         processes = {"envoy": gateway.child_pid("envoy")}
-        worker_pids = sorted(pid for pid, cmd in gateway.children().items() if "filter.worker" in cmd)
+        worker_pids = sorted(pid for pid, cmd in gateway.children().items() if "filter.runtime.worker" in cmd)
         for i, pid in enumerate(worker_pids, 1):
             processes[f"worker{i}"] = pid
         assert gateway.process is not None

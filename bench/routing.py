@@ -31,7 +31,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "router_model.clinc150", "--data", str(data), "--out", str(cases)], check=True)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "filter.cli", "eval", "--routes", str(data / "routes.yaml"), "--cases", str(cases),
+        [sys.executable, "-m", "filter.runtime.cli", "eval", "--routes", str(data / "routes.yaml"), "--cases", str(cases),
          "--engine", args.engine, "--json"],
         check=True, capture_output=True, text=True,
     )

@@ -8,12 +8,9 @@ Names follow the OpenTelemetry GenAI semantic conventions where one exists (`gen
 from __future__ import annotations
 
 import bisect
-import shutil
-import tempfile
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -130,31 +127,3 @@ def _observe_all(child, values: list[float]) -> None:
     for bucket, count in zip(child._buckets, hits):
         if count:
             bucket.inc(count)
-
-
-class MetricsEndpoint:
-    """The supervisor's side: a scratch directory for the workers and the /metrics HTTP server."""
-
-    def __init__(self, port: int, address: str = "0.0.0.0"):
-        self.port = port
-        self.address = address
-        self.directory = tempfile.mkdtemp(prefix="switchyard-metrics-")
-
-    def worker_env(self) -> dict[str, str]:
-        return {MULTIPROC_ENV: self.directory}
-
-    def start(self) -> None:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=self.directory)
-        self._server, self._thread = start_http_server(self.port, addr=self.address, registry=registry)
-
-    def worker_exited(self, pid: int) -> None:
-        multiprocess.mark_process_dead(pid, self.directory)
-
-    def close(self) -> None:
-        server = getattr(self, "_server", None)
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        shutil.rmtree(self.directory, ignore_errors=True)
-

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-SWITCHYARD = [sys.executable, "-m", "filter.cli"]
+SWITCHYARD = [sys.executable, "-m", "filter.runtime.cli"]
 
 
 def free_port() -> int:
@@ -102,7 +102,7 @@ class Gateway:
         return found
 
     def child_pid(self, program: str) -> int:
-        """The child whose executable or module is `program` ("envoy" or "filter.worker")."""
+        """The child whose executable or module is `program` ("envoy" or "filter.runtime.worker")."""
         for pid, cmd in self.children().items():
             argv = cmd.split()
             if Path(argv[0]).name == program or argv[1:3] == ["-m", program]:

@@ -141,7 +141,7 @@ def test_fast_requests_need_no_filter_and_the_rest_still_do(gateways, upstream):
     """With the filter worker frozen, literal and alias requests from the real SDKs are served by
     Envoy alone, streaming included; a request that needs the filter waits for it and fails."""
     fast, _ = gateways
-    worker = fast.child_pid("filter.worker")
+    worker = fast.child_pid("filter.runtime.worker")
     client = openai.OpenAI(base_url=f"{fast.url}/v1", api_key="client-key", max_retries=0, timeout=10)
     claude = anthropic.Anthropic(base_url=fast.url, api_key="client-key", max_retries=0, timeout=10)
     os.kill(worker, signal.SIGSTOP)

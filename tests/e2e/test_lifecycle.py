@@ -60,7 +60,7 @@ def test_envoy_dying_stops_the_workers_and_exits_non_zero_with_the_reason(tmp_pa
     gateway = Gateway(CONFIG, tmp_path).start()
     try:
         envoy = gateway.child_pid("envoy")
-        worker = gateway.child_pid("filter.worker")
+        worker = gateway.child_pid("filter.runtime.worker")
         os.kill(envoy, signal.SIGKILL)
         assert _wait_exit(gateway) != 0
         assert "Envoy exited" in gateway.output()
@@ -72,7 +72,7 @@ def test_envoy_dying_stops_the_workers_and_exits_non_zero_with_the_reason(tmp_pa
 def test_a_crashed_worker_is_restarted_and_the_gateway_keeps_serving(tmp_path):
     gateway = Gateway(CONFIG, tmp_path, workers=2).start()
     try:
-        worker = gateway.child_pid("filter.worker")
+        worker = gateway.child_pid("filter.runtime.worker")
         os.kill(worker, signal.SIGKILL)
         # Right away, while the worker is dead: the other one serves every request.
         answers = [httpx.post(f"{gateway.url}/v1/chat/completions",
@@ -83,10 +83,10 @@ def test_a_crashed_worker_is_restarted_and_the_gateway_keeps_serving(tmp_path):
             time.sleep(0.05)
         assert "restarting" in gateway.output()
         deadline = time.monotonic() + 20
-        while len([c for c in gateway.children().values() if "filter.worker" in c]) < 2 and time.monotonic() < deadline:
+        while len([c for c in gateway.children().values() if "filter.runtime.worker" in c]) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert worker not in gateway.children()
-        assert len([c for c in gateway.children().values() if "filter.worker" in c]) == 2
+        assert len([c for c in gateway.children().values() if "filter.runtime.worker" in c]) == 2
         assert gateway.process.poll() is None
     finally:
         gateway.stop()

@@ -13,8 +13,8 @@ import openai
 import pytest
 
 from filter.config import parse_config
-from filter.envoy_config import render_yaml
-from filter.supervisor import envoy_binary
+from filter.render.bootstrap import render_yaml
+from filter.runtime.supervisor import envoy_binary
 from tests.gateway import Gateway, free_port
 
 OPENAI_KEY = "sk-reliability-openai-5e7c1"
@@ -138,7 +138,7 @@ def test_provider_keys_appear_nowhere_in_a_full_runs_output(gateway, fresh):
     post(gateway, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": HELLO["messages"]})
     metrics = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
     render = subprocess.run(
-        [os.sys.executable, "-m", "filter.cli", "render", str(gateway.path)], capture_output=True, text=True,
+        [os.sys.executable, "-m", "filter.runtime.cli", "render", str(gateway.path)], capture_output=True, text=True,
         env={**os.environ, "REL_OPENAI_KEY": OPENAI_KEY, "REL_ANTHROPIC_KEY": ANTHROPIC_KEY,
              "REL_CLIENT_KEYS": CLIENT_KEYS}, timeout=60).stdout
     time.sleep(0.7)  # the access log is flushed every 500 ms
@@ -188,7 +188,7 @@ def test_a_stuck_filter_times_out_into_a_json_error_and_nothing_upstream(upstrea
                                  "default": True}],
               "routing": {"engine": "none", "timeout": "200ms"}}
     with Gateway(config, tmp_path) as gateway:
-        worker = gateway.child_pid("filter.worker")
+        worker = gateway.child_pid("filter.runtime.worker")
         os.kill(worker, signal.SIGSTOP)
         try:
             start = time.monotonic()

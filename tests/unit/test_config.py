@@ -114,7 +114,7 @@ def test_yaml_syntax_errors_name_the_line(tmp_path):
 
 
 def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "filter.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "filter.runtime.cli", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=60, env=env)
 
 

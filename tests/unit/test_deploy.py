@@ -473,7 +473,7 @@ def test_installed_package_renders_a_bootstrap(tmp_path):
     site_packages = Path(envoy_package.__file__).resolve().parents[1]
     code = (
         "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-        "import filter.cli as cli; assert cli.__file__.startswith(sys.argv[1]), cli.__file__;"
+        "import filter.runtime.cli as cli; assert cli.__file__.startswith(sys.argv[1]), cli.__file__;"
         "raise SystemExit(cli.main(['render', sys.argv[3]]))"
     )
     rendered = subprocess.run(

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from filter.config import load_config, parse_config
-from filter.envoy_config import render_bootstrap, render_yaml
-from filter.supervisor import envoy_binary
+from filter.render.bootstrap import render_bootstrap, render_yaml
+from filter.runtime.supervisor import envoy_binary
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -41,7 +41,7 @@ def test_envoy_accepts_the_rendered_bootstrap_of_every_example(example, tmp_path
 def test_render_command_shows_no_secret_values(tmp_path):
     example = REPO / "examples" / "providers.yaml"
     env = {**example_env(example), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "filter.cli", "render", str(example)], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "filter.runtime.cli", "render", str(example)], cwd=REPO,
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     for value in env.values():
@@ -153,7 +153,7 @@ static_resources:
 def test_fragments_merge_into_a_foreign_bootstrap_that_envoy_accepts(tmp_path):
     """What the README tells teams to do with `switchyard render --fragments`."""
     example = REPO / "examples" / "providers.yaml"
-    result = subprocess.run([sys.executable, "-m", "filter.cli", "render", "--fragments", str(example)], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "filter.runtime.cli", "render", "--fragments", str(example)], cwd=REPO,
                             capture_output=True, text=True, timeout=60, env={**example_env(example), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     fragments = yaml.safe_load(result.stdout)

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lupa import luajit21
 
-from filter import fast_path
+from filter.render import fast_path
 from filter.config import ConfigError, parse_config
-from filter.envoy_config import envoy_file
+from filter.render.bootstrap import envoy_file
 from filter.errors import ClientApi, GatewayError
 from filter.inbound import parse_client_request
 from filter.resolve import resolve

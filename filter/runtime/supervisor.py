@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 
 from filter.config import Config, ConfigError, load_config
-from filter.envoy_config import filter_ports, render_bootstrap, write_reloadable
-from filter.metrics import MetricsEndpoint
+from filter.render.bootstrap import filter_ports, render_bootstrap, write_reloadable
+from filter.runtime.metrics_endpoint import MetricsEndpoint
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -79,7 +79,7 @@ class Supervisor:
 
     def _start_worker(self, port: int) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "filter.worker", "--config", self.config_path, "--port", str(port),
+            [sys.executable, "-m", "filter.runtime.worker", "--config", self.config_path, "--port", str(port),
              "--log-level", self.config.gateway.log_level],
             env={**os.environ, **self.metrics.worker_env()},
             preexec_fn=_own_group_die_with_parent,

