@@ -83,7 +83,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             ),
         }
         models_body = _models_list(config)
-        client_keys = [k.reveal().encode() for k in config.gateway.client_keys]
+        client_keys = [k.key.reveal().encode() for k in config.gateway.client_keys]
         attempts = AttemptRewriter(config, self.metrics)
         (self.config, self.router, self.attempts, self._may_translate, self._models_body, self._client_keys) = (
             config, router, attempts, may_translate, models_body, client_keys)

@@ -38,6 +38,8 @@ CATALOGUE: dict[str, ProviderDefaults] = {
     "xai": ProviderDefaults("https://api.x.ai/v1", Interface.OPENAI),
     "together_ai": ProviderDefaults("https://api.together.xyz/v1", Interface.OPENAI),
     "ollama": ProviderDefaults("http://127.0.0.1:11434/v1", Interface.OPENAI, needs_key=False),
+    # A ChatGPT subscription (Plano's `chatgpt/*`): the client's own sign-in authorizes it.
+    "chatgpt": ProviderDefaults("https://chatgpt.com/backend-api/codex", Interface.OPENAI, needs_key=False),
     # Azure has no global host: each resource has its own, so base_url is required.
     "azure_openai": ProviderDefaults(None, Interface.AZURE_OPENAI),
     "echo": ProviderDefaults(None, Interface.ECHO, needs_key=False),

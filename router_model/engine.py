@@ -17,6 +17,7 @@ class Route:
 
     name: str
     description: str
+    examples: tuple[str, ...] = ()  # a few utterances the user wrote (the embedded engine reads them)
 
 
 # A conversation message as the engines see it: {"role": "user"|"assistant"|..., "content": ...}

@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"switchyard: {exc}", file=sys.stderr)
         return 2
+    for warning in config.warnings:  # Plano keys that are accepted but not implemented: never silent
+        print(f"switchyard: warning: {warning}", file=sys.stderr)
 
     if args.command == "validate":
         print(f"{args.config}: ok ({len(config.providers)} providers, {len(config.aliases)} aliases, "

@@ -61,7 +61,9 @@ def test_a_plano_file_builds_typed_objects_with_defaults():
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        (base(tracing={"x": 1}), "gateway.yaml: tracing: unknown key"),
+        (base(telemetry={"x": 1}), "gateway.yaml: telemetry: unknown key"),
+        # Plano's own sections are accepted (and reported as ignored), but a typo inside one is not.
+        (base(tracing={"x": 1}), "gateway.yaml: tracing.x: unknown key (allowed: exporters,"),
         ({"llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "defualt": True}]},
          "llm_providers[0].defualt: unknown key"),
         (base(gateway={"admin_port": "9901"}), "gateway.admin_port: expected a port number, got a string"),
