@@ -26,8 +26,16 @@ $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The tests start their own redis-server (a Unix socket each); Debian's package, installed when
+# missing and never started as a service (RUNLEVEL=1).
+REDIS_SERVER := /usr/bin/redis-server
+
+$(REDIS_SERVER):
+	command -v redis-server >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends redis-server)
+
 # The end-to-end suite runs twice: as configured, then with gateway.fast_path on (tests/gateway.py).
-test: install $(CLIENTS)
+test: install $(CLIENTS) $(REDIS_SERVER)
 	$(PY) -m pytest -q
 	SWITCHYARD_TEST_FAST_PATH=1 $(PY) -m pytest -q tests/e2e
 
