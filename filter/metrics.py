@@ -63,6 +63,10 @@ class Metrics:
         self.time_to_first_token = Histogram(
             "gen_ai_server_time_to_first_token_seconds", "Time from forwarding the request to the first response byte",
             ["gen_ai_provider_name", "gen_ai_request_model"], buckets=_UPSTREAM_BUCKETS, registry=registry)
+        self.session_decisions = Counter(
+            "switchyard_session_decisions", "Preference decisions by session outcome: routed (a new user turn), "
+            "pinned (the turn's or session's model, no router call), cold (a continuation of an unknown turn), "
+            "store_error (the store failed: decided as cold)", ["outcome"], registry=registry)
         self.failovers = Counter(
             "switchyard_failovers", "Requests moved to a fallback model, by reason",
             ["from_model", "to_model", "reason"], registry=registry)
@@ -104,6 +108,9 @@ class Metrics:
     def router(self, engine: str, outcome: str, seconds: float) -> None:
         self.router_decisions.labels(engine, outcome).inc()
         self.routing_duration.labels(engine).observe(seconds)
+
+    def session(self, outcome: str) -> None:
+        self._child(self.session_decisions, (outcome,)).inc()
 
     def _child(self, metric, labels: tuple[str, ...]):
         """`metric.labels(*labels)`, remembered: prometheus_client's lookup costs about as much as

@@ -28,6 +28,8 @@ from filter.providers import Interface
 from filter.resolve import Decision, RoutingPlan, decide_route, resolve
 from filter.response_rewriter import ResponseRewriter
 from filter.routing import Router
+from filter.sessions import AFFINITY_HEADER, Routed, Sessions
+from filter.state import Store
 from filter.tracing import SpanExporter, TraceContext, start_trace
 from filter.translation import ChatStreamToMessages, TranslationError, chat_response_to_messages
 from filter.upstream import CLIENT_AUTH_HEADERS, build_upstream_request, upstream_api
@@ -64,12 +66,15 @@ class Exchange:
     headers: dict[str, str] = field(default_factory=dict)
     rewriter: ResponseRewriter | None = None  # set when the answer must be translated
     trace: TraceContext | None = None
+    client: str | None = None  # the name of the client key presented (gateway.client_keys)
 
 
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
-    def __init__(self, config: Config, router: Router | None, metrics: Metrics, spans: SpanExporter | None = None):
+    def __init__(self, config: Config, router: Router | None, metrics: Metrics, spans: SpanExporter | None = None,
+                 store: Store | None = None):
         self.metrics = metrics
         self.spans = spans
+        self.store = store  # the shared store (filter/state/); None: no sessions
         self.apply(config, router)
 
     def apply(self, config: Config, router: Router | None) -> None:
@@ -83,10 +88,11 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             ),
         }
         models_body = _models_list(config)
-        client_keys = [k.key.reveal().encode() for k in config.gateway.client_keys]
+        client_keys = [(k.key.reveal().encode(), k.name) for k in config.gateway.client_keys]
         attempts = AttemptRewriter(config, self.metrics)
-        (self.config, self.router, self.attempts, self._may_translate, self._models_body, self._client_keys) = (
-            config, router, attempts, may_translate, models_body, client_keys)
+        sessions = Sessions(config.routing, self.store)
+        (self.config, self.router, self.attempts, self.sessions, self._may_translate, self._models_body,
+         self._client_keys) = (config, router, attempts, sessions, may_translate, models_body, client_keys)
 
     async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
         chain = chain_of(context)
@@ -120,7 +126,9 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         ex.query = f"?{query}" if query else ""
         if path.startswith("/v1/messages") or path.startswith("/routing/v1/messages"):
             ex.api = ClientApi.MESSAGES  # so that even a 401 or 404 comes in Anthropic's shape
-        if self._client_keys and not self._authorized(ex.headers):
+        if self._client_keys:
+            ex.client = self._authorized(ex.headers)
+        if self._client_keys and ex.client is None:
             return self._error(ex, GatewayError(401, "missing or invalid API key for this gateway",
                                                 code="invalid_api_key"))
         route = ENDPOINTS.get(path.rstrip("/") or "/")
@@ -142,36 +150,40 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         watch = ex.endpoint is Endpoint.PROXY and self._may_translate[ex.api]
         return ext_proc.continue_request_headers(watch_response=watch)
 
-    def _authorized(self, headers: dict[str, str]) -> bool:
+    def _authorized(self, headers: dict[str, str]) -> str | None:
+        """The name of the client key presented, or None."""
         presented = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not presented:
-            return False
+            return None
         given = presented.encode()
         # Compare against every key in constant time: no early exit that leaks which one is close.
-        return any([hmac.compare_digest(given, key) for key in self._client_keys])
+        matches = [name for key, name in self._client_keys if hmac.compare_digest(given, key)]
+        return matches[0] if matches else None
 
     # ------------------------------------------------------------------ request body: the decision
 
     async def on_request_body(self, ex: Exchange, raw: bytes):
         try:
             request = parse_client_request(ex.api, raw)
-            decision, router_ms = await self.decide(request, ex.trace)
+            routed = await self.decide(request, ex)
         except GatewayError as exc:
             return self._error(ex, exc)
 
+        decision, router_ms = routed.decision, routed.router_ms
         provider = decision.provider
         metadata = {**self._base_metadata(ex), "model": provider.slug, "route": decision.route,
                     "decision": decision.kind.value, "provider": provider.provider,
-                    "router_ms": round(router_ms, 3) if router_ms is not None else None}
-        log.debug("decision %s %s route=%s", decision.kind.value, provider.slug, decision.route)
+                    "router_ms": round(router_ms, 3) if router_ms is not None else None, **_session_metadata(routed)}
+        log.debug("decision %s %s route=%s session=%s", decision.kind.value, provider.slug, decision.route,
+                  routed.outcome and routed.outcome.value)
 
         if ex.endpoint is Endpoint.DECISION:
             answer = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
-                      "router_ms": metadata["router_ms"]}
+                      "router_ms": metadata["router_ms"], "session_id": routed.session, "pinned": routed.pinned}
             return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
 
         if provider.interface is Interface.ECHO:
-            return self._echo(ex, request, decision, metadata)
+            return self._echo(ex, request, routed, metadata)
         if decision.chain is not None:
             return self._forward_to_chain(ex, request, decision.chain, metadata)
 
@@ -187,7 +199,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         return ext_proc.forward_request(
             [(ROUTING_HEADER, provider.cluster), *upstream.set_headers,
              ("traceparent", ex.trace.traceparent(ex.trace.upstream_span))],
-            upstream.remove_headers,
+            [*upstream.remove_headers, AFFINITY_HEADER],  # the gateway's, not the provider's
             upstream.body,
             metadata=metadata,
         )
@@ -202,23 +214,29 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         return ext_proc.forward_request(
             [(ROUTING_HEADER, chain.name), ("content-length", str(len(body))),
              ("traceparent", ex.trace.traceparent(ex.trace.upstream_span))],
-            CLIENT_AUTH_HEADERS,
+            [*CLIENT_AUTH_HEADERS, AFFINITY_HEADER],
             body,
             metadata=metadata,
         )
 
-    async def decide(self, request: ClientRequest, trace: TraceContext) -> tuple[Decision, float | None]:
+    async def decide(self, request: ClientRequest, ex: Exchange) -> Routed:
         outcome = resolve(self.config, request.model, request.preferences)
         if isinstance(outcome, Decision):
-            return outcome, None
-        return await self._route(outcome, request, trace)
+            return Routed(outcome, None)
+        # Preference routing, once per user turn of an agent loop (filter/sessions/).
+        routed = await self.sessions.decide(outcome, ex.api, request.body, request.model, ex.headers, ex.client,
+                                            lambda view: self._route(outcome, view, ex.trace))
+        if routed.outcome is not None:
+            self.metrics.session(routed.outcome.value)
+        return routed
 
-    async def _route(self, plan: RoutingPlan, request: ClientRequest, trace: TraceContext) -> tuple[Decision, float]:
+    async def _route(self, plan: RoutingPlan, view: list[dict], trace: TraceContext) -> tuple[Decision, float]:
+        """Ask the router about `view`, the part of the conversation it may read."""
         if self.router is None:
             return decide_route(plan, None), 0.0
         started = time.time_ns()
         headers = {"traceparent": trace.traceparent(trace.router_span)}
-        answer = await self.router.choose(plan.routes, _routing_messages(request), headers)
+        answer = await self.router.choose(plan.routes, view, headers)
         engine = self.router.engine.name
         self.metrics.router(engine, answer.outcome, answer.elapsed_ms / 1000.0)
         if self.spans is not None:
@@ -228,12 +246,15 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                             error=answer.outcome in ("timeout", "error"))
         return decide_route(plan, answer.route), answer.elapsed_ms
 
-    def _echo(self, ex: Exchange, request: ClientRequest, decision: Decision, metadata: dict):
+    def _echo(self, ex: Exchange, request: ClientRequest, routed: Routed, metadata: dict):
+        decision = routed.decision
         provider = decision.provider
         text = echo.echo_text(request, provider.slug, decision.route)
         headers = [("x-switchyard-model", provider.slug)]
         if decision.route:
             headers.append(("x-switchyard-route", decision.route))
+        if routed.session is not None:
+            headers += [("x-switchyard-session", routed.session), ("x-switchyard-pinned", metadata["pinned"])]
         if request.stream:
             body = echo.echo_stream(text, provider.model_id)
             if ex.api is ClientApi.MESSAGES:
@@ -274,9 +295,12 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         return metadata
 
 
-def _routing_messages(request: ClientRequest) -> list[dict]:
-    """The conversation the router reads; an Anthropic `system` field is not part of it."""
-    return request.messages
+def _session_metadata(routed: Routed) -> dict:
+    """For `x-switchyard-session` / `x-switchyard-pinned` (set by Envoy) and the access log."""
+    if routed.session is None:
+        return {}
+    return {"session": routed.session, "pinned": "true" if routed.pinned else "false",
+            "session_outcome": routed.outcome.value if routed.outcome else None}
 
 
 def _models_list(config: Config) -> bytes:

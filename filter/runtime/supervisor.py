@@ -80,7 +80,7 @@ class Supervisor:
     def _start_worker(self, port: int) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "filter.runtime.worker", "--config", self.config_path, "--port", str(port),
-             "--log-level", self.config.gateway.log_level],
+             "--state-dir", str(self._reload_dir), "--log-level", self.config.gateway.log_level],
             env={**os.environ, **self.metrics.worker_env()},
             preexec_fn=_own_group_die_with_parent,
         )
@@ -205,7 +205,7 @@ class Supervisor:
             return False
         if _static_part(new) != _static_part(self.config):
             print("switchyard: reload rejected, keeping the running configuration: listener, gateway ports, "
-                  "workers, body limit, fast path or metrics settings changed; these need a restart", file=sys.stderr, flush=True)
+                  "workers, body limit, fast path, metrics or store settings changed; these need a restart", file=sys.stderr, flush=True)
             return False
         old, self.config = self.config, new
         if self.envoy is not None:
@@ -299,7 +299,7 @@ def _static_part(config: Config) -> tuple:
     """What a reload cannot change: it is baked into Envoy's bootstrap or the worker processes."""
     return (config.listener, config.routing.timeout_s, config.gateway.admin_port, config.gateway.filter_port, config.gateway.workers,
             config.gateway.metrics_port, config.gateway.max_request_bytes, config.gateway.usage_metrics, config.gateway.fast_path,
-            config.gateway.otlp_endpoint, config.gateway.service_name)
+            config.gateway.otlp_endpoint, config.gateway.service_name, config.gateway.store)
 
 
 def _mtime(path: str) -> float:

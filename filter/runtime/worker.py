@@ -19,6 +19,7 @@ from filter.metrics import Metrics
 from filter.observer import ResponseObserver
 from filter.processor import Processor
 from filter.routing import build_router
+from filter.state import open_store
 from filter.tracing import SpanExporter
 
 log = logging.getLogger("switchyard.worker")
@@ -26,7 +27,7 @@ log = logging.getLogger("switchyard.worker")
 SHUTDOWN_GRACE_S = 10.0
 
 
-async def serve(config_path: str, port: int) -> None:
+async def serve(config_path: str, port: int, state_dir: str) -> None:
     config = load_config(config_path)
     router = build_router(config.routing)
     if router is not None:
@@ -42,7 +43,10 @@ async def serve(config_path: str, port: int) -> None:
     )
     spans = SpanExporter(config.gateway.otlp_endpoint, config.gateway.service_name) if config.gateway.otlp_endpoint else None
     metrics = Metrics()
-    processor = Processor(config, router, metrics, spans)
+    settings = config.gateway.store  # a change needs a restart: one store for the worker's life
+    store = open_store(settings.url, key_prefix=settings.key_prefix,
+                       password=settings.password.reveal() if settings.password else None, directory=state_dir)
+    processor = Processor(config, router, metrics, spans, store)
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(ResponseObserver(metrics, spans), server)
     if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
@@ -59,6 +63,7 @@ async def serve(config_path: str, port: int) -> None:
     await server.stop(SHUTDOWN_GRACE_S)
     if processor.router is not None:
         await processor.router.aclose()
+    await store.aclose()
     if spans is not None:
         spans.close()  # flushes what is still queued
 
@@ -87,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchyard-worker")
     parser.add_argument("--config", required=True)
     parser.add_argument("--port", type=int, required=True)
+    # The gateway's private runtime directory: the embedded store's file, shared by its workers.
+    parser.add_argument("--state-dir", required=True)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve(args.config, args.port))
+    asyncio.run(serve(args.config, args.port, args.state_dir))
     return 0
 
 

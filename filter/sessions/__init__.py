@@ -7,6 +7,6 @@ user messages), `turns` (new user turn or loop step), `view` (the router's input
 """
 
 from filter.sessions.keys import AFFINITY_HEADER
-from filter.sessions.pinning import DEFAULT_ENVELOPES, Outcome, Routed, Sessions, SessionSettings
+from filter.sessions.pinning import Outcome, Routed, Sessions
 
-__all__ = ["AFFINITY_HEADER", "DEFAULT_ENVELOPES", "Outcome", "Routed", "Sessions", "SessionSettings"]
+__all__ = ["AFFINITY_HEADER", "Outcome", "Routed", "Sessions"]

@@ -18,7 +18,7 @@ _AFTER_NAME = frozenset("> \t\r\n/")
 
 
 def valid_tag(name: str) -> bool:
-    return bool(name) and len(name) <= 64 and all(c in _NAME_CHARS for c in name)
+    return bool(name) and all(c in _NAME_CHARS for c in name)
 
 
 class Envelopes:
@@ -29,7 +29,7 @@ class Envelopes:
     def __init__(self, tags: tuple[str, ...]):
         for tag in tags:
             if not valid_tag(tag):
-                raise ValueError(f"envelope tag {tag!r} must be 1-64 letters, digits, '-', '_', ':' or '.'")
+                raise ValueError(f"envelope tag {tag!r} must be letters, digits, '-', '_', ':' or '.'")
         self.tags = tags
         self._markers = tuple((f"<{t}", f"</{t}>") for t in tags)
 

@@ -22,6 +22,7 @@ from typing import Awaitable, Callable, Mapping
 
 import orjson
 
+from filter.config import Routing
 from filter.resolve import Decision, DecisionKind, RoutingPlan
 from filter.sessions.conversation import read_conversation
 from filter.sessions.envelopes import Envelopes
@@ -32,22 +33,11 @@ from filter.state import Store, StoreError, Table
 
 log = logging.getLogger("switchyard.sessions")
 
-DEFAULT_ENVELOPES = ("system-reminder", "user-prompt-submit-hook", "environment_details")
-
-
 class Outcome(str, Enum):
     ROUTED = "routed"
     PINNED = "pinned"
     COLD = "cold"
     STORE_ERROR = "store_error"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSettings:
-    turn_pinning: bool = True
-    envelopes: tuple[str, ...] = DEFAULT_ENVELOPES
-    ttl_s: float = 600.0
-    max_entries: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +56,22 @@ RouteCall = Callable[[list[dict]], Awaitable[tuple[Decision, float]]]
 
 
 class Sessions:
-    def __init__(self, settings: SessionSettings, store: Store):
-        self.settings = settings
-        self.store = store
-        self.envelopes = Envelopes(settings.envelopes)
-        self.table = Table("sessions", ttl_s=settings.ttl_s, max_entries=settings.max_entries,
+    """Built per configuration (`routing:` settings); the store outlives reloads."""
+
+    def __init__(self, settings: Routing, store: Store | None):
+        self.turn_pinning = settings.turn_pinning
+        self.tenant_header = settings.tenant_header
+        self.store = store  # None: no sessions (the router still reads only the user's words)
+        self.envelopes = Envelopes(settings.harness_envelopes)
+        self.table = Table("sessions", ttl_s=settings.session_ttl_s, max_entries=settings.session_max_entries,
                            max_value_bytes=4096)
 
     async def decide(self, plan: RoutingPlan, api, body: dict, model: str | None, headers: Mapping[str, str],
                      client: str | None, route: RouteCall) -> Routed:
+        """`client`: the name of the client key the request presented, if keys are configured."""
         conversation = read_conversation(api, body)
         view = router_view(conversation, self.envelopes)
-        affinity = affinity_id(headers)
-        if affinity is not None:
-            key: SessionKey | None = explicit_key(affinity, client, model)
-        elif self.settings.turn_pinning:
-            key = implicit_key(conversation, client, model)
-        else:
-            key = None
+        key = self._key(conversation, model, headers, client)
         if key is None:
             decision, router_ms = await route(view)
             return Routed(decision, router_ms)
@@ -120,6 +108,20 @@ class Sessions:
         else:
             outcome = Outcome.COLD if reuse else Outcome.ROUTED
         return Routed(decision, router_ms, key.id, False, outcome)
+
+    def _key(self, conversation, model: str | None, headers: Mapping[str, str], client: str | None) -> SessionKey | None:
+        affinity = affinity_id(headers)  # checked even without a store: a bad header is a 400 either way
+        if self.store is None:
+            return None
+        # Sessions are scoped by the client key's name and, if configured, a tenant header.
+        scope = client or ""
+        if self.tenant_header:
+            scope = f"{scope}\x1f{headers.get(self.tenant_header, '')}"
+        if affinity is not None:
+            return explicit_key(affinity, scope, model)
+        if self.turn_pinning:
+            return implicit_key(conversation, scope, model)
+        return None
 
 
 def pin_value(decision: Decision) -> bytes:

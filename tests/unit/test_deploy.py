@@ -49,6 +49,7 @@ FILTER_METRICS = {
     "gen_ai_client_operation_duration_seconds",
     "gen_ai_server_time_to_first_token_seconds",
     "switchyard_failovers_total",
+    "switchyard_session_decisions_total",
 }
 ENVOY_METRICS = {
     "envoy_http_downstream_rq_total",
@@ -575,7 +576,7 @@ def test_dashboard_is_an_importable_grafana_dashboard():
     assert len(ids) == len(set(ids))
     for wanted in ("Requests/s by model", "Requests/s by route", "Requests/s by decision kind", "Error ratio",
                    "Routing decision latency by engine", "Router outcomes/s", "Tokens/s by model and type",
-                   "Upstream duration by model", "Time to first token by model", "Failovers/s by reason"):
+                   "Upstream duration by model", "Time to first token by model", "Failovers/s by reason", "Pin rate"):
         assert wanted in titles
 
 

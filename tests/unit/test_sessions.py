@@ -13,7 +13,8 @@ import pytest
 from filter.config import parse_config
 from filter.errors import ClientApi, GatewayError
 from filter.resolve import DecisionKind, decide_route, resolve
-from filter.sessions import Outcome, Sessions, SessionSettings
+from filter.config import Routing
+from filter.sessions import Outcome, Sessions
 from filter.sessions.conversation import read_conversation
 from filter.sessions.envelopes import Envelopes
 from filter.sessions.keys import affinity_id, explicit_key, implicit_key
@@ -250,7 +251,7 @@ def decide(sessions, router, body, api=MESSAGES, headers=None, client=None, pref
 
 @pytest.fixture
 def sessions(tmp_path):
-    return Sessions(SessionSettings(), EmbeddedStore(tmp_path))
+    return Sessions(Routing(), EmbeddedStore(tmp_path))
 
 
 def test_a_loop_is_decided_once_and_a_new_user_turn_is_decided_again(sessions):
@@ -317,7 +318,7 @@ def test_explicit_affinity_holds_across_user_turns(sessions):
 
 
 def test_turn_pinning_off_decides_every_request_but_honours_affinity(tmp_path):
-    sessions = Sessions(SessionSettings(turn_pinning=False), EmbeddedStore(tmp_path))
+    sessions = Sessions(Routing(turn_pinning=False), EmbeddedStore(tmp_path))
     router = Router()
     for step in range(3):
         result = decide(sessions, router, claude_code_request("write a python function", step, model="auto"))
@@ -330,7 +331,7 @@ def test_turn_pinning_off_decides_every_request_but_honours_affinity(tmp_path):
 
 
 def test_a_failing_store_never_fails_the_decision(tmp_path):
-    sessions = Sessions(SessionSettings(), EmbeddedStore(tmp_path / "missing"))
+    sessions = Sessions(Routing(), EmbeddedStore(tmp_path / "missing"))
     router = Router()
     for step in (0, 1):
         result = decide(sessions, router, claude_code_request("write a python function", step, model="auto"))
@@ -355,9 +356,33 @@ def test_a_pin_this_configuration_cannot_serve_is_decided_again(sessions):
 
 
 def test_sessions_are_bounded_by_max_entries(tmp_path):
-    sessions = Sessions(SessionSettings(max_entries=2), EmbeddedStore(tmp_path))
+    sessions = Sessions(Routing(session_max_entries=2), EmbeddedStore(tmp_path))
     router = Router()
     for prompt in ("write function a", "write function b", "write function c"):
         decide(sessions, router, claude_code_request(prompt, 0, model="auto"))
     assert decide(sessions, router, claude_code_request("write function a", 1, model="auto")).outcome is Outcome.COLD
     assert decide(sessions, router, claude_code_request("write function c", 1, model="auto")).outcome is Outcome.PINNED
+
+
+def test_a_tenant_header_scopes_sessions(tmp_path):
+    sessions = Sessions(Routing(tenant_header="x-tenant"), EmbeddedStore(tmp_path))
+    router = Router()
+    body = {"model": "auto", "messages": [{"role": "user", "content": "write a poem"}]}
+    decide(sessions, router, body, CHAT, {"x-model-affinity": "c", "x-tenant": "a"})
+    other = decide(sessions, router, {**body, "messages": [{"role": "user", "content": "fix the function"}]}, CHAT,
+                   {"x-model-affinity": "c", "x-tenant": "b"})
+    same = decide(sessions, router, {**body, "messages": [{"role": "user", "content": "fix the function"}]}, CHAT,
+                  {"x-model-affinity": "c", "x-tenant": "a"})
+    assert other.decision.provider.slug == "echo/coder" and not other.pinned
+    assert same.decision.provider.slug == "echo/writer" and same.pinned
+
+
+def test_without_a_store_every_request_is_decided_on_the_users_words():
+    sessions = Sessions(Routing(), None)
+    router = Router()
+    for step in range(2):
+        result = decide(sessions, router, claude_code_request("fix the failing test", step, model="auto"))
+        assert (result.decision.route, result.session, result.outcome) == ("debugging", None, None)
+    assert router.views[0] == [{"role": "user", "content": "fix the failing test"}]
+    with pytest.raises(GatewayError):
+        decide(sessions, router, claude_code_request("x", 0), headers={"x-model-affinity": "\x00bad"})
