@@ -195,9 +195,11 @@ def test_decision_endpoint_answers_without_calling_any_upstream(gateway, script,
     decision = response.json()
     assert decision["model"] == "openai/gpt-4o" and decision["route"] == "code_generation"
     assert decision["decision"] == "preference" and decision["router_ms"] >= 0
+    assert len(decision["session_id"]) == 32 and decision["pinned"] is False  # a new user turn: decided
     literal = httpx.post(f"{gateway.url}/routing/v1/chat/completions",
                          json={"model": "o3", "messages": [{"role": "user", "content": "x"}]}).json()
-    assert literal == {"model": "openai/o3", "route": None, "decision": "literal", "router_ms": None}
+    assert literal == {"model": "openai/o3", "route": None, "decision": "literal", "router_ms": None,
+                       "session_id": None, "pinned": False}
     assert fresh.received == []
 
 
