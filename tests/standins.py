@@ -41,7 +41,8 @@ class Reply:
 Behaviour = Callable[[Received], Reply]
 
 
-def openai_reply(request: Received, text: str | None = None, tool_calls: list | None = None) -> Reply:
+def openai_reply(request: Received, text: str | None = None, tool_calls: list | None = None,
+                 message_id: str = "chatcmpl-standin") -> Reply:
     """A chat completion naming the model the upstream was asked for."""
     body = request.json if request.body else {}
     model = body.get("model", "?")
@@ -50,7 +51,7 @@ def openai_reply(request: Received, text: str | None = None, tool_calls: list | 
              "prompt_tokens_details": {"cached_tokens": 3}}
     if body.get("stream"):
         def chunk(delta, finish=None, **extra):
-            event = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1, "model": model,
+            event = {"id": message_id, "object": "chat.completion.chunk", "created": 1, "model": model,
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
             return b"data: " + json.dumps(event).encode() + b"\n\n"
 
@@ -67,7 +68,7 @@ def openai_reply(request: Received, text: str | None = None, tool_calls: list | 
                     chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
         chunks.append(chunk({}, "tool_calls" if tool_calls else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
-            event = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 1, "model": model,
+            event = {"id": message_id, "object": "chat.completion.chunk", "created": 1, "model": model,
                      "choices": [], "usage": usage}
             chunks.append(b"data: " + json.dumps(event).encode() + b"\n\n")
         chunks.append(b"data: [DONE]\n\n")
@@ -77,13 +78,14 @@ def openai_reply(request: Received, text: str | None = None, tool_calls: list | 
         message["tool_calls"] = [{"id": c["id"], "type": "function",
                                   "function": {"name": c["name"], "arguments": c["arguments"]}} for c in tool_calls]
     return Reply(body=json.dumps({
-        "id": "chatcmpl-standin", "object": "chat.completion", "created": 1, "model": model,
+        "id": message_id, "object": "chat.completion", "created": 1, "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
         "usage": usage,
     }).encode())
 
 
-def anthropic_reply(request: Received, text: str | None = None, tool_use: dict | None = None) -> Reply:
+def anthropic_reply(request: Received, text: str | None = None, tool_use: dict | None = None,
+                    message_id: str = "msg_standin") -> Reply:
     """An Anthropic Messages answer naming the model the upstream was asked for."""
     body = request.json if request.body else {}
     model = body.get("model", "?")
@@ -93,7 +95,7 @@ def anthropic_reply(request: Received, text: str | None = None, tool_use: dict |
             return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
         chunks = [event("message_start", {"type": "message_start", "message": {
-            "id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": [],
+            "id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 4}}}),
             event("content_block_start", {"type": "content_block_start", "index": 0,
@@ -122,7 +124,7 @@ def anthropic_reply(request: Received, text: str | None = None, tool_use: dict |
     if tool_use:
         content.append({"type": "tool_use", **tool_use})
     return Reply(body=json.dumps({
-        "id": "msg_standin", "type": "message", "role": "assistant", "model": model, "content": content,
+        "id": message_id, "type": "message", "role": "assistant", "model": model, "content": content,
         "stop_reason": "tool_use" if tool_use else "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": 12, "output_tokens": 9, "cache_read_input_tokens": 4},
     }).encode())
