@@ -27,13 +27,14 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
 from google.protobuf import text_format
 
 from filter import ext_proc
+from filter.catalog import Catalog
 from filter.config import Chain, Config, Provider
 from filter.errors import ClientApi, GatewayError
 from filter.inbound import ClientRequest, parse_client_request
 from filter.metrics import Metrics
 from filter.response_rewriter import ResponseRewriter
 from filter.translation import TranslationError
-from filter.upstream import ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, build_upstream_request
+from filter.upstream import ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, build_upstream_request, client_named
 
 log = logging.getLogger("switchyard.failover")
 
@@ -64,6 +65,7 @@ class Attempt:
     rewriter: ResponseRewriter | None = None
     answered: bool = False
     started: float = 0.0
+    fitted: str = ""  # what this attempt's body changed for its model (x-switchyard-fitted)
 
 
 def picked_member(message) -> str | None:
@@ -89,9 +91,10 @@ def chain_of(context) -> str | None:
 
 
 class AttemptRewriter:
-    def __init__(self, config: Config, metrics: Metrics):
+    def __init__(self, config: Config, metrics: Metrics, catalog: Catalog | None = None):
         self.config = config
         self.metrics = metrics
+        self.catalog = catalog if catalog is not None else Catalog.of(config)
         self._chains = {chain.name: chain for chain in config.chains}
 
     async def process(self, chain_name: str, messages: AsyncIterator) -> AsyncIterator[ProcessingResponse]:
@@ -130,7 +133,9 @@ class AttemptRewriter:
         try:
             api, query, client_headers, body = open_envelope(raw)
             request = parse_client_request(api, body)
-            upstream = build_upstream_request(request, attempt.member, client_headers, query)
+            member = attempt.member
+            upstream = build_upstream_request(request, member, client_headers, query, self.catalog.spec(member),
+                                              client_named_model=client_named(request, member, self.config.aliases))
         except (TranslationError, ValueError, KeyError, GatewayError) as exc:
             # The downstream filter checked this body already; refuse rather than send it raw.
             log.warning("attempt for %s cannot be rewritten: %s", attempt.member.slug, exc)
@@ -138,6 +143,7 @@ class AttemptRewriter:
                                            b'"type": "invalid_request_error", "param": null, "code": null}}')
         if upstream.translation is not None:
             attempt.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=attempt.member.slug)
+        attempt.fitted = ", ".join(upstream.fitted)
         # Whatever an earlier attempt set for its own provider is overwritten or removed here.
         set_names = {name for name, _ in upstream.set_headers}
         stale = [h for h in (*CLIENT_AUTH_HEADERS, *ANTHROPIC_HEADERS, "accept-encoding") if h not in set_names]
@@ -156,6 +162,8 @@ class AttemptRewriter:
             self._count_failover(attempt, f"http_{status}")
             return ext_proc.CONTINUE_RESPONSE_HEADERS  # Envoy discards this answer and retries
         set_headers = [("x-switchyard-model", attempt.member.slug)]
+        if attempt.fitted:
+            set_headers.append(("x-switchyard-fitted", attempt.fitted))
         if attempt.rewriter is None:
             return ext_proc.response_headers(set_headers, stream_body=False)
         more, remove = attempt.rewriter.on_headers(status)

@@ -19,13 +19,14 @@ import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter import echo, ext_proc
+from filter.catalog import Catalog
 from filter.config import Chain, Config
 from filter.errors import ClientApi, GatewayError, error_body
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.inbound import ClientRequest, parse_client_request
 from filter.metrics import Metrics
 from filter.providers import Interface
-from filter.resolve import Decision, RoutingPlan, decide_route, resolve
+from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
 from filter.response_rewriter import ResponseRewriter
 from filter.routing import Router
 from filter.sessions import AFFINITY_HEADER, Routed, Sessions
@@ -37,6 +38,8 @@ from filter.upstream import CLIENT_AUTH_HEADERS, build_upstream_request, upstrea
 log = logging.getLogger("switchyard.filter")
 
 ROUTING_HEADER = "x-switchyard-provider"
+# Decisions where the client named the model: a native request to it is sent as written.
+NAMED = (DecisionKind.LITERAL, DecisionKind.ALIAS)
 
 
 class Endpoint(Enum):
@@ -89,10 +92,12 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         }
         models_body = _models_list(config)
         client_keys = [(k.key.reveal().encode(), k.name) for k in config.gateway.client_keys]
-        attempts = AttemptRewriter(config, self.metrics)
+        catalog = Catalog.of(config)
+        attempts = AttemptRewriter(config, self.metrics, catalog)
         sessions = Sessions(config.routing, self.store)
-        (self.config, self.router, self.attempts, self.sessions, self._may_translate, self._models_body,
-         self._client_keys) = (config, router, attempts, sessions, may_translate, models_body, client_keys)
+        (self.config, self.router, self.catalog, self.attempts, self.sessions, self._may_translate,
+         self._models_body, self._client_keys) = (config, router, catalog, attempts, sessions, may_translate,
+                                                  models_body, client_keys)
 
     async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
         chain = chain_of(context)
@@ -188,7 +193,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._forward_to_chain(ex, request, decision.chain, metadata)
 
         try:
-            upstream = build_upstream_request(request, provider, ex.headers, ex.query)
+            upstream = build_upstream_request(request, provider, ex.headers, ex.query, self.catalog.spec(provider),
+                                              client_named_model=decision.kind in NAMED)
         except TranslationError as exc:  # a request the provider's API cannot express
             return self._error(ex, GatewayError(400, f"{provider.slug} cannot take this request: {exc.message}",
                                                 param=exc.param))
@@ -196,6 +202,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug)
         # The answer's wire format, for counting its tokens (filter/observer.py).
         metadata["upstream_api"] = upstream_api(provider).value
+        if upstream.fitted:  # → the x-switchyard-fitted header and the access log
+            metadata["fitted"] = ", ".join(upstream.fitted)
         return ext_proc.forward_request(
             [(ROUTING_HEADER, provider.cluster), *upstream.set_headers,
              ("traceparent", ex.trace.traceparent(ex.trace.upstream_span))],

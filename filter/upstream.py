@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Mapping
 
 import orjson
 
+from filter.catalog import UNKNOWN, ModelSpec
 from filter.config import Provider
 from filter.errors import ClientApi
+from filter.fitting import fit_request, should_fit
 from filter.inbound import ClientRequest
 from filter.providers import Interface
 from filter.translation import chat_request_to_messages, messages_request_to_chat
@@ -37,6 +40,7 @@ class UpstreamRequest:
     remove_headers: tuple[str, ...]
     body: bytes
     translation: ResponseTranslation | None
+    fitted: tuple[str, ...] = ()  # what was changed for the model (filter/fitting.py)
 
 
 def upstream_api(provider: Provider) -> ClientApi:
@@ -67,10 +71,18 @@ def credential_header(provider: Provider) -> tuple[str, str] | None:
     return ("authorization", f"Bearer {key}")
 
 
+def client_named(request: ClientRequest, provider: Provider, aliases: Mapping[str, Provider]) -> bool:
+    """Whether the client asked for this model by name or alias (not a route, the default, a fallback)."""
+    model = request.model
+    return model is not None and (model in (provider.slug, provider.model_id) or aliases.get(model) is provider)
+
+
 def build_upstream_request(
-    request: ClientRequest, provider: Provider, client_headers: dict[str, str], query: str
+    request: ClientRequest, provider: Provider, client_headers: dict[str, str], query: str,
+    spec: ModelSpec = UNKNOWN, client_named_model: bool = True,
 ) -> UpstreamRequest:
-    """The request Envoy forwards to `provider` (never called for the echo provider)."""
+    """The request Envoy forwards to `provider` (never called for the echo provider), fitted to
+    what the model takes (`spec`, from filter/catalog.py) when translated or chosen by the gateway."""
     path = provider_path(provider)
     remove = list(CLIENT_AUTH_HEADERS)
     headers: list[tuple[str, str]] = []
@@ -98,6 +110,9 @@ def build_upstream_request(
         else:
             request.body["model"] = provider.model_id
             body = request.body
+    fitted: list[str] = []
+    if should_fit(translation is not None, client_named_model):
+        fitted = fit_request(body, "messages" if provider.interface is Interface.ANTHROPIC else "chat", spec)
     credential = credential_header(provider)
     if credential is not None:
         headers.append(credential)
@@ -115,4 +130,5 @@ def build_upstream_request(
         remove_headers=tuple(h for h in remove if h not in set_names),
         body=payload,
         translation=translation,
+        fitted=tuple(fitted),
     )

@@ -2,7 +2,9 @@
 
 A `StandIn` records every request it receives and answers with a scripted behaviour: an OpenAI
 chat completion (JSON or SSE), an Anthropic message (JSON or SSE), a router answer, an error, or
-a delay. Tests start and stop them; nothing leaves 127.0.0.1.
+a delay. The provider replies first check the request against the real API's rules
+(tests/provider_rules.py) and answer a request the real provider would refuse with its 400.
+Tests start and stop them; nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+
+from tests.provider_rules import (
+    Refused,
+    anthropic_error,
+    check_anthropic_count_tokens,
+    check_anthropic_messages,
+    check_openai_chat,
+    check_openai_embeddings,
+    openai_error,
+)
 
 
 @dataclass
@@ -41,9 +53,32 @@ class Reply:
 Behaviour = Callable[[Received], Reply]
 
 
+def openai_refusal(request: Received, check=check_openai_chat) -> Reply | None:
+    """The real OpenAI API's 400 for a request it would refuse, or None."""
+    try:
+        check(json.loads(request.body) if request.body else None)
+    except (Refused, ValueError) as exc:
+        refused = exc if isinstance(exc, Refused) else Refused("We could not parse the JSON body of your request.")
+        return json_reply(refused.status, openai_error(refused))
+    return None
+
+
+def anthropic_refusal(request: Received, check=check_anthropic_messages) -> Reply | None:
+    """The real Anthropic API's 400 for a request it would refuse, or None."""
+    try:
+        check(json.loads(request.body) if request.body else None)
+    except (Refused, ValueError) as exc:
+        refused = exc if isinstance(exc, Refused) else Refused("Invalid JSON body")
+        return json_reply(refused.status, anthropic_error(refused))
+    return None
+
+
 def openai_reply(request: Received, text: str | None = None, tool_calls: list | None = None,
                  message_id: str = "chatcmpl-standin") -> Reply:
     """A chat completion naming the model the upstream was asked for."""
+    refusal = openai_refusal(request)
+    if refusal is not None:
+        return refusal
     body = request.json if request.body else {}
     model = body.get("model", "?")
     text = text if text is not None else f"openai stand-in answering as {model}"
@@ -87,6 +122,9 @@ def openai_reply(request: Received, text: str | None = None, tool_calls: list | 
 def anthropic_reply(request: Received, text: str | None = None, tool_use: dict | None = None,
                     message_id: str = "msg_standin") -> Reply:
     """An Anthropic Messages answer naming the model the upstream was asked for."""
+    refusal = anthropic_refusal(request)
+    if refusal is not None:
+        return refusal
     body = request.json if request.body else {}
     model = body.get("model", "?")
     text = text if text is not None else f"anthropic stand-in answering as {model}"

@@ -252,6 +252,7 @@ class ChatStreamToMessages(_StreamTranslator):
         self._open_index = -1
         self._tools: dict[int, list] = {}  # OpenAI tool_calls index -> [block index, call id]
         self._refused = False
+        self._first_id: Any = None  # the upstream id, kept until message_start is sent
 
     # -- output helpers ---------------------------------------------------
 
@@ -335,7 +336,7 @@ class ChatStreamToMessages(_StreamTranslator):
 
     def _complete(self, out: list) -> None:
         if self._id is None:
-            self._start(None, out)
+            self._start(self._first_id, out)
         self._close_block(out)
         stop_reason = "refusal" if self._refused else stop_reason_from_finish(self._finish, bool(self._tools))
         out.append(
@@ -371,16 +372,23 @@ class ChatStreamToMessages(_StreamTranslator):
             code = err.get("code") if isinstance(err, dict) else None
             status = code if type(code) is int and 400 <= code < 600 else 500
             if self._id is None:
-                self._start(obj.get("id"), out)
+                self._start(self._first_id or obj.get("id"), out)
             self._error(status, data, out)
             self._done = True
             return
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self._counts = list(chat_usage_counts(usage))
-        if self._id is None:
-            self._start(obj.get("id"), out)
         choices = obj.get("choices")
+        if self._id is None:
+            # message_start waits for the first chunk with something to show (the role chunk and
+            # usage-only chunks carry nothing), so that an input token count the provider reports
+            # early is in it, as Anthropic's own message_start always has it.
+            if self._first_id is None:
+                self._first_id = obj.get("id")
+            if not _shows_something(choices):
+                return
+            self._start(self._first_id, out)
         if not isinstance(choices, list):
             return
         for choice in choices:
@@ -409,8 +417,25 @@ class ChatStreamToMessages(_StreamTranslator):
 
     def _end_cut_short(self, out: list) -> None:
         if self._id is None:
-            self._start(None, out)
+            self._start(self._first_id, out)
         self._close_block(out)
         error = {"type": "error", "error": {"type": "api_error", "message": TRUNCATED_MESSAGE}}
         out.append(encode_event("error", _dumps(error)))
         out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+def _shows_something(choices: Any) -> bool:
+    """Whether a chunk's first choice carries text, reasoning, a refusal, tool calls or a finish."""
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(
+            delta.get(key) for key in ("content", "reasoning_content", "reasoning", "refusal", "tool_calls")
+        ):
+            return True
+    return False

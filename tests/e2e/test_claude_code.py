@@ -89,6 +89,10 @@ def test_claude_code_routed_to_an_openai_compatible_model(setup):
     assert body["model"] == "gpt-4o" and body["stream"] is True
     assert len(body["tools"]) >= 5 and len(request.body) > 20_000  # real agent traffic
     assert request.headers["authorization"] == "Bearer sk-openai-upstream"
+    # What the real gpt-4o accepts (the stand-in refuses anything else): at most 16,384 output
+    # tokens and no reasoning parameters, whatever Claude Code asked of its own model.
+    assert body["max_completion_tokens"] <= 16_384
+    assert "reasoning_effort" not in body and "max_tokens" not in body
 
 
 def test_claude_code_routed_to_an_anthropic_model(setup):

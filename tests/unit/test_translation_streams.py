@@ -500,3 +500,34 @@ def test_arbitrary_text_survives_both_directions(texts, data):
     assert "".join(b.text for b in snapshot.content) == "".join(texts)
     completion, _ = accumulate_chat(run(MessagesStreamToChat(model="m"), anthropic_raw, [len(anthropic_raw) // 2]))
     assert completion.choices[0].message.content == "".join(texts)
+
+
+def _message_start_usage(raw: bytes) -> dict:
+    events = parse(run(ChatStreamToMessages(model="m"), raw))
+    assert events[0][0] == "message_start"
+    return orjson.loads(events[0][1])["message"]["usage"]
+
+
+def test_message_start_carries_the_input_tokens_a_provider_reports_in_its_first_chunk():
+    usage = {"prompt_tokens": 42, "completion_tokens": 0, "total_tokens": 42, "prompt_tokens_details": {"cached_tokens": 10}}
+    raw = (chunk({"role": "assistant", "content": ""}, usage=usage) + chunk({"content": "hi"})
+           + chunk({}, "stop") + b"data: [DONE]\n\n")
+    assert _message_start_usage(raw) == {"input_tokens": 32, "output_tokens": 0, "cache_creation_input_tokens": 0,
+                                         "cache_read_input_tokens": 10}
+
+
+def test_message_start_waits_for_a_usage_chunk_that_comes_before_the_text():
+    raw = (chunk({"role": "assistant", "content": ""})
+           + chat_sse({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 17, "completion_tokens": 0}})
+           + chunk({"content": "hi"}) + chunk({}, "stop") + b"data: [DONE]\n\n")
+    assert _message_start_usage(raw)["input_tokens"] == 17
+
+
+def test_message_start_says_zero_when_the_provider_reports_usage_only_at_the_end():
+    raw = (chunk({"role": "assistant", "content": ""}) + chunk({"content": "hi"}) + chunk({}, "stop")
+           + chat_sse({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 17, "completion_tokens": 2}})
+           + b"data: [DONE]\n\n")
+    events = parse(run(ChatStreamToMessages(model="m"), raw))
+    assert orjson.loads(events[0][1])["message"]["usage"]["input_tokens"] == 0
+    final = orjson.loads(next(data for name, data in events if name == "message_delta"))
+    assert final["usage"]["input_tokens"] == 17 and final["usage"]["output_tokens"] == 2
