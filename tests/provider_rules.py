@@ -264,10 +264,11 @@ def _check_anthropic_turns(messages: Any) -> None:
     expected_results: list[str] = []
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant"):
-            raise Refused(f'messages: Unexpected role "{role}". The Messages API accepts a top-level `system` '
-                          f'parameter, not "system" as an input message role.' if role == "system"
-                          else f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if role not in ("user", "assistant", "system"):
+            # Claude Code 2.1 sends `system` turns inside `messages` (the API takes them since 2026).
+            raise Refused(f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
+        if role == "system":
+            continue
         content = _blocks(message.get("content"))
         if not isinstance(content, list):
             raise Refused(f"messages.{i}.content: Input should be a valid list")

@@ -89,7 +89,7 @@ def test_anthropic_turn_rules():
     tool_use = {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]}
     result = {"type": "tool_result", "tool_use_id": "t1", "content": "ok"}
     base = {"model": "claude-sonnet-4-5", "max_tokens": 100}
-    assert "Unexpected role" in anthropic_refused({**base, "messages": [{"role": "system", "content": "s"}, *USER]})["message"]
+    assert "Input should be" in anthropic_refused({**base, "messages": [{"role": "tool", "content": "s"}, *USER]})["message"]
     assert "without `tool_result`" in anthropic_refused({**base, "messages": [*USER, tool_use, *USER]})["message"]
     text_first = {"role": "user", "content": [{"type": "text", "text": "and"}, result]}
     assert "without `tool_result`" in anthropic_refused({**base, "messages": [*USER, tool_use, text_first]})["message"]
