@@ -42,7 +42,8 @@ def build_engine(settings: Routing) -> RouterEngine:
         return ArchRouterEngine(settings.endpoint, settings.model, settings.timeout_s)
     from router_model.embedded import EmbeddedEngine
 
-    return EmbeddedEngine()
+    # One engine per worker; concurrent decisions share its encoder calls (micro-batching).
+    return EmbeddedEngine(min_confidence=getattr(settings, "min_confidence", None))
 
 
 class Router:
@@ -64,7 +65,9 @@ class Router:
     ) -> RouterAnswer:
         start = time.perf_counter()
         trimmed = trim_conversation(messages)
-        key = conversation_cache_key(routes, trimmed)
+        # Examples are not part of the Arch-Router payload the key hashes, but they change
+        # the embedded engine's answer.
+        key = (conversation_cache_key(routes, trimmed), tuple(r.examples for r in routes))
         if key in self._cache:
             self._cache.move_to_end(key)
             return RouterAnswer(self._cache[key], "cached", _ms(start))

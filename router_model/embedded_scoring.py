@@ -34,6 +34,8 @@ FEATURES: tuple[str, ...] = (
     "centroid",
     "lexical",
 )
+# Used when the routes carry examples (``Route.examples``).
+EXAMPLE_FEATURES: tuple[str, ...] = ("nearest_example", "nearest_two_examples", "example_centroid")
 
 
 class Encoder(Protocol):
@@ -42,18 +44,21 @@ class Encoder(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Knobs:
-    """Global fusion weights (one per feature, in ``FEATURES`` order) and the "other" threshold."""
+    """Global fusion weights (one per feature, in ``FEATURES`` order, then ``EXAMPLE_FEATURES``
+    for route lists with examples) and the "other" threshold."""
 
     weights: tuple[float, ...]
     threshold: float
 
     def __post_init__(self) -> None:
-        if len(self.weights) != len(FEATURES):
-            raise ValueError(f"expected {len(FEATURES)} weights, got {len(self.weights)}")
+        if len(self.weights) not in (len(FEATURES), len(FEATURES) + len(EXAMPLE_FEATURES)):
+            raise ValueError(f"expected {len(FEATURES)} or {len(FEATURES) + len(EXAMPLE_FEATURES)} weights, got {len(self.weights)}")
 
 
 # Fitted by `python -m router_model.embedded_tune --data <clinc150>` (train: weights; val: threshold).
 DEFAULT_KNOBS = Knobs(weights=(3.774, 2.697, 1.957, 4.934, 2.381, 0.982, 3.63, 0.4), threshold=5.227)
+# Route lists with examples: the same features, then EXAMPLE_FEATURES.
+EXAMPLE_KNOBS = Knobs(weights=(3.774, 2.697, 1.957, 4.934, 2.381, 0.982, 3.63, 0.4, 8.0, 4.0, 2.0), threshold=12.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,15 @@ class RouteIndex:
     centroid: np.ndarray  # (routes, dim): normalised mean of the bare phrase embeddings
     vocab: tuple[frozenset[str], ...]
     idf: dict[str, float]
+    # The routes' examples, all routes' in one block: (examples_total, dim), with offsets and
+    # counts per route (0 for a route without examples). Empty when no route has any.
+    examples: np.ndarray
+    example_starts: np.ndarray
+    example_counts: np.ndarray
+
+    @property
+    def has_examples(self) -> bool:
+        return bool(self.example_counts.sum())
 
 
 def phrase_views(name: str, description: str) -> list[list[str]]:
@@ -84,36 +98,47 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
 
 
-def build_index(routes: Sequence[tuple[str, str]], encoder: Encoder) -> RouteIndex:
-    """Compile ``(name, description)`` pairs; all texts go to the encoder in one batch."""
-    per_route = [phrase_views(name, desc) for name, desc in routes]
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+def build_index(routes: Sequence[tuple[str, str] | tuple[str, str, Sequence[str]]], encoder: Encoder) -> RouteIndex:
+    """Compile ``(name, description[, examples])`` tuples; all texts go to the encoder in one batch."""
+    routes = [(r[0], r[1], tuple(r[2]) if len(r) > 2 else ()) for r in routes]
+    per_route = [phrase_views(name, desc) for name, desc, _ in routes]
     counts = np.array([len(views[0]) for views in per_route], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    starts = _offsets(counts)
     texts: list[str] = []
     for v in range(len(PHRASE_VIEWS)):
         for views in per_route:
             texts.extend(views[v])
-    fulls = [f"{route_label(name)}: {desc}" for name, desc in routes]
-    emb = encoder.encode(texts + fulls)
+    fulls = [f"{route_label(name)}: {desc}" for name, desc, _ in routes]
+    examples = [e for _, _, ex in routes for e in ex]
+    emb = encoder.encode(texts + fulls + examples)
     total = int(counts.sum())
     phrases = emb[: total * len(PHRASE_VIEWS)].reshape(len(PHRASE_VIEWS), total, -1)
     centroid = _unit(np.add.reduceat(phrases[0], starts, axis=0) / counts[:, None])
-    vocab = tuple(frozenset(content_words(f"{route_label(n)} {d}")) for n, d in routes)
+    full_at = total * len(PHRASE_VIEWS)
+    vocab = tuple(frozenset(content_words(f"{route_label(n)} {d}")) for n, d, _ in routes)
     df: dict[str, int] = {}
     for words in vocab:
         for w in words:
             df[w] = df.get(w, 0) + 1
     # Words that many routes share say little about which one is meant.
     idf = {w: math.log(1.0 + len(routes) / n) for w, n in df.items()}
+    example_counts = np.array([len(ex) for _, _, ex in routes], dtype=np.int64)
     return RouteIndex(
-        names=tuple(name for name, _ in routes),
+        names=tuple(name for name, _, _ in routes),
         phrases=np.ascontiguousarray(phrases, dtype=np.float32),
         starts=starts,
         counts=counts,
-        full=np.ascontiguousarray(emb[total * len(PHRASE_VIEWS) :], dtype=np.float32),
+        full=np.ascontiguousarray(emb[full_at : full_at + len(routes)], dtype=np.float32),
         centroid=centroid.astype(np.float32),
         vocab=vocab,
         idf=idf,
+        examples=np.ascontiguousarray(emb[full_at + len(routes) :], dtype=np.float32),
+        example_starts=_offsets(example_counts),
+        example_counts=example_counts,
     )
 
 
@@ -122,32 +147,62 @@ def lexical_overlap(words: set[str], index: RouteIndex) -> np.ndarray:
     return np.array([sum(index.idf[w] for w in words & vocab) for vocab in index.vocab], dtype=np.float32)
 
 
-def route_features(query: np.ndarray, words: set[str], index: RouteIndex) -> np.ndarray:
-    """(routes, len(FEATURES)) similarity features of one unit-length query embedding."""
-    sims = index.phrases @ query  # (views, phrases_total)
-    best = np.maximum.reduceat(sims, index.starts, axis=1)  # (views, routes)
+def _segment_top2(sims: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best and second-best row of each segment of ``sims`` (rows, queries); a one-row segment's
+    second best is its best."""
+    best = np.empty((len(starts), sims.shape[1]), dtype=np.float32)
+    second = np.empty_like(best)
+    for r, (s, c) in enumerate(zip(starts, counts)):
+        block = sims[s : s + c]
+        if c == 1:
+            best[r] = second[r] = block[0]
+            continue
+        top = np.partition(block, c - 2, axis=0)[c - 2 :]
+        best[r], second[r] = top[1], top[0]
+    return best, second
+
+
+def route_features_batch(queries: np.ndarray, words: Sequence[set[str]], index: RouteIndex) -> np.ndarray:
+    """(queries, routes, features) for unit-length query embeddings (queries, dim); with
+    examples in the index, ``EXAMPLE_FEATURES`` follow ``FEATURES``."""
+    sims = index.phrases @ queries.T  # (views, phrases_total, queries)
+    best = np.maximum.reduceat(sims, index.starts, axis=1)  # (views, routes, queries)
     # Second-best bare-phrase match: a route hit by two phrases is a safer bet than one hit once.
-    bare = sims[0].copy()
-    top_at = np.array([s + int(np.argmax(bare[s : s + c])) for s, c in zip(index.starts, index.counts)])
-    bare[top_at] = -1.0
-    second = np.maximum.reduceat(bare, index.starts)
-    second = np.where(index.counts > 1, second, best[0])
-    return np.column_stack(
-        [
-            best[0],
-            best[1],
-            best[2],
-            best[3],
-            second,
-            index.full @ query,
-            index.centroid @ query,
-            lexical_overlap(words, index),
-        ]
-    ).astype(np.float32)
+    _, second = _segment_top2(sims[0], index.starts, index.counts)
+    lexical = np.stack([lexical_overlap(w, index) for w in words], axis=1)  # (routes, queries)
+    columns = [best[0], best[1], best[2], best[3], second, index.full @ queries.T, index.centroid @ queries.T, lexical]
+    if index.has_examples:
+        columns += _example_features(queries, index, fallback=best[0])
+    return np.stack(columns, axis=-1).transpose(1, 0, 2).astype(np.float32)
+
+
+def _example_features(queries: np.ndarray, index: RouteIndex, fallback: np.ndarray) -> list[np.ndarray]:
+    """Nearest example, mean of the two nearest, and the examples' centroid, per route; a route
+    without examples gets its best description phrase in their place."""
+    sims = index.examples @ queries.T  # (examples_total, queries)
+    nearest = fallback.copy()
+    near2 = fallback.copy()
+    centre = fallback.copy()
+    for r, (s, c) in enumerate(zip(index.example_starts, index.example_counts)):
+        if not c:
+            continue
+        block = sims[s : s + c]
+        top = np.sort(block, axis=0)[::-1]
+        nearest[r] = top[0]
+        near2[r] = top[: min(2, c)].mean(axis=0)
+        centre[r] = _unit(index.examples[s : s + c].mean(axis=0)) @ queries.T
+    return [nearest, near2, centre]
+
+
+def route_features(query: np.ndarray, words: set[str], index: RouteIndex) -> np.ndarray:
+    """(routes, features) similarity features of one unit-length query embedding."""
+    return route_features_batch(query[None, :], [words], index)[0]
 
 
 def fuse(features: np.ndarray, knobs: Knobs) -> np.ndarray:
-    """One score per route (rows of ``features``)."""
+    """One score per route (last axis of ``features``: the features)."""
+    if features.shape[-1] != len(knobs.weights):
+        raise ValueError(f"{features.shape[-1]} features but {len(knobs.weights)} weights")
     return features @ np.asarray(knobs.weights, dtype=np.float32)
 
 

@@ -13,11 +13,13 @@ from typing import Protocol, Sequence
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A routing policy as users write it: a name and a plain-language description."""
+    """A routing policy as users write it: a name, a plain-language description and, optionally,
+    a few example requests (used by the embedded engine only; the Arch-Router prompt has no
+    place for them)."""
 
     name: str
     description: str
-    examples: tuple[str, ...] = ()  # a few utterances the user wrote (the embedded engine reads them)
+    examples: tuple[str, ...] = ()
 
 
 # A conversation message as the engines see it: {"role": "user"|"assistant"|..., "content": ...}

@@ -10,6 +10,7 @@ import pytest
 from router_model.embedded import EmbeddedEngine
 from router_model.embedded_encoder import MiniLMEncoder
 from router_model.embedded_scoring import FEATURES, Knobs, build_index, pick, route_features
+from router_model.encoder_onnx import OnnxEncoder
 from router_model.embedded_text import content_text, routing_text, split_description
 from router_model.engine import Route, RouterError
 
@@ -26,12 +27,17 @@ def user(text: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def encoder() -> MiniLMEncoder:
-    return MiniLMEncoder()
+def encoder() -> OnnxEncoder:
+    return OnnxEncoder()  # what the engine runs: the int8 graph
 
 
 @pytest.fixture(scope="module")
-def engine(encoder: MiniLMEncoder) -> EmbeddedEngine:
+def reference() -> MiniLMEncoder:
+    return MiniLMEncoder()  # float32 numpy, straight from the safetensors
+
+
+@pytest.fixture(scope="module")
+def engine(encoder: OnnxEncoder) -> EmbeddedEngine:
     return EmbeddedEngine(encoder=encoder)
 
 
@@ -74,7 +80,8 @@ def test_description_splits_into_head_and_phrases() -> None:
 # --- the encoder ------------------------------------------------------------------------------
 
 
-def test_embeddings_are_unit_length_and_padding_does_not_leak(encoder: MiniLMEncoder) -> None:
+def test_embeddings_are_unit_length_and_padding_does_not_leak(reference: MiniLMEncoder) -> None:
+    encoder = reference
     short = "book a flight"
     long = "please find me the cheapest return flight from Paris to Tokyo in early May with one bag"
     alone = encoder.encode([short])[0]
@@ -84,7 +91,7 @@ def test_embeddings_are_unit_length_and_padding_does_not_leak(encoder: MiniLMEnc
     assert np.allclose(alone, batched[0], atol=1e-5)
 
 
-def test_similar_sentences_are_closer_than_unrelated_ones(encoder: MiniLMEncoder) -> None:
+def test_similar_sentences_are_closer_than_unrelated_ones(encoder: OnnxEncoder) -> None:
     a, b, c = encoder.encode(["how do I reset my password", "I forgot my password", "best pizza in Naples"])
     assert a @ b > a @ c + 0.3
 
@@ -137,24 +144,24 @@ def test_no_routes_or_no_user_text_means_no_route(engine: EmbeddedEngine) -> Non
     assert engine.decide(ROUTES, [{"role": "system", "content": "book a flight"}]) is None
 
 
-def test_route_list_cache_is_bounded(encoder: MiniLMEncoder) -> None:
+def test_route_list_cache_is_bounded(encoder: OnnxEncoder) -> None:
     engine = EmbeddedEngine(encoder=encoder, cache_size=2)
     for i in range(4):
         engine.decide([Route(f"r{i}", f"topic {i}: flights, hotels")], [user("book a hotel")])
     assert engine.cached_route_lists == 2
 
 
-def test_knobs_change_the_decision(encoder: MiniLMEncoder) -> None:
+def test_knobs_change_the_decision(encoder: OnnxEncoder) -> None:
     # An unreachable threshold turns every decision into "other".
     strict = EmbeddedEngine(encoder=encoder, knobs=Knobs(weights=(1.0,) * len(FEATURES), threshold=1e9))
     assert strict.decide(ROUTES, [user("book me a flight to Tokyo")]) is None
 
 
-def test_choose_runs_off_the_event_loop(encoder: MiniLMEncoder) -> None:
+def test_choose_runs_off_the_event_loop(encoder: OnnxEncoder) -> None:
     asyncio.run(_choose_off_the_loop(encoder))
 
 
-async def _choose_off_the_loop(encoder: MiniLMEncoder) -> None:
+async def _choose_off_the_loop(encoder: OnnxEncoder) -> None:
     engine = EmbeddedEngine(encoder=encoder)
     ticks = 0
     done = asyncio.Event()
