@@ -23,6 +23,7 @@ from router_model.embedded_scoring import (
     Encoder,
     Knobs,
     RouteIndex,
+    best_confidence,
     build_index,
     fuse,
     route_features_batch,
@@ -39,10 +40,13 @@ MAX_BATCH = 32
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One decision's scores: the fused score of every route, and the winner (None: "other")."""
+    """One decision: the fused score of every route, the best route (whatever its confidence),
+    its confidence (0..1) and the answer (None: "other")."""
 
     names: tuple[str, ...]
     scores: np.ndarray
+    best: str
+    confidence: float
     route: str | None
 
 
@@ -117,10 +121,12 @@ class EmbeddedEngine:
                 self._indexes.popitem(last=False)
         return index
 
+    def knobs_for(self, index: RouteIndex) -> Knobs:
+        return self._example_knobs if index.has_examples else self._knobs
+
     def threshold_for(self, index: RouteIndex) -> float:
-        if self.min_confidence is not None:
-            return self.min_confidence
-        return (self._example_knobs if index.has_examples else self._knobs).threshold
+        """The least confidence that routes: ``routing.min_confidence`` when set, else the fitted one."""
+        return self.min_confidence if self.min_confidence is not None else self.knobs_for(index).threshold
 
     def _score_batch(self, items: Sequence[tuple[RouteIndex, str]]) -> list[Scored]:
         """One encoder call for all texts, then each route list scores its own queries."""
@@ -133,12 +139,15 @@ class EmbeddedEngine:
         for positions in groups.values():
             index = items[positions[0]][0]
             features = route_features_batch(queries[positions], [content_words(texts[i]) for i in positions], index)
-            fused = fuse(features, self._example_knobs if index.has_examples else self._knobs)
+            knobs = self.knobs_for(index)
+            fused = fuse(features, knobs)
+            sure_of = best_confidence(fused, knobs)
             threshold = self.threshold_for(index)
             for row, i in enumerate(positions):
                 best = int(np.argmax(fused[row]))
-                route = index.names[best] if float(fused[row, best]) >= threshold else None
-                results[i] = Scored(index.names, fused[row], route)
+                sure = float(sure_of[row])
+                route = index.names[best] if sure >= threshold else None
+                results[i] = Scored(index.names, fused[row], index.names[best], sure, route)
         return results  # type: ignore[return-value]
 
     def score_many(self, requests: Sequence[tuple[Sequence[Route], Sequence[Message]]]) -> list[Scored | None]:

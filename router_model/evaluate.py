@@ -2,12 +2,17 @@
 
     switchyard eval --routes ROUTES.yaml --cases CASES.jsonl [--engine embedded|arch-router]
                     [--endpoint URL] [--model NAME] [--timeout SECONDS] [--limit N] [--json]
+                    [--min-confidence X] [--calibrate]
 
-ROUTES.yaml holds ``routes: [{name, description}]``; each CASES.jsonl line is
+ROUTES.yaml holds ``routes: [{name, description, examples?}]``; each CASES.jsonl line is
 ``{"messages": [...], "expected": "<route name or other>"}``. Prints accuracy (overall, in-scope,
 out-of-scope recall), per-route precision/recall, the worst confusions and decision latency.
 A decision that fails or misses the deadline counts as "other" (the default model would serve
 it) and is counted under ``errors``.
+
+``--calibrate`` (embedded engine): the ``routing.min_confidence`` that would serve these cases
+best, and what it would change against the current one (the fitted default, or
+``--min-confidence``): accuracy, requests moved to or from "other", per-route recall.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ class Case:
 
 def load_routes(path: Path) -> list[Route]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    routes = [Route(name=str(r["name"]), description=str(r["description"])) for r in data.get("routes", [])]
+    routes = [Route(name=str(r["name"]), description=str(r["description"]),
+                    examples=tuple(str(e) for e in r.get("examples") or ()))
+              for r in data.get("routes", [])]
     if not routes:
         raise ValueError(f"{path}: no routes")
     return routes
@@ -155,11 +162,12 @@ def format_report(result: dict, top_confusions: int = 3) -> str:
 # Running an engine
 
 
-def make_engine(kind: str, endpoint: str | None, model: str, timeout: float) -> RouterEngine:
+def make_engine(kind: str, endpoint: str | None, model: str, timeout: float,
+                min_confidence: float | None = None) -> RouterEngine:
     if kind == "embedded":
         from router_model.embedded import EmbeddedEngine
 
-        return EmbeddedEngine()
+        return EmbeddedEngine(min_confidence=min_confidence)
     if kind == "arch-router":
         if not endpoint:
             raise ValueError("--endpoint is required for --engine arch-router")
@@ -199,7 +207,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
     routes = load_routes(args.routes)
     with args.cases.open(encoding="utf-8") as f:
         cases = parse_cases(f, args.limit)
-    engine = make_engine(args.engine, args.endpoint, args.model, args.timeout)
+    engine = make_engine(args.engine, args.endpoint, args.model, args.timeout, args.min_confidence)
     try:
         predicted, seconds, errors = await run_cases(engine, routes, cases, args.timeout)
     finally:
@@ -208,6 +216,75 @@ async def evaluate(args: argparse.Namespace) -> dict:
     result["errors"] = errors
     result["latency_ms"] = latency_summary(seconds)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration (embedded engine)
+
+
+def calibration(expected: Sequence[str], best: Sequence[str], sure: Sequence[float], current: float,
+                route_names: Sequence[str]) -> dict:
+    """The least confidence that would route these cases best, against ``current``.
+
+    ``best``/``sure``: each case's best route and its confidence, whatever the threshold. Pure:
+    every candidate threshold is one of the observed confidences (or 0: always route); ties go
+    to the candidate nearest ``current``.
+    """
+    def predicted(threshold: float) -> list[str]:
+        return [b if s >= threshold else OTHER for b, s in zip(best, sure)]
+
+    candidates = sorted({0.0, current, *(round(float(s), 4) for s in sure)})
+    ranked = [(score(expected, predicted(t))["accuracy"], -abs(t - current), t) for t in candidates]
+    _, _, chosen = max(ranked)
+    before, after = predicted(current), predicted(chosen)
+    now, then = score(expected, before, route_names), score(expected, after, route_names)
+    moved_to_route = [(e, a) for e, b, a in zip(expected, before, after) if b == OTHER and a != OTHER]
+    moved_to_other = [(e, b) for e, b, a in zip(expected, before, after) if b != OTHER and a == OTHER]
+    return {
+        "current": {"min_confidence": round(current, 4), **{k: now[k] for k in ("accuracy", "in_scope_accuracy", "out_of_scope_recall")}},
+        "best": {"min_confidence": round(chosen, 4), **{k: then[k] for k in ("accuracy", "in_scope_accuracy", "out_of_scope_recall")}},
+        "to_a_route": {"cases": len(moved_to_route), "now_right": sum(e == a for e, a in moved_to_route)},
+        "to_other": {"cases": len(moved_to_other), "now_right": sum(e == OTHER for e, _ in moved_to_other)},
+        "recall": {r: {"current": now["per_route"][r]["recall"], "best": then["per_route"][r]["recall"]}
+                   for r in route_names if now["per_route"].get(r, {}).get("support")},
+    }
+
+
+def format_calibration(cal: dict) -> str:
+    cur, best = cal["current"], cal["best"]
+    lines = [
+        f"min_confidence {cur['min_confidence']:.3f} (current): accuracy {cur['accuracy']:.1%}, in-scope "
+        f"{cur['in_scope_accuracy']:.1%}, out-of-scope recall {cur['out_of_scope_recall']:.1%}",
+        f"min_confidence {best['min_confidence']:.3f} (best for these cases): accuracy {best['accuracy']:.1%}, in-scope "
+        f"{best['in_scope_accuracy']:.1%}, out-of-scope recall {best['out_of_scope_recall']:.1%}",
+        f"it would send {cal['to_a_route']['cases']} cases from the default model to a route "
+        f"({cal['to_a_route']['now_right']} of them right) and {cal['to_other']['cases']} from a route to the default "
+        f"model ({cal['to_other']['now_right']} of them right)",
+        "",
+        f"{'route':<28}{'recall now':>12}{'then':>10}",
+    ]
+    lines += [f"{r:<28}{v['current']:>12.1%}{v['best']:>10.1%}" for r, v in cal["recall"].items()]
+    lines += ["", "to use it:", "routing:", f"  min_confidence: {best['min_confidence']:.3f}"]
+    return "\n".join(lines)
+
+
+async def calibrate(args: argparse.Namespace) -> dict:
+    if args.engine != "embedded":
+        raise ValueError("--calibrate needs --engine embedded (the only engine with a confidence)")
+    from router_model.embedded import EmbeddedEngine
+
+    routes = load_routes(args.routes)
+    with args.cases.open(encoding="utf-8") as f:
+        cases = parse_cases(f, args.limit)
+    engine = EmbeddedEngine(min_confidence=args.min_confidence)
+    try:
+        scored = engine.score_many([(routes, c.messages) for c in cases])
+        current = engine.threshold_for(engine.index_for(routes))
+    finally:
+        await engine.aclose()
+    best = [s.best if s else OTHER for s in scored]
+    sure = [s.confidence if s else 0.0 for s in scored]
+    return calibration([c.expected for c in cases], best, sure, current, [r.name for r in routes])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,17 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=1.0, help="deadline of one decision, seconds")
     parser.add_argument("--limit", type=int, help="evaluate the first N cases only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    parser.add_argument("--min-confidence", type=float, help="embedded engine: least confidence that routes (routing.min_confidence)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="embedded engine: report the min_confidence that would serve these cases best")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
+        print("switchyard eval: --min-confidence must be between 0 and 1", file=sys.stderr)
+        return 2
     try:
-        result = asyncio.run(evaluate(args))
+        result = asyncio.run(calibrate(args) if args.calibrate else evaluate(args))
     except (OSError, ValueError, ImportError) as exc:
         print(f"switchyard eval: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result) if args.json else format_report(result))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_calibration(result) if args.calibrate else format_report(result))
     return 0
 
 

@@ -153,7 +153,7 @@ def test_route_list_cache_is_bounded(encoder: OnnxEncoder) -> None:
 
 def test_knobs_change_the_decision(encoder: OnnxEncoder) -> None:
     # An unreachable threshold turns every decision into "other".
-    strict = EmbeddedEngine(encoder=encoder, knobs=Knobs(weights=(1.0,) * len(FEATURES), threshold=1e9))
+    strict = EmbeddedEngine(encoder=encoder, knobs=Knobs(weights=(1.0,) * len(FEATURES), threshold=1.01))
     assert strict.decide(ROUTES, [user("book me a flight to Tokyo")]) is None
 
 
@@ -213,7 +213,98 @@ def test_route_features_take_the_best_and_second_best_phrase() -> None:
     assert f[0, FEATURES.index("lexical")] > 0.0 and f[1, FEATURES.index("lexical")] == 0.0
 
 
-def test_pick_applies_the_threshold() -> None:
-    assert pick(np.array([0.2, 0.9, 0.5]), threshold=0.8) == 1
-    assert pick(np.array([0.2, 0.7, 0.5]), threshold=0.8) is None
-    assert pick(np.array([]), threshold=0.0) is None
+def _knobs(**kw) -> Knobs:
+    return Knobs(weights=(1.0,) * len(FEATURES), **{"threshold": 0.6, "temperature": 1.0, "other_score": -np.inf,
+                                                     "floor": -np.inf, **kw})
+
+
+def test_pick_applies_the_threshold_to_the_best_routes_confidence() -> None:
+    # Shares of softmax(scores / 1): [0.09, 0.67, 0.24] → the best clears 0.6, not 0.7.
+    assert pick(np.array([0.0, 2.0, 1.0]), _knobs()) == 1
+    assert pick(np.array([0.0, 2.0, 1.0]), _knobs(threshold=0.7)) is None
+    assert pick(np.array([0.0, 2.0, 1.0]), _knobs(threshold=0.7), threshold=0.5) == 1
+    assert pick(np.array([]), _knobs()) is None
+
+
+def test_a_strong_other_score_or_the_floor_says_other_even_for_a_short_list() -> None:
+    # Two routes alone: the best always has half the share or more.
+    assert pick(np.array([1.0, 0.5]), _knobs(threshold=0.5)) == 0
+    # With "other" scoring 3, a weak best route loses its share to it.
+    assert pick(np.array([1.0, 0.5]), _knobs(threshold=0.5, other_score=3.0)) is None
+    assert pick(np.array([6.0, 0.5]), _knobs(threshold=0.5, other_score=3.0)) == 0
+    # Under the floor the confidence fades: a clear winner with a low score is not enough.
+    assert pick(np.array([3.0, -3.0]), _knobs(threshold=0.5, floor=4.0)) is None
+    assert pick(np.array([5.0, -1.0]), _knobs(threshold=0.5, floor=4.0)) == 0
+
+
+def test_min_confidence_overrides_the_fitted_threshold(encoder: OnnxEncoder) -> None:
+    lenient = EmbeddedEngine(encoder=encoder, min_confidence=0.0)
+    strict = EmbeddedEngine(encoder=encoder, min_confidence=1.0)
+    assert lenient.decide(ROUTES, [user("tell me about the french revolution")]) is not None
+    assert strict.decide(ROUTES, [user("book me a flight to Tokyo next week")]) is None
+    scored = lenient.score_many([(ROUTES, [user("book me a flight to Tokyo next week")])])[0]
+    assert scored.best == "travel" and 0.5 < scored.confidence <= 1.0
+
+
+def test_examples_steer_a_route_its_description_misses(encoder: OnnxEncoder) -> None:
+    engine = EmbeddedEngine(encoder=encoder)
+    query = [user("my card got swallowed by the machine at the station")]
+    plain = [Route("banking", "bank accounts: balances, transfers, statements"),
+             Route("travel", "travel: flights, hotels, visas, trip itineraries")]
+    with_examples = [Route("banking", plain[0].description, examples=("the ATM kept my card", "my debit card is stuck in the cash machine",
+                                                                       "cash machine ate my bank card")),
+                     Route("travel", plain[1].description, examples=("book a flight to Rome", "find a hotel in Paris"))]
+    assert engine.decide(with_examples, query) == "banking"
+    assert engine.scores(with_examples, query)["banking"] > engine.scores(plain, query)["banking"]
+
+
+# --- micro-batching ----------------------------------------------------------------------------
+
+QUERIES = [
+    "fix this python traceback in my function", "how long should I bake sourdough bread",
+    "book me a flight to Tokyo next week", "I was charged twice, I want a refund",
+    "tell me about the french revolution", "my SQL query returns duplicate rows, why?",
+    "what can I cook with chicken and rice tonight", "do I need a visa to visit Brazil",
+    "send me last month's invoice", "who won the world cup in 1998", "hi there",
+    "write unit tests for the parser module", "cheap hotels near the Lisbon airport",
+] * 2
+
+
+def test_concurrent_decisions_share_encoder_calls_and_match_one_at_a_time(encoder: OnnxEncoder) -> None:
+    engine = EmbeddedEngine(encoder=encoder)
+    alone = [engine.decide(ROUTES, [user(q)]) for q in QUERIES]
+
+    async def together() -> list[str | None]:
+        return await asyncio.gather(*(engine.choose(ROUTES, [user(q)]) for q in QUERIES))
+
+    assert asyncio.run(together()) == alone
+    assert engine.batcher.items == len(QUERIES)
+    assert engine.batcher.batches < len(QUERIES) / 4
+
+
+def test_a_decision_whose_caller_gave_up_is_dropped(encoder: OnnxEncoder) -> None:
+    engine = EmbeddedEngine(encoder=encoder, batch_wait_s=0.05)
+
+    async def run() -> str | None:
+        engine.index_for(ROUTES)
+        abandoned = asyncio.ensure_future(engine.choose(ROUTES, [user("book me a flight to Tokyo")]))
+        await asyncio.sleep(0)  # queued, waiting for company
+        abandoned.cancel()
+        return await engine.choose(ROUTES, [user("send me last month's invoice")])
+
+    assert asyncio.run(run()) == "billing"
+    assert engine.batcher.items == 1
+
+
+def test_route_lists_in_one_batch_are_scored_apart(encoder: OnnxEncoder) -> None:
+    engine = EmbeddedEngine(encoder=encoder, batch_wait_s=0.05)
+    other_routes = [Route("food", "food: recipes, restaurants"), Route("coding", "software: programming, bugs")]
+
+    async def run() -> list[str | None]:
+        engine.index_for(ROUTES), engine.index_for(other_routes)
+        return await asyncio.gather(engine.choose(ROUTES, [user("book me a flight to Tokyo")]),
+                                    engine.choose(other_routes, [user("a recipe for lasagna")]),
+                                    engine.choose(ROUTES, [user("fix this python traceback in my function")]))
+
+    assert asyncio.run(run()) == ["travel", "food", "coding"]
+    assert engine.batcher.batches == 1

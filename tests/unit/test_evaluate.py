@@ -116,3 +116,43 @@ def test_clinc150_conversion_maps_intents_to_domains(tmp_path: Path) -> None:
         {"messages": [{"role": "user", "content": "what's my balance"}], "expected": "banking"},
         {"messages": [{"role": "user", "content": "how tall is everest"}], "expected": "other"},
     ]
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+from router_model.evaluate import calibration  # noqa: E402
+
+
+def test_calibration_finds_the_threshold_that_serves_the_cases_best() -> None:
+    expected = ["a", "a", "b", "other", "other"]
+    best = ["a", "a", "b", "b", "a"]
+    sure = [0.30, 0.25, 0.60, 0.40, 0.20]
+    cal = calibration(expected, best, sure, current=0.5, route_names=["a", "b"])
+    # 0.5 sends the two right "a" answers to the default; 0.25 routes them (and one out-of-scope
+    # case wrongly), still sending the weakest to the default.
+    assert cal["current"]["accuracy"] == 0.6
+    assert cal["best"]["min_confidence"] == 0.25 and cal["best"]["accuracy"] == 0.8
+    assert cal["to_a_route"] == {"cases": 3, "now_right": 2}
+    assert cal["to_other"] == {"cases": 0, "now_right": 0}
+    assert cal["recall"]["a"] == {"current": 0.0, "best": 1.0}
+
+
+def test_calibration_keeps_the_current_threshold_when_nothing_is_better() -> None:
+    cal = calibration(["a", "other"], ["a", "a"], [0.9, 0.1], current=0.5, route_names=["a"])
+    assert cal["best"]["min_confidence"] == 0.5 and cal["best"]["accuracy"] == 1.0
+
+
+def test_eval_calibrate_prints_the_setting_to_use(tmp_path, capsys) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - {name: travel, description: 'travel: flights, hotels, visas'}\n"
+                      "  - {name: cooking, description: 'cooking: recipes, baking, ingredients'}\n")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": q}], "expected": e}) for q, e in [
+        ("book me a flight to Rome", "travel"), ("how long do I bake bread", "cooking"),
+        ("who won the 1998 world cup", "other")]) + "\n")
+    assert main(["--routes", str(routes), "--cases", str(cases), "--calibrate"]) == 0
+    out = capsys.readouterr().out
+    assert "(best for these cases)" in out and "routing:\n  min_confidence:" in out
+    assert main(["--routes", str(routes), "--cases", str(cases), "--calibrate", "--engine", "arch-router",
+                 "--endpoint", "http://127.0.0.1:1/v1"]) == 2
+    assert main(["--routes", str(routes), "--cases", str(cases), "--min-confidence", "1.5"]) == 2
