@@ -43,7 +43,7 @@ def build_engine(settings: Routing) -> RouterEngine:
     from router_model.embedded import EmbeddedEngine
 
     # One engine per worker; concurrent decisions share its encoder calls (micro-batching).
-    return EmbeddedEngine(min_confidence=getattr(settings, "min_confidence", None))
+    return EmbeddedEngine(min_confidence=settings.min_confidence)
 
 
 class Router:

@@ -50,3 +50,42 @@ def test_first_decision_is_fast_because_routes_are_compiled_at_start_up(demo):
     assert decision["decision"] == "preference"
     assert decision["router_ms"] < 500  # a cold route list takes seconds to compile
     assert time.monotonic() - start < 2
+
+
+# --- route examples and routing.min_confidence, from the configuration file --------------------
+
+def _config(min_confidence: float | None) -> dict:
+    config = {
+        "llm_providers": [
+            {"model": "echo/general", "default": True},
+            {"model": "echo/bank", "routing_preferences": [{
+                "name": "banking", "description": "bank accounts: balances, transfers, statements",
+                "examples": ["the ATM kept my card", "my debit card is stuck in the cash machine", "cash machine ate my bank card"]}]},
+            {"model": "echo/travel", "routing_preferences": [{
+                "name": "travel", "description": "travel: flights, hotels, visas, trip itineraries",
+                "examples": ["book a flight to Rome", "find a hotel in Paris"]}]},
+        ],
+        "routing": {"engine": "embedded"},
+    }
+    if min_confidence is not None:
+        config["routing"]["min_confidence"] = min_confidence
+    return config
+
+
+def _decide(gateway: Gateway, text: str) -> dict:
+    return httpx.post(f"{gateway.url}/routing/v1/chat/completions",
+                      json={"messages": [{"role": "user", "content": text}]}, timeout=10).json()
+
+
+def test_route_examples_in_the_configuration_steer_the_embedded_engine(tmp_path):
+    with Gateway(_config(None), tmp_path) as gateway:
+        # Nothing in the banking description says "card" or "machine"; its examples do.
+        decision = _decide(gateway, "my card got swallowed by the machine at the station")
+        assert (decision["route"], decision["model"]) == ("banking", "echo/bank")
+        assert _decide(gateway, "book me a flight to Tokyo next week")["route"] == "travel"
+
+
+def test_min_confidence_in_the_configuration_sets_how_sure_a_route_must_be(tmp_path):
+    with Gateway(_config(1.0), tmp_path) as gateway:  # nothing is that sure: the default serves
+        decision = _decide(gateway, "book me a flight to Tokyo next week")
+        assert (decision["route"], decision["model"]) == (None, "echo/general")
