@@ -9,7 +9,7 @@ CONFIG ?= examples/demo.yaml
 # Real clients the tests drive (Claude Code), pinned by tests/clients/package-lock.json.
 CLIENTS := tests/clients/node_modules/.bin/claude
 
-.PHONY: install run test validate render bench-routing soak bench clean
+.PHONY: install run test validate render bench-routing soak bench mutation clean
 
 install: $(STAMP)
 
@@ -74,5 +74,21 @@ bench: install $(BENCH_VENV)/.installed $(LITELLM_VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench.perf $(BENCH_ARGS)
 
+# Mutation testing of the pure request-path modules against the unit tests (tests/mutation.py,
+# settings in pyproject.toml [tool.mutmut]). Not part of `make test`; mutmut (pinned) lives in its
+# own venv that also sees the project's packages. Results are kept in mutants/ between runs.
+# `make mutation MUTATION_ARGS="resolve inbound"` runs some modules; `--readme` writes the score.
+MUTATION_ARGS ?=
+MUTATION_VENV := build/mutation-venv
+
+$(MUTATION_VENV)/.installed: $(STAMP)
+	test -x $(MUTATION_VENV)/bin/python || $(PYTHON) -m venv $(MUTATION_VENV)
+	$(MUTATION_VENV)/bin/pip install -q --disable-pip-version-check mutmut==3.8.1
+	$(MUTATION_VENV)/bin/python tests/mutation.py --link "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+	touch $@
+
+mutation: install $(MUTATION_VENV)/.installed
+	nice -n 15 $(MUTATION_VENV)/bin/python tests/mutation.py $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build mutants *.egg-info

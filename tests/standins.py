@@ -10,6 +10,7 @@ Tests start and stop them; nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,16 @@ class Reply:
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    # Streams: after `hold_after` chunks, wait until `release` is set (or `hold_s` passes) before
+    # the rest, so a test knows a stream is in flight without sleeping. `sent` is set once the
+    # held part has been written.
+    hold_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
+    hold_s: float = 30.0
+    sent: threading.Event = field(default_factory=threading.Event)
+    # Streams: cut the connection after this many chunks (no terminating chunk), as a provider
+    # that dies mid-answer does.
+    abort_after: int | None = None
 
 
 Behaviour = Callable[[Received], Reply]
@@ -219,7 +230,14 @@ class StandIn:
                     else:
                         self.send_header("transfer-encoding", "chunked")
                         self.end_headers()
-                        for piece in reply.chunks:
+                        for i, piece in enumerate(reply.chunks):
+                            if i == reply.hold_after:
+                                reply.sent.set()
+                                reply.release.wait(reply.hold_s)
+                            if i == reply.abort_after:
+                                self.close_connection = True
+                                self.connection.shutdown(socket.SHUT_RDWR)
+                                return
                             self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
                             self.wfile.flush()
                             if reply.chunk_delay_s:

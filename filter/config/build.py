@@ -289,6 +289,11 @@ class _Builder:
                        else f"{target!r} matches no configured provider (known: {', '.join(by_slug)})")
                 raise self.fail(f"model_aliases.{name}.target", why)
             resolved[name] = provider
+            if name in by_model_id:
+                # Rule 2 (a bare model id) comes before rule 3 (an alias): say so rather than
+                # keep an alias that can never apply.
+                self.warnings.append(f"{self.file}: model_aliases.{name}: never used — {name!r} is the model id of "
+                                     f"{by_model_id[name].slug}, which a request naming it gets")
         return resolved, {name: entry.fallbacks for name, entry in raw.items()}
 
     def _chain(self, path: str, primary: Provider, names: list[str], lookup: Mapping[str, Provider]) -> Chain:

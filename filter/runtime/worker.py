@@ -14,11 +14,11 @@ import grpc
 from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
-from filter.config import ConfigError, load_config
+from filter.config import Config, ConfigError, load_config
 from filter.metrics import Metrics
 from filter.observer import ResponseObserver
 from filter.processor import Processor
-from filter.routing import build_router
+from filter.routing import Router, build_router
 from filter.state import open_store
 from filter.tracing import SpanExporter
 
@@ -27,11 +27,18 @@ log = logging.getLogger("switchyard.worker")
 SHUTDOWN_GRACE_S = 10.0
 
 
-async def serve(config_path: str, port: int, state_dir: str) -> None:
-    config = load_config(config_path)
+async def start_router(config: Config) -> Router | None:
+    """The configured router with the configured route list already compiled: the first request
+    must not pay for it (seconds for the embedded engine, against a 1 s deadline)."""
     router = build_router(config.routing)
     if router is not None:
         await asyncio.to_thread(router.prepare, config.routes)
+    return router
+
+
+async def serve(config_path: str, port: int, state_dir: str) -> None:
+    config = load_config(config_path)
+    router = await start_router(config)
     # The buffered request body travels in one gRPC message: allow the configured body limit.
     limit = config.gateway.max_request_bytes + 64 * 1024
     server = grpc.aio.server(

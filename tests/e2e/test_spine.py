@@ -30,7 +30,9 @@ def gateway(upstream, tmp_path_factory):
             {"model": "local/qwen-coder", "base_url": f"{upstream.url}/custom/api"},
             {"model": "echo/demo"},
         ],
-        "model_aliases": {"fast-model": {"target": "gpt-4o-mini"}, "team-default": {"target": "fast-model"}},
+        # `llama-3.3-70b` is also the bare model id of groq/llama-3.3-70b, which comes first (rule 2).
+        "model_aliases": {"fast-model": {"target": "gpt-4o-mini"}, "team-default": {"target": "fast-model"},
+                          "llama-3.3-70b": {"target": "gpt-4o-mini"}},
         "routing": {"engine": "none"},
     }
     with Gateway(config, tmp_path_factory.mktemp("spine"), env={"TEST_OPENAI_KEY": OPENAI_KEY}) as gw:
@@ -62,10 +64,12 @@ def test_rule1_provider_slash_model_is_served_by_that_entry(client, fresh):
     assert request.path == "/v1/chat/completions"
 
 
-def test_rule2_bare_model_id_of_one_provider(client, fresh):
+def test_rule2_bare_model_id_of_one_provider_beats_an_alias_of_the_same_name(client, fresh):
     headers, _ = ask(client, "llama-3.3-70b")
     assert headers["x-switchyard-model"] == "groq/llama-3.3-70b"
-    assert fresh.received[0].json["model"] == "llama-3.3-70b"
+    (request,) = fresh.received
+    assert request.json["model"] == "llama-3.3-70b"
+    assert request.path == "/openai/v1/chat/completions"
 
 
 def test_rule3_alias_and_alias_of_alias(client, fresh):
@@ -101,15 +105,25 @@ def test_rule6_unknown_model_is_404_listing_models_and_nothing_goes_upstream(cli
 # ---------------------------------------------------------------- rewriting
 
 
+# The client's key in every header a provider could read it from.
+CLIENT_CREDENTIALS = {"x-api-key": CLIENT_KEY, "api-key": CLIENT_KEY}
+
+
 def test_upstream_gets_the_provider_key_never_the_clients(client, fresh):
-    ask(client, "openai/gpt-4o")
-    ask(client, "groq/llama-3.3-70b")
-    openai_request, groq_request = fresh.received
+    """Also where no provider key overwrites the client's: a provider without a key, and the
+    headers another provider family reads."""
+    for model in ("openai/gpt-4o", "groq/llama-3.3-70b", "azure_openai/prod-gpt4", "local/qwen-coder"):
+        ask(client, model, extra_headers=CLIENT_CREDENTIALS)
+    openai_request, groq_request, azure_request, local_request = fresh.received
     assert openai_request.headers["authorization"] == f"Bearer {OPENAI_KEY}"
     assert groq_request.headers["authorization"] == f"Bearer {GROQ_KEY}"
+    assert azure_request.headers["api-key"] == AZURE_KEY
     for request in fresh.received:
         assert CLIENT_KEY not in json.dumps(request.headers)
         assert "x-switchyard-provider" not in request.headers
+    for request in (openai_request, groq_request, local_request):
+        assert "x-api-key" not in request.headers and "api-key" not in request.headers
+    assert "authorization" not in azure_request.headers and "authorization" not in local_request.headers
 
 
 def test_base_url_path_prefix_is_kept(client, fresh):
@@ -184,7 +198,7 @@ def test_echo_provider_names_the_chosen_model(client, fresh):
 def test_models_endpoint_lists_providers_and_aliases(client):
     ids = [m.id for m in client.models.list().data]
     assert ids == ["openai/gpt-4o", "openai/gpt-4o-mini", "groq/llama-3.3-70b", "azure_openai/prod-gpt4",
-                   "local/qwen-coder", "echo/demo", "fast-model", "team-default"]
+                   "local/qwen-coder", "echo/demo", "fast-model", "llama-3.3-70b", "team-default"]  # the file sorts aliases
 
 
 # ---------------------------------------------------------------- bad requests

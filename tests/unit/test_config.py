@@ -54,7 +54,7 @@ def test_a_plano_file_builds_typed_objects_with_defaults():
     assert config.route_owner["code"] is llama
     assert config.listener.timeout_s == 30.0
     assert (config.gateway.admin_port, config.gateway.workers) == (9901, 1)
-    assert config.gateway.max_request_bytes >= 8 * 1024 * 1024
+    assert config.gateway.max_request_bytes == 16_777_216  # the README: 16 MiB
     assert config.routing.engine == "embedded" and config.routing.routed_models == ("auto",)
 
 

@@ -97,3 +97,30 @@ def test_per_request_preferences_naming_an_unknown_model_is_400_that_says_which(
         resolve(make(), None, prefs)
     assert caught.value.status == 400
     assert "'gpt-99'" in caught.value.message and "'chat'" in caught.value.message
+
+
+def test_a_bare_model_id_beats_an_alias_of_the_same_name():
+    """Rule 2 before rule 3: `gpt-4o` is the model id of openai/gpt-4o, so an alias named
+    `gpt-4o` never applies (the configuration says so in a warning)."""
+    config = parse_config({
+        "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "default": True},
+                          {"model": "openai/gpt-4o-mini", "access_key": "k"}],
+        "model_aliases": {"gpt-4o": {"target": "gpt-4o-mini"}, "cheap": {"target": "gpt-4o-mini"}},
+    }, "t.yaml", {})
+    decision = resolve(config, "gpt-4o", None)
+    assert (decision.provider.slug, decision.kind) == ("openai/gpt-4o", DecisionKind.LITERAL)
+    assert resolve(config, "cheap", None).kind is DecisionKind.ALIAS
+    assert config.warnings == ("t.yaml: model_aliases.gpt-4o: never used — 'gpt-4o' is the model id of "
+                               "openai/gpt-4o, which a request naming it gets",)
+
+
+def test_an_alias_named_like_a_shared_model_id_picks_one_of_them():
+    """`shared` is the id of two entries (rule 2 does not guess): an alias of that name decides."""
+    config = parse_config({
+        "llm_providers": [{"model": "openai/shared", "access_key": "k", "default": True},
+                          {"model": "groq/shared", "access_key": "k"}],
+        "model_aliases": {"shared": {"target": "groq/shared"}},
+    }, "t.yaml", {})
+    decision = resolve(config, "shared", None)
+    assert (decision.provider.slug, decision.kind) == ("groq/shared", DecisionKind.ALIAS)
+    assert config.warnings == ()

@@ -1,0 +1,221 @@
+"""`make mutation`: mutmut over the pure request-path modules, one module at a time, and a score.
+
+Run by the Makefile with the mutation venv's Python (build/mutation-venv: mutmut, pinned, beside
+the project's own packages). For each module it runs `mutmut run "<module>.*"` (mutmut runs, for
+each mutant, only the unit tests that call the mutated function, under a CPU-time limit of its
+own), bounded by a wall-clock limit per module, then reads mutmut's results and prints killed /
+total per module. Survivors that tests/mutation_equivalent.toml lists as equivalent (the same
+behaviour a user could not tell apart, with the reason) are counted apart; any other survivor is
+printed with its diff and makes the run fail. `--readme` writes the table into README.md.
+
+    make mutation                               # every module
+    make mutation MUTATION_ARGS="resolve inbound"   # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "build" / "mutation"
+EQUIVALENT = REPO / "tests" / "mutation_equivalent.toml"
+
+# name → (mutmut's dotted module prefix, source file or folder). Keep in step with
+# [tool.mutmut] only_mutate in pyproject.toml.
+MODULES: dict[str, tuple[str, str]] = {
+    "resolve": ("filter.resolve", "filter/resolve.py"),
+    "inbound": ("filter.inbound", "filter/inbound.py"),
+    "upstream": ("filter.upstream", "filter/upstream.py"),
+    "translation": ("filter.translation", "filter/translation"),
+    "arch_prompt": ("router_model.arch_prompt", "router_model/arch_prompt.py"),
+    "config": ("filter.config", "filter/config"),
+}
+KILLED = {"killed", "timeout", "caught by type check"}
+
+
+@dataclass
+class Score:
+    module: str
+    total: int = 0
+    killed: int = 0
+    equivalent: list[str] = field(default_factory=list)
+    survivors: list[str] = field(default_factory=list)  # neither killed nor listed as equivalent
+    seconds: float = 0.0
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.killed / self.total if self.total else 100.0
+
+
+def refresh_copies() -> None:
+    """mutmut copies unmutated files into mutants/ once and never again: drop stale copies so
+    that the tests run against today's versions of the modules the mutated ones import."""
+    mutants = REPO / "mutants"
+    for root in ("filter", "router_model"):
+        for copy in (mutants / root).rglob("*.py") if (mutants / root).exists() else ():
+            source = REPO / copy.relative_to(mutants)
+            if not source.exists():
+                copy.unlink()
+            elif not (copy.with_suffix(".py.meta")).exists() and not filecmp.cmp(source, copy, shallow=False):
+                copy.unlink()
+
+
+def run_module(name: str, limit_s: float, children: int) -> float:
+    prefix, _ = MODULES[name]
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / f"{name}.log"
+    start = time.monotonic()
+    with open(log, "wb") as out:
+        try:
+            done = subprocess.run([sys.executable, "-m", "mutmut", "run", f"{prefix}.*", "--max-children", str(children)],
+                                  cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=limit_s)
+            if done.returncode not in (0,):
+                print(f"  mutmut exited with {done.returncode}: see {log.relative_to(REPO)}", file=sys.stderr)
+        except subprocess.TimeoutExpired:
+            print(f"  {name}: stopped at the {limit_s:.0f} s limit; unrun mutants count as survivors", file=sys.stderr)
+    return time.monotonic() - start
+
+
+def equivalents() -> list[dict]:
+    if not EQUIVALENT.exists():
+        return []
+    return tomllib.loads(EQUIVALENT.read_text())["equivalent"]
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    minus = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    plus = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return "\n".join(minus), "\n".join(plus)
+
+
+def function_of(mutant: str) -> str:
+    """`filter.config.build.xǁ_Builderǁbuild__mutmut_3` → `filter.config.build._Builder.build`."""
+    module, _, generated = mutant.rpartition(".")
+    name = generated.rsplit("__mutmut_", 1)[0].removeprefix("x_").removeprefix("x")
+    return f"{module}.{name.strip('ǁ').replace('ǁ', '.')}"
+
+
+def score(name: str) -> Score:
+    from mutmut.mutation.data import SourceFileMutationData
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
+    prefix, source = MODULES[name]
+    result = Score(name)
+    listed = equivalents()
+    paths = [Path(source)] if source.endswith(".py") else sorted(Path(source).rglob("*.py"))
+    for path in paths:
+        data = SourceFileMutationData(path=path)
+        data.load()
+        for mutant, code in sorted(data.exit_code_by_key.items()):
+            result.total += 1
+            if status_by_exit_code[code] in KILLED:
+                result.killed += 1
+                continue
+            diff = get_diff_for_mutant(mutant, path=path)
+            before, after = changed_lines(diff)
+            function = function_of(mutant)
+            if any(e["function"] == function and e["before"].strip() == before and e["after"].strip() == after
+                   for e in listed):
+                result.equivalent.append(mutant)
+            else:
+                result.survivors.append(f"# {mutant}: {status_by_exit_code[code]}\n{diff}")
+    return result
+
+
+def table(scores: list[Score]) -> str:
+    lines = ["| module | mutants | killed | score | equivalent (listed below) | other survivors | time |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for s in scores:
+        lines.append(f"| {s.module} | {s.total} | {s.killed} | {s.percent:.1f} % | {len(s.equivalent)} | "
+                     f"{len(s.survivors)} | {s.seconds:.0f} s |")
+    total = sum(s.total for s in scores)
+    killed = sum(s.killed for s in scores)
+    lines.append(f"| **all** | {total} | {killed} | **{100.0 * killed / max(total, 1):.1f} %** | "
+                 f"{sum(len(s.equivalent) for s in scores)} | {sum(len(s.survivors) for s in scores)} | "
+                 f"{sum(s.seconds for s in scores):.0f} s |")
+    return "\n".join(lines)
+
+
+def equivalent_table() -> str:
+    lines = ["| function | mutation | why no test can tell |", "| --- | --- | --- |"]
+    for e in equivalents():
+        lines.append(f"| `{e['function']}` | `{e['before']}` → `{e['after']}` | {e['reason']} |".replace("\n", " "))
+    return "\n".join(lines)
+
+
+def write_readme(scores: list[Score], seconds: float) -> None:
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- mutation:start -->", "<!-- mutation:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = (f"{table(scores)}\n\nMeasured by `make mutation` on {date.today().isoformat()} "
+            f"({os.cpu_count()} cores, {seconds / 60:.0f} min, mutmut 3.8.1). Equivalent mutants:\n\n{equivalent_table()}")
+    readme.write_text(f"{head}{start}\n{body}\n{end}{tail}")
+
+
+def link(project: str) -> int:
+    """One .pth file: the project's site-packages (its exact pins, its editable install) come
+    before this venv's own, which adds only mutmut and what mutmut needs."""
+    import sysconfig
+
+    own = sysconfig.get_paths()["purelib"]
+    line = (f"import site, sys; site.addsitedir({project!r}); sys.path.remove({project!r}); "
+            f"sys.path.insert(sys.path.index({own!r}), {project!r})\n")
+    Path(own, "switchyard-project.pth").write_text(line)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"modules to test: {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--limit", type=float, default=900.0, help="wall-clock seconds per module (default 900)")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--score-only", action="store_true", help="read the last results, run nothing")
+    parser.add_argument("--readme", action="store_true", help="write the score into README.md")
+    parser.add_argument("--link", metavar="SITE_PACKAGES", help="set-up: let this venv see the project's packages")
+    args = parser.parse_args()
+    if args.link:
+        return link(args.link)
+    names = args.modules or list(MODULES)
+    unknown = set(names) - set(MODULES)
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(sorted(unknown))}; known: {', '.join(MODULES)}")
+    os.chdir(REPO)
+    sys.path.insert(0, str(REPO))
+    started = time.monotonic()
+    if not args.score_only:
+        refresh_copies()
+    scores = []
+    for name in names:
+        seconds = 0.0 if args.score_only else run_module(name, args.limit, args.children)
+        result = score(name)
+        result.seconds = seconds
+        scores.append(result)
+        print(f"{name}: {result.killed}/{result.total} killed ({result.percent:.1f} %), "
+              f"{len(result.equivalent)} equivalent, {len(result.survivors)} other survivors, {seconds:.0f} s", flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    survivors = "\n".join(s for result in scores for s in result.survivors)
+    (OUT / "survivors.txt").write_text(survivors)
+    print()
+    print(table(scores))
+    if survivors:
+        print(f"\nsurvivors that are neither killed nor listed in {EQUIVALENT.relative_to(REPO)}: "
+              f"{sum(len(s.survivors) for s in scores)} (diffs in {(OUT / 'survivors.txt').relative_to(REPO)})")
+    if args.readme:
+        write_readme(scores, time.monotonic() - started)
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
