@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import openai
 import pytest
@@ -43,13 +41,9 @@ def test_small_talk_goes_to_the_default(demo):
     assert decision["model"] == "echo/general" and decision["route"] is None
 
 
-def test_first_decision_is_fast_because_routes_are_compiled_at_start_up(demo):
-    start = time.monotonic()
-    decision = httpx.post(f"{demo.url}/routing/v1/chat/completions",
-                          json={"messages": [{"role": "user", "content": "implement binary search in rust"}]}).json()
-    assert decision["decision"] == "preference"
-    assert decision["router_ms"] < 500  # a cold route list takes seconds to compile
-    assert time.monotonic() - start < 2
+# That the configured routes are compiled before a worker serves (a cold list took 436 ms against
+# 18 ms) is checked without timing, in tests/unit/test_routing.py: a latency limit here failed 1
+# time in 3 under load while passing the bug.
 
 
 # --- route examples and routing.min_confidence, from the configuration file --------------------
