@@ -11,11 +11,15 @@ import uuid
 
 import orjson
 
+from filter.errors import ClientApi
 from filter.inbound import ClientRequest
 
 
 def echo_text(request: ClientRequest, slug: str, route: str | None) -> str:
-    last = _last_user_text(request.messages)
+    if request.api is ClientApi.RESPONSES:
+        last = _last_input_text(request.body.get("input"))
+    else:
+        last = _last_user_text(request.messages)
     via = f" (route: {route})" if route else ""
     return f"[{slug}{via}] {last}" if last else f"[{slug}{via}]"
 
@@ -68,4 +72,18 @@ def _last_user_text(messages: list[dict]) -> str:
             return " ".join(
                 p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
             )
+    return ""
+
+
+def _last_input_text(items) -> str:
+    """The latest user text of a Responses `input` (a string, or items)."""
+    if isinstance(items, str):
+        return items
+    for item in reversed(items or ()):
+        if item.get("role") != "user" or item.get("type", "message") != "message":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            return content
+        return " ".join(p.get("text", "") for p in content or () if isinstance(p, dict) and p.get("type") == "input_text")
     return ""

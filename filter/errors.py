@@ -1,6 +1,6 @@
 """Errors the gateway answers itself, in the shape of the client's API.
 
-OpenAI:    {"error": {"message", "type", "param", "code"}}
+OpenAI:    {"error": {"message", "type", "param", "code"}}   (Chat Completions and Responses)
 Anthropic: {"type": "error", "error": {"type", "message"}}
 """
 
@@ -18,6 +18,7 @@ class ClientApi(str, Enum):
 
     CHAT = "openai"  # POST /v1/chat/completions
     MESSAGES = "anthropic"  # POST /v1/messages
+    RESPONSES = "responses"  # POST /v1/responses (OpenAI's Responses API; errors in OpenAI's shape)
 
 
 class GatewayError(Exception):

@@ -33,6 +33,7 @@ from filter.errors import ClientApi, GatewayError
 from filter.inbound import ClientRequest, parse_client_request
 from filter.metrics import Metrics
 from filter.response_rewriter import ResponseRewriter
+from filter.responses_store import StoredResponses
 from filter.translation import TranslationError
 from filter.upstream import ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, build_upstream_request, client_named
 
@@ -91,10 +92,12 @@ def chain_of(context) -> str | None:
 
 
 class AttemptRewriter:
-    def __init__(self, config: Config, metrics: Metrics, catalog: Catalog | None = None):
+    def __init__(self, config: Config, metrics: Metrics, catalog: Catalog | None = None,
+                 stored_responses: StoredResponses | None = None):
         self.config = config
         self.metrics = metrics
         self.catalog = catalog if catalog is not None else Catalog.of(config)
+        self.stored_responses = stored_responses or StoredResponses(None)
         self._chains = {chain.name: chain for chain in config.chains}
 
     async def process(self, chain_name: str, messages: AsyncIterator) -> AsyncIterator[ProcessingResponse]:
@@ -122,6 +125,7 @@ class AttemptRewriter:
             elif phase == "response_body":
                 body = message.response_body
                 out = attempt.rewriter.on_body(body.body, body.end_of_stream) if attempt.rewriter else body.body
+                await self.stored_responses.keep(attempt.rewriter)
                 yield ext_proc.replace_response_chunk(out)
         if attempt is not None and not attempt.answered:
             # No response at all: refused connection, reset, or no first byte within the per-try
@@ -142,7 +146,8 @@ class AttemptRewriter:
             return ext_proc.immediate(400, b'{"error": {"message": "request cannot be sent to the fallback model", '
                                            b'"type": "invalid_request_error", "param": null, "code": null}}')
         if upstream.translation is not None:
-            attempt.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=attempt.member.slug)
+            attempt.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=attempt.member.slug,
+                                                responses=upstream.responses)
         attempt.fitted = ", ".join(upstream.fitted)
         # Whatever an earlier attempt set for its own provider is overwritten or removed here.
         set_names = {name for name, _ in upstream.set_headers}

@@ -35,6 +35,7 @@ class ClientRequest:
 
     @property
     def messages(self) -> list[dict]:
+        """Chat Completions and Messages bodies (a Responses body has `input` items instead)."""
         return self.body["messages"]
 
 
@@ -43,7 +44,7 @@ def _bad(message: str, param: str | None = None) -> GatewayError:
 
 
 def parse_client_request(api: ClientApi, raw: bytes) -> ClientRequest:
-    """Parse and check a chat-completions or messages body. Raises GatewayError (400)."""
+    """Parse and check a chat-completions, messages or responses body. Raises GatewayError (400)."""
     if not raw:
         raise _bad("request body is empty: expected a JSON object")
     try:
@@ -61,16 +62,10 @@ def parse_client_request(api: ClientApi, raw: bytes) -> ClientRequest:
     if model is not None and not isinstance(model, str):
         raise _bad(f"'model' must be a string, got {_json_type(model)}", "model")
 
-    messages = body.get("messages")
-    if messages is None:
-        raise _bad("'messages' is required", "messages")
-    if not isinstance(messages, list):
-        raise _bad(f"'messages' must be an array, got {_json_type(messages)}", "messages")
-    if not messages:
-        raise _bad("'messages' must contain at least one message", "messages")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise _bad(f"'messages[{i}]' must be an object, got {_json_type(message)}", f"messages[{i}]")
+    if api is ClientApi.RESPONSES:
+        _check_responses_body(body)
+    else:
+        _check_items(body, "messages")
 
     stream = body.get("stream", False)
     if stream is None:
@@ -85,6 +80,28 @@ def parse_client_request(api: ClientApi, raw: bytes) -> ClientRequest:
         stream=stream,
         preferences=take_preferences(body),
     )
+
+
+def _check_items(body: dict[str, Any], key: str) -> None:
+    items = body.get(key)
+    if items is None:
+        raise _bad(f"'{key}' is required", key)
+    if not isinstance(items, list):
+        raise _bad(f"'{key}' must be an array, got {_json_type(items)}", key)
+    if not items:
+        raise _bad(f"'{key}' must contain at least one {'message' if key == 'messages' else 'item'}", key)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _bad(f"'{key}[{i}]' must be an object, got {_json_type(item)}", f"{key}[{i}]")
+
+
+def _check_responses_body(body: dict[str, Any]) -> None:
+    """`input` is a string or a non-empty array of item objects; `previous_response_id` a string."""
+    if not isinstance(body.get("input"), str):
+        _check_items(body, "input")
+    previous = body.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise _bad("'previous_response_id' must be a non-empty string", "previous_response_id")
 
 
 def take_preferences(body: dict[str, Any]) -> tuple[RequestPreference, ...] | None:

@@ -28,12 +28,20 @@ from filter.metrics import Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
 from filter.response_rewriter import ResponseRewriter
+from filter.responses_store import StoredResponses
 from filter.routing import Router
 from filter.sessions import AFFINITY_HEADER, Routed, Sessions
 from filter.state import Store
 from filter.tracing import SpanExporter, TraceContext, start_trace
 from filter.translation import ChatStreamToMessages, TranslationError, chat_response_to_messages
-from filter.upstream import CLIENT_AUTH_HEADERS, build_upstream_request, upstream_api
+from filter.upstream import (
+    CLIENT_AUTH_HEADERS,
+    ResponseTranslation,
+    build_upstream_request,
+    responses_context,
+    speaks_responses,
+    upstream_api,
+)
 
 log = logging.getLogger("switchyard.filter")
 
@@ -52,9 +60,11 @@ class Endpoint(Enum):
 ENDPOINTS: dict[str, tuple[str, ClientApi, Endpoint]] = {
     "/v1/chat/completions": ("POST", ClientApi.CHAT, Endpoint.PROXY),
     "/v1/messages": ("POST", ClientApi.MESSAGES, Endpoint.PROXY),
+    "/v1/responses": ("POST", ClientApi.RESPONSES, Endpoint.PROXY),
     "/v1/models": ("GET", ClientApi.CHAT, Endpoint.MODELS),
     "/routing/v1/chat/completions": ("POST", ClientApi.CHAT, Endpoint.DECISION),
     "/routing/v1/messages": ("POST", ClientApi.MESSAGES, Endpoint.DECISION),
+    "/routing/v1/responses": ("POST", ClientApi.RESPONSES, Endpoint.DECISION),
 }
 
 
@@ -78,6 +88,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         self.metrics = metrics
         self.spans = spans
         self.store = store  # the shared store (filter/state/); None: no sessions
+        self.stored_responses = StoredResponses(store)  # previous_response_id for translated answers
         self.apply(config, router)
 
     def apply(self, config: Config, router: Router | None) -> None:
@@ -89,11 +100,14 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             ClientApi.MESSAGES: any(
                 p.interface not in (Interface.ANTHROPIC, Interface.ECHO) for p in config.providers
             ),
+            ClientApi.RESPONSES: any(
+                p.interface is not Interface.ECHO and not speaks_responses(p) for p in config.providers
+            ),
         }
         models_body = _models_list(config)
         client_keys = [(k.key.reveal().encode(), k.name) for k in config.gateway.client_keys]
         catalog = Catalog.of(config)
-        attempts = AttemptRewriter(config, self.metrics, catalog)
+        attempts = AttemptRewriter(config, self.metrics, catalog, self.stored_responses)
         sessions = Sessions(config.routing, self.store)
         (self.config, self.router, self.catalog, self.attempts, self.sessions, self._may_translate,
          self._models_body, self._client_keys) = (config, router, catalog, attempts, sessions, may_translate,
@@ -117,6 +131,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             elif phase == "response_body":
                 body = message.response_body
                 reply = self.on_response_body(exchange, body.body, body.end_of_stream)
+                await self.stored_responses.keep(exchange.rewriter)
             else:  # trailers: never asked for
                 continue
             yield reply
@@ -170,6 +185,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     async def on_request_body(self, ex: Exchange, raw: bytes):
         try:
             request = parse_client_request(ex.api, raw)
+            if ex.api is ClientApi.RESPONSES:
+                await self.stored_responses.expand(request.body)
             routed = await self.decide(request, ex)
         except GatewayError as exc:
             return self._error(ex, exc)
@@ -188,7 +205,9 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
 
         if provider.interface is Interface.ECHO:
-            return self._echo(ex, request, routed, metadata)
+            reply = self._echo(ex, request, routed, metadata)
+            await self.stored_responses.keep(ex.rewriter)
+            return reply
         if decision.chain is not None:
             return self._forward_to_chain(ex, request, decision.chain, metadata)
 
@@ -199,9 +218,10 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, GatewayError(400, f"{provider.slug} cannot take this request: {exc.message}",
                                                 param=exc.param))
         if upstream.translation is not None:
-            ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug)
+            ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug,
+                                           responses=upstream.responses)
         # The answer's wire format, for counting its tokens (filter/observer.py).
-        metadata["upstream_api"] = upstream_api(provider).value
+        metadata["upstream_api"] = upstream_api(provider, ex.api).value
         if upstream.fitted:  # → the x-switchyard-fitted header and the access log
             metadata["fitted"] = ", ".join(upstream.fitted)
         return ext_proc.forward_request(
@@ -263,6 +283,14 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             headers.append(("x-switchyard-route", decision.route))
         if routed.session is not None:
             headers += [("x-switchyard-session", routed.session), ("x-switchyard-pinned", metadata["pinned"])]
+        if ex.api is ClientApi.RESPONSES:  # the echo's chat answer, translated as a provider's would be
+            ex.rewriter = ResponseRewriter(ResponseTranslation.CHAT_TO_RESPONSES, stream=request.stream,
+                                           model=provider.model_id, responses=responses_context(request.body))
+            ex.rewriter.on_headers(200)
+            made = echo.echo_stream if request.stream else echo.echo_completion
+            body = ex.rewriter.on_body(made(text, provider.model_id), True)
+            return ext_proc.immediate(200, body, content_type="text/event-stream" if request.stream else "application/json",
+                                      headers=headers, metadata=metadata)
         if request.stream:
             body = echo.echo_stream(text, provider.model_id)
             if ex.api is ClientApi.MESSAGES:

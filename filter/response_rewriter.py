@@ -1,33 +1,55 @@
 """Rewriting a provider's answer into the client's API family, chunk by chunk as it arrives.
 
 Used by the filter when a request was translated (an Anthropic client served by an OpenAI-style
-model, or the reverse). Streams are translated event by event; JSON answers and errors are
-collected and translated whole at the end.
+model, the reverse, or a Responses client served by either). Streams are translated event by
+event; JSON answers and errors are collected and translated whole at the end.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import orjson
 
 from filter.translation import (
     ChatStreamToMessages,
+    ChatStreamToResponses,
     MessagesStreamToChat,
+    MessagesStreamToResponses,
     chat_response_to_messages,
+    chat_response_to_responses,
     error_to_chat,
     error_to_messages,
+    error_to_responses,
     messages_response_to_chat,
+    messages_response_to_responses,
 )
-from filter.upstream import ResponseTranslation
+from filter.upstream import ResponsesContext, ResponseTranslation
+
+# translation -> (stream translator, whole-answer translator, error translator)
+_TRANSLATORS = {
+    ResponseTranslation.MESSAGES_TO_CHAT: (MessagesStreamToChat, messages_response_to_chat, error_to_chat),
+    ResponseTranslation.CHAT_TO_MESSAGES: (ChatStreamToMessages, chat_response_to_messages, error_to_messages),
+    ResponseTranslation.CHAT_TO_RESPONSES: (ChatStreamToResponses, chat_response_to_responses, error_to_responses),
+    ResponseTranslation.MESSAGES_TO_RESPONSES: (MessagesStreamToResponses, messages_response_to_responses,
+                                                error_to_responses),
+}
 
 
 class ResponseRewriter:
-    def __init__(self, translation: ResponseTranslation, *, stream: bool, model: str):
-        self.to_chat = translation is ResponseTranslation.MESSAGES_TO_CHAT
+    def __init__(self, translation: ResponseTranslation, *, stream: bool, model: str,
+                 responses: ResponsesContext | None = None):
         self.stream = stream
         self.model = model
-        self._stream_translator: MessagesStreamToChat | ChatStreamToMessages | None = None
+        self.responses = responses  # set for Responses clients: what their answer repeats and keeps
+        stream_class, self._convert, self._to_error = _TRANSLATORS[translation]
+        extra = {"echo": responses.echo, "tools": responses.tools} if responses is not None else {}
+        self._new_stream: Callable = lambda: stream_class(model=model, **extra)
+        self._extra = extra
+        self._stream_translator = None
         self._buffered: list[bytes] = []
         self._error_status: int | None = None
+        self.finished_response: dict | None = None  # a Responses answer, once whole and not failed
 
     def on_headers(self, status: int) -> tuple[list[tuple[str, str]], list[str]]:
         """Headers to set and to remove: the translated body has another type and length."""
@@ -35,7 +57,7 @@ class ResponseRewriter:
             self._error_status = status
             content_type = "application/json"
         elif self.stream:
-            self._stream_translator = (MessagesStreamToChat if self.to_chat else ChatStreamToMessages)(model=self.model)
+            self._stream_translator = self._new_stream()
             content_type = "text/event-stream"
         else:
             content_type = "application/json"
@@ -44,19 +66,26 @@ class ResponseRewriter:
     def on_body(self, chunk: bytes, end_of_stream: bool) -> bytes:
         if self._stream_translator is not None:
             out = self._stream_translator.feed(chunk)
-            return out + self._stream_translator.finish() if end_of_stream else out
+            if end_of_stream:
+                out += self._stream_translator.finish()
+            self._note_finished(getattr(self._stream_translator, "response", None))
+            return out
         self._buffered.append(chunk)
         if not end_of_stream:
             return b""
         return self._translate_whole(b"".join(self._buffered))
 
     def _translate_whole(self, body: bytes) -> bytes:
-        to_error = error_to_chat if self.to_chat else error_to_messages
         if self._error_status is not None:
-            return to_error(self._error_status, body)
+            return self._to_error(self._error_status, body)
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return to_error(502, body)
-        convert = messages_response_to_chat if self.to_chat else chat_response_to_messages
-        return orjson.dumps(convert(parsed, model=self.model))
+            return self._to_error(502, body)
+        answer = self._convert(parsed, model=self.model, **self._extra)
+        self._note_finished(answer if self.responses is not None else None)
+        return orjson.dumps(answer)
+
+    def _note_finished(self, response: dict | None) -> None:
+        if response is not None and response.get("status") in ("completed", "incomplete"):
+            self.finished_response = response

@@ -19,7 +19,15 @@ from filter.errors import ClientApi
 from filter.fitting import fit_request, should_fit
 from filter.inbound import ClientRequest
 from filter.providers import Interface
-from filter.translation import chat_request_to_messages, messages_request_to_chat
+from filter.translation import (
+    ToolNames,
+    chat_request_to_messages,
+    messages_request_to_chat,
+    response_echo,
+    responses_request_to_chat,
+    responses_request_to_messages,
+    responses_tool_names,
+)
 
 # Client credentials and gateway-internal headers never travel upstream.
 CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "api-key")
@@ -31,6 +39,19 @@ class ResponseTranslation(str, Enum):
 
     MESSAGES_TO_CHAT = "messages_to_chat"  # Anthropic upstream, OpenAI client
     CHAT_TO_MESSAGES = "chat_to_messages"  # OpenAI-compatible upstream, Anthropic client
+    CHAT_TO_RESPONSES = "chat_to_responses"  # Chat Completions upstream, Responses client
+    MESSAGES_TO_RESPONSES = "messages_to_responses"  # Anthropic upstream, Responses client
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesContext:
+    """What a translated Responses answer needs of its request: the fields it repeats, how the
+    tools were named upstream, and the conversation so far (kept with the answer when `store`)."""
+
+    echo: dict
+    tools: ToolNames
+    history: list  # the input items, a previous response's included
+    store: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +62,30 @@ class UpstreamRequest:
     body: bytes
     translation: ResponseTranslation | None
     fitted: tuple[str, ...] = ()  # what was changed for the model (filter/fitting.py)
+    responses: ResponsesContext | None = None  # set for translated Responses requests
 
 
-def upstream_api(provider: Provider) -> ClientApi:
-    return ClientApi.MESSAGES if provider.interface is Interface.ANTHROPIC else ClientApi.CHAT
+# Providers whose own API has /responses: OpenAI (and a ChatGPT sign-in's Codex backend) and Azure
+# OpenAI. Every other OpenAI-compatible server is sent Chat Completions.
+_RESPONSES_PROVIDERS = ("openai", "chatgpt")
+
+
+def speaks_responses(provider: Provider) -> bool:
+    return provider.interface is Interface.AZURE_OPENAI or (
+        provider.interface is Interface.OPENAI and provider.provider in _RESPONSES_PROVIDERS)
+
+
+def upstream_api(provider: Provider, client: ClientApi | None = None) -> ClientApi:
+    """The wire format of the provider's answer (for a Responses client: Responses when native)."""
+    if provider.interface is Interface.ANTHROPIC:
+        return ClientApi.MESSAGES
+    if client is ClientApi.RESPONSES and speaks_responses(provider):
+        return ClientApi.RESPONSES
+    return ClientApi.CHAT
+
+
+# The upstream wire format, in filter/fitting.py's names.
+_WIRE = {ClientApi.CHAT: "chat", ClientApi.MESSAGES: "messages", ClientApi.RESPONSES: "responses"}
 
 
 def provider_path(provider: Provider) -> str:
@@ -57,6 +98,15 @@ def provider_path(provider: Provider) -> str:
         return (f"{prefix}/openai/deployments/{provider.model_id}/chat/completions"
                 f"?api-version={provider.azure_api_version}")
     return f"{prefix}/chat/completions"
+
+
+def responses_path(provider: Provider) -> str:
+    """The provider's Responses endpoint (Azure's is the v1 API's: the deployment is the body's model)."""
+    assert provider.upstream is not None
+    prefix = provider.upstream.path_prefix
+    if provider.interface is Interface.AZURE_OPENAI:
+        return f"{prefix}/openai/v1/responses"
+    return f"{prefix}/responses"
 
 
 def credential_header(provider: Provider) -> tuple[str, str] | None:
@@ -87,8 +137,18 @@ def build_upstream_request(
     remove = list(CLIENT_AUTH_HEADERS)
     headers: list[tuple[str, str]] = []
     translation = None
+    responses = None
 
-    if provider.interface is Interface.ANTHROPIC:
+    if request.api is ClientApi.RESPONSES:
+        body, path, translation = _responses_body(request, provider, path)
+        if translation is not None:
+            responses = responses_context(request.body)
+        if provider.interface is Interface.ANTHROPIC:
+            headers.append(("anthropic-version", provider.anthropic_version))
+            remove.append("anthropic-beta")
+        else:
+            remove.extend(ANTHROPIC_HEADERS)
+    elif provider.interface is Interface.ANTHROPIC:
         if request.api is ClientApi.MESSAGES:
             request.body["model"] = provider.model_id
             body = request.body
@@ -112,7 +172,7 @@ def build_upstream_request(
             body = request.body
     fitted: list[str] = []
     if should_fit(translation is not None, client_named_model):
-        fitted = fit_request(body, "messages" if provider.interface is Interface.ANTHROPIC else "chat", spec)
+        fitted = fit_request(body, _WIRE[upstream_api(provider, request.api)], spec)
     credential = credential_header(provider)
     if credential is not None:
         headers.append(credential)
@@ -131,4 +191,26 @@ def build_upstream_request(
         body=payload,
         translation=translation,
         fitted=tuple(fitted),
+        responses=responses,
     )
+
+
+def _responses_body(request: ClientRequest, provider: Provider, own_path: str):
+    """(body, path, translation) for a Responses request (`own_path`: the provider's endpoint for the
+    API it speaks): passed through to a provider that has the API (model rewritten), translated to
+    Messages or Chat Completions for the others."""
+    if provider.interface is Interface.ANTHROPIC:
+        body = responses_request_to_messages(request.body, model=provider.model_id,
+                                             default_max_tokens=provider.max_tokens)
+        return body, own_path, ResponseTranslation.MESSAGES_TO_RESPONSES
+    if speaks_responses(provider):
+        request.body["model"] = provider.model_id
+        return request.body, responses_path(provider), None
+    body = responses_request_to_chat(request.body, model=provider.model_id)
+    return body, own_path, ResponseTranslation.CHAT_TO_RESPONSES
+
+
+def responses_context(body: dict) -> ResponsesContext:
+    items = body.get("input")
+    history = [{"role": "user", "content": items}] if isinstance(items, str) else list(items or ())
+    return ResponsesContext(response_echo(body), responses_tool_names(body), history, body.get("store") is not False)

@@ -9,13 +9,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.standins import Received, StandIn, anthropic_reply, openai_reply  # noqa: E402
+from tests.standins import Received, StandIn, anthropic_reply, openai_reply, responses_reply  # noqa: E402
 
 
 def provider_behaviour(request: Received):
     """An upstream that answers in the wire format its path asks for."""
-    if request.path.split("?")[0].endswith("/messages"):
+    path = request.path.split("?")[0]
+    if path.endswith("/messages"):
         return anthropic_reply(request)
+    if path.endswith("/responses"):
+        return responses_reply(request)
     return openai_reply(request)
 
 

@@ -130,6 +130,51 @@ def check_openai_chat(body: Any) -> None:
                           f"completion tokens, whereas you provided {value}.", name, "invalid_value")
 
 
+# platform.openai.com/docs/api-reference/responses/create
+OPENAI_RESPONSES_PARAMS = frozenset({
+    "model", "input", "instructions", "background", "conversation", "include", "max_output_tokens",
+    "max_tool_calls", "metadata", "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key",
+    "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store", "stream", "stream_options",
+    "temperature", "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user", "context_management",
+    "client_metadata",
+})
+
+
+def check_openai_responses(body: Any) -> None:
+    """Raise Refused where the OpenAI Responses API would answer 400."""
+    if not isinstance(body, dict):
+        raise Refused("We could not parse the JSON body of your request.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise Refused("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+    for name in ("messages", "max_tokens", "max_completion_tokens"):  # Chat Completions' names
+        if name in body:
+            raise Refused(f"Unsupported parameter: '{name}'.", name, "unsupported_parameter")
+    known = OPENAI_MODELS.get(model)
+    if known is not None:
+        for name in body:
+            if name not in OPENAI_RESPONSES_PARAMS:
+                raise Refused(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (type(limit) is not int or limit < 16):
+        raise Refused(f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got "
+                      f"{limit} instead.", "max_output_tokens", "integer_below_min_value")
+    if known is None:
+        return
+    if type(limit) is int and limit > known.max_output:
+        raise Refused(f"max_output_tokens is too large: {limit}. This model supports at most {known.max_output} "
+                      f"output tokens.", "max_output_tokens", "invalid_value")
+    if known.reasoning:
+        for name in ("temperature", "top_p"):
+            value = body.get(name)
+            if value is not None and value != 1:
+                raise Refused(f"Unsupported parameter: '{name}' is not supported with this model.", name,
+                              "unsupported_parameter")
+    elif isinstance(body.get("reasoning"), dict) and body["reasoning"].get("effort") is not None:
+        raise Refused("Unsupported parameter: 'reasoning.effort' is not supported with this model.",
+                      "reasoning.effort", "unsupported_parameter")
+
+
 def _check_openai_messages(messages: list) -> None:
     pending: list[str] = []  # tool call ids of the last assistant message still unanswered
     answerable: set[str] = set()

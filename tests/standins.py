@@ -1,10 +1,10 @@
 """Stand-in upstream servers on loopback that speak the providers' real wire formats.
 
 A `StandIn` records every request it receives and answers with a scripted behaviour: an OpenAI
-chat completion (JSON or SSE), an Anthropic message (JSON or SSE), a router answer, an error, or
-a delay. The provider replies first check the request against the real API's rules
-(tests/provider_rules.py) and answer a request the real provider would refuse with its 400.
-Tests start and stop them; nothing leaves 127.0.0.1.
+chat completion (JSON or SSE), an OpenAI Responses answer (JSON or SSE), an Anthropic message (JSON
+or SSE), a router answer, an error, or a delay. The provider replies first check the request
+against the real API's rules (tests/provider_rules.py) and answer a request the real provider would
+refuse with its 400. Tests start and stop them; nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tests.provider_rules import (
     check_anthropic_messages,
     check_openai_chat,
     check_openai_embeddings,
+    check_openai_responses,
     openai_error,
 )
 
@@ -177,6 +178,74 @@ def anthropic_reply(request: Received, text: str | None = None, tool_use: dict |
         "stop_reason": "tool_use" if tool_use else "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": 12, "output_tokens": 9, "cache_read_input_tokens": 4},
     }).encode())
+
+
+def responses_reply(request: Received, text: str | None = None, calls: list | None = None,
+                    response_id: str = "resp_standin") -> Reply:
+    """An OpenAI Responses answer (JSON, or the SSE event sequence OpenAI streams), after the real
+    API's rules (`check_openai_responses`: Chat Completions' fields, output limits, sampling
+    settings on reasoning models).
+
+    `calls`: [{"call_id", "name", "arguments"}] function calls, or {"call_id", "name", "input"}
+    for custom (freeform) tools.
+    """
+    refused = openai_refusal(request, check_openai_responses)
+    if refused is not None:
+        return refused
+    body = request.json
+    model = body.get("model", "?")
+    text = text if text is not None else f"responses stand-in answering as {model}"
+    output: list = []
+    if text:
+        output.append({"id": "msg_standin", "type": "message", "role": "assistant", "status": "completed",
+                       "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]})
+    for i, call in enumerate(calls or ()):
+        if "input" in call:
+            output.append({"id": f"ctc_{i}", "type": "custom_tool_call", "call_id": call["call_id"],
+                           "name": call["name"], "input": call["input"]})
+        else:
+            output.append({"id": f"fc_{i}", "type": "function_call", "status": "completed", "call_id": call["call_id"],
+                           "name": call["name"], "arguments": call["arguments"]})
+    usage = {"input_tokens": 21, "input_tokens_details": {"cached_tokens": 5, "cache_write_tokens": 0},
+             "output_tokens": 8, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 29}
+    response = {"id": response_id, "object": "response", "created_at": 1, "status": "completed", "error": None,
+                "incomplete_details": None, "instructions": body.get("instructions"), "model": model,
+                "output": output, "parallel_tool_calls": True, "tool_choice": body.get("tool_choice", "auto"),
+                "tools": body.get("tools", []), "usage": usage, "metadata": {}}
+    if not body.get("stream"):
+        return Reply(body=json.dumps(response).encode())
+    chunks: list[bytes] = []
+
+    def event(kind: str, **data):
+        data = {"type": kind, "sequence_number": len(chunks), **data}
+        chunks.append(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    event("response.created", response=started)
+    event("response.in_progress", response=started)
+    for index, item in enumerate(output):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            event("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []})
+            event("response.content_part.added", **where, content_index=0,
+                  part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+            for i, word in enumerate(text.split(" ")):
+                event("response.output_text.delta", **where, content_index=0, delta=(" " if i else "") + word, logprobs=[])
+            event("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
+            event("response.content_part.done", **where, content_index=0, part=item["content"][0])
+        elif item["type"] == "function_call":
+            event("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "arguments": ""})
+            half = len(item["arguments"]) // 2
+            for piece in (item["arguments"][:half], item["arguments"][half:]):
+                event("response.function_call_arguments.delta", **where, delta=piece)
+            event("response.function_call_arguments.done", **where, arguments=item["arguments"])
+        else:
+            event("response.output_item.added", output_index=index, item={**item, "input": ""})
+            event("response.custom_tool_call_input.delta", **where, delta=item["input"])
+            event("response.custom_tool_call_input.done", **where, input=item["input"])
+        event("response.output_item.done", output_index=index, item=item)
+    event("response.completed", response=response)
+    return Reply(chunks=chunks, content_type="text/event-stream")
 
 
 def json_reply(status: int, payload: dict) -> Reply:
