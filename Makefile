@@ -6,8 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/demo.yaml
-# Real clients the tests drive (Claude Code), pinned by tests/clients/package-lock.json.
-CLIENTS := tests/clients/node_modules/.bin/claude
+# Real clients the tests drive (Claude Code, Codex CLI), pinned by tests/clients/package-lock.json.
+CLIENTS := tests/clients/node_modules/.installed
 
 .PHONY: install run test validate render bench-routing soak bench mutation clean
 
@@ -24,6 +24,7 @@ run: install
 
 $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
+	test -x tests/clients/node_modules/.bin/claude && test -x tests/clients/node_modules/.bin/codex
 	touch $@
 
 # The tests start their own redis-server (a Unix socket each); Debian's package, installed when
