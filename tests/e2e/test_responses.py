@@ -13,7 +13,9 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway import Gateway
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.gateway import Gateway, eventually
 from tests.standins import anthropic_reply, json_reply, openai_reply, responses_reply
 
 OPENAI_KEY = "sk-openai-upstream-r1"
@@ -31,6 +33,7 @@ def gateway(upstream, tmp_path_factory):
     config = {
         "llm_providers": [
             {"model": "openai/gpt-5", "access_key": OPENAI_KEY, "base_url": f"{upstream.url}/v1", "default": True},
+            {"model": "openai/gpt-5-mini", "access_key": OPENAI_KEY, "base_url": f"{upstream.url}/v1"},  # metrics test only
             {"model": "azure_openai/prod-gpt5", "access_key": AZURE_KEY, "base_url": upstream.url},
             {"model": "local/qwen-coder", "access_key": LOCAL_KEY, "base_url": f"{upstream.url}/v1"},
             {"model": "anthropic/claude-sonnet-4-5", "access_key": ANTHROPIC_KEY, "base_url": f"{upstream.url}/v1"},
@@ -108,6 +111,21 @@ def test_azure_openai_uses_its_v1_responses_endpoint(client, fresh):
     (request,) = fresh.received
     assert request.path == "/openai/v1/responses"
     assert request.headers["api-key"] == AZURE_KEY and "authorization" not in request.headers
+
+
+def test_native_token_usage_is_counted_from_the_responses_wire_format(client, gateway, fresh):
+    client.responses.create(model="openai/gpt-5-mini", input="hi")
+    with client.responses.stream(model="openai/gpt-5-mini", input="hi") as stream:
+        stream.get_final_response()
+
+    def check():
+        text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+        sums = {sample.labels["gen_ai_token_type"]: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name == "gen_ai_client_token_usage_sum"
+                and sample.labels.get("gen_ai_request_model") == "openai/gpt-5-mini"}
+        # The stand-in reports 21 input tokens (5 of them cached) and 8 output tokens per answer.
+        assert sums == {"input": 42, "output": 16, "cached_input": 10}
+    eventually(check)
 
 
 # ---------------------------------------------------------------- translated: Chat Completions
