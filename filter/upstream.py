@@ -27,6 +27,7 @@ from filter.translation import (
     responses_request_to_chat,
     responses_request_to_messages,
     responses_tool_names,
+    without_gateway_reasoning,
 )
 
 # Client credentials and gateway-internal headers never travel upstream.
@@ -205,6 +206,10 @@ def _responses_body(request: ClientRequest, provider: Provider, own_path: str):
         return body, own_path, ResponseTranslation.MESSAGES_TO_RESPONSES
     if speaks_responses(provider):
         request.body["model"] = provider.model_id
+        # Reasoning items another provider made through the gateway mean nothing to OpenAI (it
+        # refuses encrypted content it did not make): a conversation routed on to it goes without them.
+        if "input" in request.body:
+            request.body["input"] = without_gateway_reasoning(request.body["input"])
         return request.body, responses_path(provider), None
     body = responses_request_to_chat(request.body, model=provider.model_id)
     return body, own_path, ResponseTranslation.CHAT_TO_RESPONSES

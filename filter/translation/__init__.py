@@ -37,7 +37,7 @@ from .responses_chat import (
     responses_request_to_chat,
     responses_tool_names,
 )
-from .responses_common import ToolNames, response_echo
+from .responses_common import ToolNames, response_echo, without_gateway_reasoning
 from .responses_messages import (
     MessagesStreamToResponses,
     messages_response_to_responses,
@@ -61,6 +61,7 @@ __all__ = [
     "responses_request_to_chat",
     "responses_request_to_messages",
     "responses_tool_names",
+    "without_gateway_reasoning",
     "DROPPED_CHAT_FIELDS",
     "DROPPED_MESSAGES_FIELDS",
     "EFFORT_TO_BUDGET",

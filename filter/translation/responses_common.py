@@ -43,10 +43,12 @@ NAMESPACE_SEPARATOR = "__"
 # A custom (freeform) tool travels upstream as a function with this one string parameter.
 CUSTOM_INPUT = "input"
 
-# Reasoning items the gateway made from Anthropic thinking blocks carry the exact block in
-# `encrypted_content` (opaque to clients, as OpenAI's is), so a client handing the item back
-# gives Anthropic the signed block it requires in a tool loop.
-_THINKING_PREFIX = "switchyard.anthropic."
+# Reasoning items the gateway makes are marked in `encrypted_content` (opaque to clients, as
+# OpenAI's is): no OpenAI model can read them, so they are left out when a conversation moves to
+# one. Those made from Anthropic thinking blocks carry the exact block, so a client handing the
+# item back gives Anthropic the signed block it requires in a tool loop.
+GATEWAY_REASONING = "switchyard."
+_THINKING_PREFIX = GATEWAY_REASONING + "anthropic."
 
 
 def new_response_id() -> str:
@@ -59,6 +61,15 @@ def _item_id(prefix: str) -> str:
 
 def pack_thinking(block: dict) -> str:
     return _THINKING_PREFIX + base64.urlsafe_b64encode(_dumps(block)).decode()
+
+
+def without_gateway_reasoning(items: Any) -> Any:
+    """Input items less the reasoning items the gateway made (for a provider with the Responses API)."""
+    if not isinstance(items, list):
+        return items
+    return [item for item in items if not (
+        isinstance(item, dict) and item.get("type") == "reasoning"
+        and str(item.get("encrypted_content") or "").startswith(GATEWAY_REASONING))]
 
 
 def unpack_thinking(encrypted: Any) -> dict | None:
@@ -300,7 +311,8 @@ class ResponseBuilder:
         if entry is None or entry.kind != "reasoning":
             self._close_content(out)
             entry = self._open_content = self._add("reasoning", {
-                "id": _item_id("rs"), "type": "reasoning", "summary": []}, out)
+                "id": _item_id("rs"), "type": "reasoning", "summary": [],
+                "encrypted_content": GATEWAY_REASONING + "text"}, out)
         return entry
 
     def end_reasoning(self, out: list) -> None:

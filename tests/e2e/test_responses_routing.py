@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -140,3 +141,12 @@ def test_a_streamed_failover_answer_is_kept_for_previous_response_id(client, ser
         {"role": "assistant", "content": "anthropic stand-in answering as claude-sonnet-4-5"},
         {"role": "user", "content": "second question"},
     ]
+
+
+def test_the_decision_endpoint_answers_for_responses_bodies(gateway, servers):
+    router, native, claude, coder = servers
+    body = {"model": "auto", "input": [{"role": "user", "content": "write a function that sorts"}],
+            "instructions": "You are an agent."}
+    answer = httpx.post(f"{gateway.url}/routing/v1/responses", json=body).json()
+    assert (answer["model"], answer["route"], answer["decision"]) == ("local/coder", "code_generation", "preference")
+    assert not native.received and not claude.received and not coder.received

@@ -86,3 +86,39 @@ def test_messages_client_to_openai_is_translated():
     assert request.translation is ResponseTranslation.CHAT_TO_MESSAGES
     assert dict(request.set_headers)[":path"] == "/v1/chat/completions"
     assert "anthropic-beta" in request.remove_headers
+
+
+# ---------------------------------------------------------------- the Responses API
+
+
+def responses_upstream(slug: str, body: dict, **entry):
+    config = parse_config({"llm_providers": [{"model": slug, "access_key": KEY, **entry}]}, "t.yaml", {})
+    request = parse_client_request(ClientApi.RESPONSES, json.dumps(body).encode())
+    return build_upstream_request(request, config.providers[0], {"anthropic-version": "2023-06-01"}, "")
+
+
+@pytest.mark.parametrize("slug, entry, path, translation", [
+    ("openai/gpt-5", {}, "/v1/responses", None),
+    ("chatgpt/gpt-5-codex", {}, "/backend-api/codex/responses", None),
+    ("azure_openai/prod", {"base_url": "https://res.openai.azure.com"}, "/openai/v1/responses", None),
+    ("groq/llama-3.3-70b-versatile", {}, "/openai/v1/chat/completions", ResponseTranslation.CHAT_TO_RESPONSES),
+    ("anthropic/claude-sonnet-4-5", {}, "/v1/messages", ResponseTranslation.MESSAGES_TO_RESPONSES),
+])
+def test_responses_requests_go_native_or_translated(slug, entry, path, translation):
+    upstream = responses_upstream(slug, {"model": slug, "input": "hi"}, **entry)
+    headers = dict(upstream.set_headers)
+    assert headers[":path"] == path and upstream.translation is translation
+    assert (upstream.responses is None) == (translation is None)
+    if slug.startswith("anthropic"):
+        assert "anthropic-beta" in upstream.remove_headers and headers["anthropic-version"] == "2023-06-01"
+    else:
+        assert "anthropic-version" in upstream.remove_headers
+
+
+def test_native_responses_requests_leave_out_reasoning_items_other_providers_made():
+    own = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-openai"}
+    made = {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "switchyard.anthropic.eyJ9"}
+    body = {"model": "openai/gpt-5", "input": [{"role": "user", "content": "hi"}, own, made,
+                                               {"role": "assistant", "content": "hello"}]}
+    sent = json.loads(responses_upstream("openai/gpt-5", body).body)
+    assert sent["input"] == [{"role": "user", "content": "hi"}, own, {"role": "assistant", "content": "hello"}]
