@@ -226,6 +226,17 @@ local function trace_of(given)
   return random_hex(32), "", "01"
 end
 
+-- The client's query parameters Anthropic knows (Claude Code's ?beta=true), as sent; never
+-- anything else (?key=… for another provider). filter/upstream.py keeps the same.
+local ANTHROPIC_QUERY_PARAMS = { beta = true }
+local function anthropic_query(path)
+  local kept = {}
+  for part in (path:match("%?(.*)$") or ""):gmatch("[^&]+") do
+    if ANTHROPIC_QUERY_PARAMS[part:match("^[^=]*")] then kept[#kept + 1] = part end
+  end
+  return #kept > 0 and "?" .. concat(kept, "&") or ""
+end
+
 local function content_type_is_json(value)
   if not value then return true end -- the filter's default too
   return lower(value:match("^[^;]*")):match("^%s*(.-)%s*$") == "application/json"
@@ -235,6 +246,8 @@ local function eligible_model(handle, headers)
   local path = headers:get(":path") or ""
   if headers:get(":method") ~= "POST" or not PATHS[path:match("^[^?]*")] then return nil end
   if not content_type_is_json(headers:get("content-type")) then return nil end
+  local encoding = lower(headers:get("content-encoding") or "identity") -- gzip was decoded before
+  if encoding ~= "identity" and encoding ~= "" then return nil end
   local body = handle:body()
   if not body or body:length() == 0 then return nil end
   local raw = body:getBytes(0, body:length())
@@ -260,8 +273,7 @@ function envoy_on_request(handle)
 
   handle:body():setBytes(sub(raw, 1, first - 1) .. route:get("model_json") .. sub(raw, last + 1))
   local path = headers:get(":path")
-  local query = path:match("%?.*$") or ""
-  headers:replace(":path", route:get("upstream_path") .. (route:get("keep_query") and query or ""))
+  headers:replace(":path", route:get("upstream_path") .. (route:get("keep_query") and anthropic_query(path) or ""))
   for name in route:get("remove_headers"):gmatch("[^,]+") do headers:remove(name) end
   local version = route:get("anthropic_version")
   if version and (headers:get("anthropic-version") or "") == "" then headers:replace("anthropic-version", version) end
@@ -272,7 +284,7 @@ function envoy_on_request(handle)
 
   local metadata = handle:streamInfo():dynamicMetadata()
   metadata:set(NAMESPACE, "api", route:get("api"))
-  metadata:set(NAMESPACE, "path", path)
+  metadata:set(NAMESPACE, "path", path:match("^[^?]*")) -- logged: never the query, which may hold a key
   metadata:set(NAMESPACE, "model", served)
   metadata:set(NAMESPACE, "decision", route:get("decision"))
   metadata:set(NAMESPACE, "provider", route:get("provider"))

@@ -39,6 +39,19 @@ class ClientRequest:
         return self.body["messages"]
 
 
+def client_credentials(headers: dict[str, str]) -> list[bytes]:
+    """The keys a client presents: `x-api-key` (Anthropic's SDKs) and `Authorization: Bearer`
+    (OpenAI's; the scheme is case-insensitive, as HTTP says)."""
+    found = []
+    api_key = headers.get("x-api-key", "").strip()
+    if api_key:
+        found.append(api_key.encode())
+    scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        found.append(token.strip().encode())
+    return found
+
+
 def _bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code="invalid_request")
 

@@ -23,7 +23,7 @@ from filter.catalog import Catalog
 from filter.config import Chain, Config
 from filter.errors import ClientApi, GatewayError, error_body
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
-from filter.inbound import ClientRequest, parse_client_request
+from filter.inbound import ClientRequest, client_credentials, parse_client_request
 from filter.metrics import Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
@@ -75,7 +75,7 @@ class Exchange:
     api: ClientApi = ClientApi.CHAT
     endpoint: Endpoint = Endpoint.PROXY
     query: str = ""
-    path: str = ""  # as the client sent it, for the access log
+    path: str = ""  # as the client sent it without the query, for the access log
     headers: dict[str, str] = field(default_factory=dict)
     rewriter: ResponseRewriter | None = None  # set when the answer must be translated
     trace: TraceContext | None = None
@@ -141,8 +141,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     def on_request_headers(self, ex: Exchange, message):
         ex.headers = ext_proc.header_values(message)
         ex.trace = start_trace(ex.headers.get("traceparent"))
-        ex.path = raw_path = ex.headers.get(":path", "/")
-        path, _, query = raw_path.partition("?")
+        path, _, query = ex.headers.get(":path", "/").partition("?")
+        ex.path = path  # logged: never the query, which may carry a key (?key=…)
         ex.query = f"?{query}" if query else ""
         if path.startswith("/v1/messages") or path.startswith("/routing/v1/messages"):
             ex.api = ClientApi.MESSAGES  # so that even a 401 or 404 comes in Anthropic's shape
@@ -165,19 +165,21 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if content_type != "application/json":
             return self._error(ex, GatewayError(415, f"content-type must be application/json, got {content_type!r}",
                                                 code="unsupported_media_type"))
+        encoding = ex.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):  # gzip was decoded by Envoy already
+            return self._error(ex, GatewayError(415, f"content-encoding {encoding!r} is not supported: send the body "
+                                                     "uncompressed or gzip-compressed", code="unsupported_media_type"))
         if message.end_of_stream:
             return self._error(ex, GatewayError(400, "request body is empty: expected a JSON object"))
         watch = ex.endpoint is Endpoint.PROXY and self._may_translate[ex.api]
         return ext_proc.continue_request_headers(watch_response=watch)
 
     def _authorized(self, headers: dict[str, str]) -> str | None:
-        """The name of the client key presented, or None."""
-        presented = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not presented:
-            return None
-        given = presented.encode()
-        # Compare against every key in constant time: no early exit that leaks which one is close.
-        matches = [name for key, name in self._client_keys if hmac.compare_digest(given, key)]
+        """The name of the client key presented, or None. Either credential may be the valid one
+        (an SDK may send a stale x-api-key beside Bearer). Every pair is compared in constant
+        time: no early exit that leaks which one is close."""
+        matches = [name for given in client_credentials(headers) for key, name in self._client_keys
+                   if hmac.compare_digest(given, key)]
         return matches[0] if matches else None
 
     # ------------------------------------------------------------------ request body: the decision

@@ -33,6 +33,9 @@ from filter.translation import (
 # Client credentials and gateway-internal headers never travel upstream.
 CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "api-key")
 ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
+# The only query parameters that reach Anthropic (Claude Code's ?beta=true); anything else a
+# client puts there (?key=… for another provider) is dropped. envoy/fast_path.lua keeps the same.
+ANTHROPIC_QUERY_PARAMS = ("beta",)
 
 
 class ResponseTranslation(str, Enum):
@@ -110,6 +113,12 @@ def responses_path(provider: Provider) -> str:
     return f"{prefix}/responses"
 
 
+def anthropic_query(query: str) -> str:
+    """`?beta=true&key=sk-…` → `?beta=true`: the client's parameters Anthropic's API knows, as sent."""
+    kept = [part for part in query.lstrip("?").split("&") if part.partition("=")[0] in ANTHROPIC_QUERY_PARAMS]
+    return "?" + "&".join(kept) if kept else ""
+
+
 def credential_header(provider: Provider) -> tuple[str, str] | None:
     """The header that carries the provider's key, or None when it has none."""
     key = provider.access_key.reveal() if provider.access_key else None
@@ -153,7 +162,7 @@ def build_upstream_request(
         if request.api is ClientApi.MESSAGES:
             request.body["model"] = provider.model_id
             body = request.body
-            path += query  # keeps Claude Code's ?beta=true for Anthropic
+            path += anthropic_query(query)  # keeps Claude Code's ?beta=true for Anthropic
             version = client_headers.get("anthropic-version") or provider.anthropic_version
         else:
             body = chat_request_to_messages(

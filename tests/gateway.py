@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -47,14 +48,14 @@ FAST_PATH_RUN = os.environ.get("SWITCHYARD_TEST_FAST_PATH") == "1"
 class Gateway:
     """`switchyard up` on a config dict, with free ports; output captured to a log file."""
 
-    def __init__(self, config: dict, tmp: Path, env: dict[str, str] | None = None, workers: int = 1):
+    def __init__(self, config: dict, tmp: Path, env: dict[str, str] | None = None, workers: int = 1,
+                 open_files: tuple[int, int] | None = None):
         self.port = free_port()
         self.admin_port = free_port()
         config = dict(config)
         config.setdefault("listeners", {"egress_traffic": {"address": "127.0.0.1", "port": self.port, "timeout": "30s"}})
         gateway = dict(config.get("gateway") or {})
         gateway.setdefault("admin_port", self.admin_port)
-        gateway.setdefault("filter_port", free_port_block(workers))
         gateway.setdefault("metrics_port", free_port())
         gateway.setdefault("workers", workers)
         if FAST_PATH_RUN and "client_keys" not in gateway:
@@ -66,6 +67,7 @@ class Gateway:
         self.log_path = tmp / f"switchyard-{self.port}.log"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.process: subprocess.Popen | None = None
+        self.open_files = open_files  # (soft, hard) RLIMIT_NOFILE of the gateway, else inherited
 
     @property
     def url(self) -> str:
@@ -73,9 +75,11 @@ class Gateway:
 
     def start(self, timeout: float = 60.0) -> "Gateway":
         self._log = open(self.log_path, "wb")
+        limits = self.open_files
         self.process = subprocess.Popen(
             [*SWITCHYARD, "up", str(self.path)], cwd=REPO, env=self.env,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limits)) if limits else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

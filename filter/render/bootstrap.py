@@ -8,12 +8,14 @@ per filter worker. `envoy --mode validate` is the judge of the result.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
+import orjson
 import yaml
 
 from filter.render import fast_path
@@ -35,29 +37,68 @@ SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 MESSAGE_TIMEOUT_MARGIN_S = 0.5
 
 
-def filter_ports(config: Config) -> list[int]:
-    """Each filter worker listens on its own port: filter_port, filter_port + 1, ..."""
-    return [config.gateway.filter_port + i for i in range(config.gateway.workers)]
+# The configuration contract's hardening settings and their defaults, read through `setting`
+# until filter/config/ has them all.
+DEFAULTS: dict[str, Any] = {
+    "max_connections": 4096,
+    "request_headers_timeout_s": 10.0,
+    "idle_timeout_s": 300.0,
+    "max_response_bytes": 64 * 1024 * 1024,
+    "socket_dir": None,
+}
+# Where `switchyard render` and `switchyard workers` (Envoy and the filter in separate containers)
+# put the workers' sockets when gateway.socket_dir is not set; `switchyard up` uses its private
+# runtime directory instead.
+SHARED_SOCKET_DIR = "/run/switchyard"
+# sockaddr_un holds 108 bytes with the final NUL.
+MAX_SOCKET_PATH = 107
 
 
-def render_bootstrap(config: Config, reload_dir: Path | None = None) -> dict[str, Any]:
+def setting(config: Config, name: str) -> Any:
+    return getattr(config.gateway, name, DEFAULTS[name])
+
+
+def socket_dir(config: Config, runtime_dir: Path | None = None) -> Path:
+    """The directory of the filter workers' Unix sockets."""
+    configured = setting(config, "socket_dir")
+    if configured:
+        return Path(configured)
+    return runtime_dir if runtime_dir is not None else Path(SHARED_SOCKET_DIR)
+
+
+def filter_sockets(config: Config, runtime_dir: Path | None = None) -> list[Path]:
+    """Each filter worker listens on a Unix socket of its own: no port to pick, none to clash."""
+    directory = socket_dir(config, runtime_dir)
+    sockets = [directory / f"filter-{i}.sock" for i in range(1, config.gateway.workers + 1)]
+    too_long = [s for s in sockets if len(str(s).encode()) > MAX_SOCKET_PATH]
+    if too_long:
+        raise ValueError(f"gateway.socket_dir: {too_long[0]} is longer than a Unix socket path may be "
+                         f"({MAX_SOCKET_PATH} bytes): choose a shorter directory")
+    return sockets
+
+
+def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener_port: int | None = None,
+                     admin_port: int | None = None, max_connections: int | None = None) -> dict[str, Any]:
     """The Envoy bootstrap. With `reload_dir`, routes and provider clusters are not inlined but
     read from files there (RDS and CDS over the filesystem), so that `write_reloadable` can change
     them while Envoy runs, without dropping a connection. The fast path needs `reload_dir` too:
-    provider keys reach Envoy as SDS files there, never inside the bootstrap."""
+    provider keys reach Envoy as SDS files there, never inside the bootstrap. The keyword
+    arguments override the configuration: the ports Envoy was given the first time (a restarted
+    Envoy keeps ports chosen by the system), a connection limit lowered to the open-file limit."""
     gateway = config.gateway
-    bootstrap = _template(config)
+    bootstrap = _template(config, listener_port=listener_port, admin_port=admin_port, max_connections=max_connections)
     resources = bootstrap["static_resources"]
 
     manager = _connection_manager(bootstrap)
     if gateway.usage_metrics:
         manager["access_log"].append(usage_access_log())
     if reload_dir is not None and gateway.fast_path:
-        manager["http_filters"].insert(0, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
+        # Right before ext_proc: after the request body is decompressed.
+        position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
+        manager["http_filters"].insert(position, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
-        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-        for port in filter_ports(config)
+        {"endpoint": {"address": {"pipe": {"path": str(path)}}}} for path in filter_sockets(config, reload_dir)
     ]
 
     if reload_dir is None:
@@ -119,16 +160,25 @@ def _key_file(provider: Provider) -> str:
     return f"{fast_path.key_secret_name(provider)}.yaml"
 
 
-def _template(config: Config) -> dict[str, Any]:
+def _template(config: Config, *, listener_port: int | None = None, admin_port: int | None = None,
+              max_connections: int | None = None) -> dict[str, Any]:
     listener, gateway = config.listener, config.gateway
     text = Template(TEMPLATE.read_text()).substitute(
-        admin_port=gateway.admin_port,
-        listener_address=listener.address,
-        listener_port=listener.port,
-        max_request_bytes=gateway.max_request_bytes,
+        admin_port=int(gateway.admin_port if admin_port is None else admin_port),
+        listener_address=_yaml_scalar(listener.address),
+        listener_port=int(listener.port if listener_port is None else listener_port),
+        max_request_bytes=int(gateway.max_request_bytes),
         message_timeout=_duration(config.routing.timeout_s + MESSAGE_TIMEOUT_MARGIN_S),
+        max_connections=int(setting(config, "max_connections") if max_connections is None else max_connections),
+        request_headers_timeout=_duration(setting(config, "request_headers_timeout_s")),
+        idle_timeout=_duration(setting(config, "idle_timeout_s")),
     )
     return yaml.safe_load(text)
+
+
+def _yaml_scalar(value: str) -> str:
+    """A configuration string placed in the template as one quoted YAML scalar, whatever it holds."""
+    return orjson.dumps(value).decode()
 
 
 def _file_source(path: Path) -> dict[str, Any]:
@@ -265,12 +315,13 @@ def provider_clusters(config: Config, keys_dir: Path | None = None) -> list[dict
     clusters = [_provider_cluster(p, p.cluster) for p in _forwarded(config)]
     keyed = fast_path.fast_providers(config) if keys_dir is not None else {}
     for cluster in clusters:
+        filters = [upstream_header_rules()]
         provider = keyed.get(cluster["name"])
-        if provider is None:
-            continue
-        injector = fast_path.credential_injector(provider, _file_source(keys_dir / _key_file(provider)))
-        if injector is not None:
-            cluster["typed_extension_protocol_options"] = _upstream_filters({"http_protocol_options": {}}, [injector])
+        if provider is not None:
+            injector = fast_path.credential_injector(provider, _file_source(keys_dir / _key_file(provider)))
+            if injector is not None:
+                filters.append(injector)
+        cluster["typed_extension_protocol_options"] = _upstream_filters({"http_protocol_options": {}}, filters)
     members = {p.slug: p for chain in config.chains for p in chain.members}
     failover = config.failover
     for p in members.values():
@@ -309,9 +360,42 @@ def provider_clusters(config: Config, keys_dir: Path | None = None) -> list[dict
             },
             # Envoy builds the upstream filter chain of the routed (aggregate) cluster: the
             # rewriter lives here and asks for the picked host's metadata.
-            "typed_extension_protocol_options": _upstream_filters({"http_protocol_options": {}}, [attempt_rewriter(chain)]),
+            # On the way back the header rules run first: the rewriter's x-switchyard-model stays.
+            "typed_extension_protocol_options": _upstream_filters(
+                {"http_protocol_options": {}}, [attempt_rewriter(chain), upstream_header_rules()]),
         })
+    limit = setting(config, "max_connections")
+    for cluster in clusters:
+        # As many concurrent requests as there may be client connections (Envoy's default: 1,024).
+        thresholds = cluster.setdefault("circuit_breakers", {"thresholds": [{}]})["thresholds"][0]
+        thresholds.update(max_connections=limit, max_pending_requests=limit, max_requests=limit)
     return clusters
+
+
+# Headers that are the client's business or the gateway's, never a provider's: cookies, proxy
+# credentials, the client's own forwarding chain. (Client credentials are replaced per provider:
+# filter/upstream.py and the fast path.)
+PRIVATE_REQUEST_HEADERS = ("cookie", "proxy-authorization", "x-forwarded-for", "x-forwarded-host",
+                           "x-forwarded-proto", "forwarded", "x-real-ip")
+GATEWAY_HEADER_PREFIX = "x-switchyard-"
+
+
+def upstream_header_rules() -> dict[str, Any]:
+    """The upstream filter of every provider cluster (after the route, right before the wire):
+    the gateway's internal headers and the client's private ones never reach a provider, and a
+    provider's answer cannot carry headers in the gateway's namespace (x-switchyard-model,
+    x-switchyard-route, …): only the gateway sets those, after this runs."""
+    prefix = {"remove_on_match": {"key_matcher": {"prefix": GATEWAY_HEADER_PREFIX}}}
+    return {
+        "name": "switchyard.upstream_headers",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {
+                "request_mutations": [prefix, *({"remove": name} for name in PRIVATE_REQUEST_HEADERS)],
+                "response_mutations": [prefix],
+            },
+        },
+    }
 
 
 def _upstream_filters(http_config: dict[str, Any], filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -401,4 +485,7 @@ def _is_ip(host: str) -> bool:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.3f}s"
+    """An Envoy duration, in whole milliseconds rounded up and never below 1 ms: Envoy reads a
+    zero timeout as "no timeout", so a tiny one must not round down to it."""
+    milliseconds = max(1, math.ceil(seconds * 1000 - 1e-9))
+    return f"{milliseconds / 1000:.3f}s"

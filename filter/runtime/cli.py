@@ -1,4 +1,4 @@
-"""The `switchyard` command: up, validate, render, eval."""
+"""The `switchyard` command: up, validate, render, workers, health, eval."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("config")
     render.add_argument("--fragments", action="store_true",
                         help="print the pieces to include in an Envoy config of your own instead")
+    health = commands.add_parser("health", help="exit 0 when every filter worker answers gRPC health as serving "
+                                               "(a probe for `switchyard workers` in its own container)")
+    health.add_argument("config")
     commands.add_parser("eval", help="score a routing engine on labelled cases (see `switchyard eval -h`)")
     args = parser.parse_args(argv)
 
@@ -43,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: ok ({len(config.providers)} providers, {len(config.aliases)} aliases, "
               f"{len(config.routes)} routes)")
         return 0
+    if args.command == "health":
+        from filter.runtime.health import check_workers
+
+        problems = check_workers(config)
+        for problem in problems:
+            print(f"switchyard: {problem}", file=sys.stderr)
+        return 1 if problems else 0
     if args.command == "render":
         import yaml
 

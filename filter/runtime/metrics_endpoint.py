@@ -30,6 +30,7 @@ class MetricsEndpoint:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.directory)
         self._server, self._thread = start_http_server(self.port, addr=self.address, registry=registry)
+        self.port = self._server.server_port  # the system's choice when configured as 0
 
     def worker_exited(self, pid: int) -> None:
         multiprocess.mark_process_dead(pid, self.directory)

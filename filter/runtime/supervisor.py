@@ -1,9 +1,11 @@
 """`switchyard up`: run the filter workers and Envoy in the foreground, and stop them together.
 
 Start order: workers first (Envoy must never send a request to a filter that is not there),
-then Envoy; ready once the listener answers. A worker that dies is restarted while the others
-keep serving; Envoy dying, or a worker crash-looping, stops everything with a non-zero status.
-SIGHUP or a changed configuration file reloads (see `reload`); SIGTERM and Ctrl-C drain first.
+then Envoy; ready once the listener answers. A worker or Envoy that dies is restarted (and the
+supervisor says so) while the rest keeps running; one that keeps dying stops everything with a
+non-zero status and the reason. SIGHUP or a changed configuration file reloads (see `reload`);
+SIGTERM and Ctrl-C drain first. Ports configured as 0 are chosen by the system; the ready line
+names the real ones, and a restarted Envoy keeps them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ctypes
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -25,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from filter.config import Config, ConfigError, load_config
-from filter.render.bootstrap import filter_ports, render_bootstrap, write_reloadable
+from filter.render.bootstrap import filter_sockets, render_bootstrap, setting, write_reloadable
 from filter.runtime.metrics_endpoint import MetricsEndpoint
 
 READY_TIMEOUT_S = 60.0
@@ -50,11 +53,32 @@ def envoy_binary() -> str:
     return found
 
 
+# Open files Envoy needs beyond two per client connection (one upstream each): its own sockets,
+# files, the workers' sockets and the admin.
+FD_RESERVE = 256
+
+
 @dataclass
 class Worker:
-    port: int
+    socket: Path
     process: subprocess.Popen
     restarts: list[float] = field(default_factory=list)
+
+
+def raise_open_file_limit(max_connections: int) -> int:
+    """Raise this process's (and so its children's) open-file limit as far as allowed, and return
+    the number of client connections Envoy can hold within it: a connection limit above the
+    file limit would have Envoy fail on accept() instead of refusing cleanly."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections * 2 + FD_RESERVE
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(1, min(max_connections, (soft - FD_RESERVE) // 2))
 
 
 class Supervisor:
@@ -74,12 +98,17 @@ class Supervisor:
         self._version = 1
         self._config_mtime = _mtime(config_path)
         self.metrics = MetricsEndpoint(config.gateway.metrics_port)
+        self.envoy_restarts: list[float] = []
+        # The ports Envoy really listens on (known once it is up; the same after a restart).
+        self.listener_port: int | None = None
+        self.admin_port: int | None = None
+        self.max_connections = setting(config, "max_connections")
 
     # ------------------------------------------------------------------ processes
 
-    def _start_worker(self, port: int) -> subprocess.Popen:
+    def _start_worker(self, path: Path) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "filter.runtime.worker", "--config", self.config_path, "--port", str(port),
+            [sys.executable, "-m", "filter.runtime.worker", "--config", self.config_path, "--socket", str(path),
              "--state-dir", str(self._reload_dir), "--log-level", self.config.gateway.log_level],
             env={**os.environ, **self.metrics.worker_env()},
             preexec_fn=_own_group_die_with_parent,
@@ -87,17 +116,42 @@ class Supervisor:
 
     def _start_envoy(self) -> subprocess.Popen:
         bootstrap = self._reload_dir / "envoy.yaml"
-        bootstrap.write_text(yaml.safe_dump(render_bootstrap(self.config, self._reload_dir), sort_keys=False))
+        address_file = self._reload_dir / "admin.address"
+        address_file.unlink(missing_ok=True)
+        rendered = render_bootstrap(self.config, self._reload_dir, listener_port=self.listener_port,
+                                    admin_port=self.admin_port, max_connections=self.max_connections)
+        bootstrap.write_text(yaml.safe_dump(rendered, sort_keys=False))
         write_reloadable([self.config], self._reload_dir, self._version)
         # Never below info: Envoy's debug logs print request headers and ext_proc mutations, keys included.
         level = {"debug": "info", "info": "warning"}.get(self.config.gateway.log_level, "error")
         return subprocess.Popen(
             # Access log lines reach stdout within half a second instead of Envoy's default 10 s.
             [envoy_binary(), "-c", str(bootstrap), "--log-level", level, "--disable-hot-restart",
-             "--file-flush-interval-msec", "500",
+             "--file-flush-interval-msec", "500", "--admin-address-path", str(address_file),
              "--concurrency", str(max(1, os.cpu_count() or 1))],
             preexec_fn=_own_group_die_with_parent,
         )
+
+    def _envoy_up(self) -> bool:
+        """Envoy's admin and listener are bound (their real ports learnt) and the listener answers."""
+        if self.admin_port is None:
+            try:
+                text = (self._reload_dir / "admin.address").read_text().strip()
+            except OSError:
+                return False
+            if not text:
+                return False
+            self.admin_port = int(text.rsplit(":", 1)[1])
+        if self.listener_port is None:
+            listeners = self._admin_json("/listeners?format=json")
+            for status in (listeners or {}).get("listener_statuses", []):
+                if status.get("name") == "switchyard_listener":
+                    port = status.get("local_address", {}).get("socket_address", {}).get("port_value")
+                    if port:
+                        self.listener_port = int(port)
+            if self.listener_port is None:
+                return False
+        return self._listener_answers()
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,23 +162,34 @@ class Supervisor:
                 self.metrics.start()
             except OSError as exc:
                 return self._fail(f"cannot serve metrics on port {self.config.gateway.metrics_port}: {exc.strerror}")
-            for port in filter_ports(self.config):
-                self.workers.append(Worker(port, self._start_worker(port)))
-            if not self._wait_ready(lambda: all(_port_open("127.0.0.1", w.port) for w in self.workers), "filter workers"):
+            try:
+                # Without Envoy here (its own container), the sockets go where `render` points Envoy.
+                sockets = filter_sockets(self.config, self._reload_dir if self.with_envoy else None)
+                for path in sockets:
+                    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            except (ValueError, OSError) as exc:
+                return self._fail(f"cannot prepare the filter workers' sockets: {exc}")
+            for path in sockets:
+                self.workers.append(Worker(path, self._start_worker(path)))
+            if not self._wait_ready(lambda: all(_socket_accepts(w.socket) for w in self.workers), "filter workers"):
                 return self._fail("filter workers did not start listening")
-            gateway = self.config.gateway
+            metrics_port = self.metrics.port
             if self.with_envoy:
+                wanted = self.max_connections
+                self.max_connections = raise_open_file_limit(wanted)
+                if self.max_connections < wanted:
+                    print(f"switchyard: the open-file limit allows {self.max_connections} client connections, not "
+                          f"gateway.max_connections={wanted}; raise it (ulimit -n) to serve more", file=sys.stderr, flush=True)
                 self.envoy = self._start_envoy()
-                if not self._wait_ready(self._listener_answers, "envoy listener"):
+                if not self._wait_ready(self._envoy_up, "envoy listener"):
                     return self._fail("Envoy's listener did not answer")
                 listener = self.config.listener
-                print(f"switchyard ready: http://{_display_host(listener.address)}:{listener.port} "
-                      f"({len(self.workers)} filter worker(s), admin on 127.0.0.1:{gateway.admin_port}, "
-                      f"metrics on :{gateway.metrics_port}/metrics)", flush=True)
+                print(f"switchyard ready: http://{_display_host(listener.address)}:{self.listener_port} "
+                      f"({len(self.workers)} filter worker(s), admin on 127.0.0.1:{self.admin_port}, "
+                      f"metrics on :{metrics_port}/metrics)", flush=True)
             else:
-                print(f"switchyard filter workers ready on 127.0.0.1:{gateway.filter_port}"
-                      f"..{gateway.filter_port + gateway.workers - 1} (metrics on :{gateway.metrics_port}/metrics)",
-                      flush=True)
+                where = ", ".join(str(w.socket) for w in self.workers)
+                print(f"switchyard filter workers ready on {where} (metrics on :{metrics_port}/metrics)", flush=True)
             return self._watch()
         finally:
             self._stop_all()
@@ -143,8 +208,10 @@ class Supervisor:
             if self.reload_requested:
                 self.reload_requested = False
                 self.reload()
-            if self.envoy is not None and self.envoy.poll() is not None:
-                return self._fail(f"Envoy exited with status {self.envoy.returncode}")
+            if self.envoy is not None and self.envoy.poll() is not None and not self.stopping:
+                failure = self._restart_envoy()
+                if failure is not None:
+                    return failure
             for worker in self.workers:
                 code = worker.process.poll()
                 if code is None or self.stopping:
@@ -152,12 +219,29 @@ class Supervisor:
                 now = time.monotonic()
                 worker.restarts = [t for t in worker.restarts if now - t < 60] + [now]
                 if len(worker.restarts) > MAX_RESTARTS_PER_MINUTE:
-                    return self._fail(f"filter worker on port {worker.port} keeps dying (status {code})")
-                print(f"switchyard: filter worker on port {worker.port} exited with status {code}; restarting",
+                    return self._fail(f"filter worker on {worker.socket} keeps dying ({_exit_reason(code)})")
+                print(f"switchyard: filter worker on {worker.socket} exited ({_exit_reason(code)}); restarting",
                       file=sys.stderr, flush=True)
                 self.metrics.worker_exited(worker.process.pid)
-                worker.process = self._start_worker(worker.port)
+                worker.process = self._start_worker(worker.socket)
         return 0
+
+    def _restart_envoy(self) -> int | None:
+        """Envoy died: start it again on the same ports (the workers kept running), unless it keeps
+        dying. Returns the exit status when everything must stop."""
+        code = self.envoy.returncode
+        now = time.monotonic()
+        self.envoy_restarts = [t for t in self.envoy_restarts if now - t < 60] + [now]
+        if len(self.envoy_restarts) > MAX_RESTARTS_PER_MINUTE:
+            return self._fail(f"Envoy keeps dying ({_exit_reason(code)})")
+        print(f"switchyard: Envoy exited ({_exit_reason(code)}); restarting it", file=sys.stderr, flush=True)
+        self.envoy = self._start_envoy()
+        if not self._wait_ready(self._envoy_up, "envoy listener"):
+            if self.stopping:
+                return None
+            return self._fail(f"Envoy did not come back after exiting ({_exit_reason(code)})")
+        print(f"switchyard: Envoy restarted, listening again on port {self.listener_port}", file=sys.stderr, flush=True)
+        return None
 
     def _wait_ready(self, check, what: str) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -175,7 +259,7 @@ class Supervisor:
         listener = self.config.listener
         host = "127.0.0.1" if listener.address in ("0.0.0.0", "::") else listener.address
         try:
-            conn = http.client.HTTPConnection(host, listener.port, timeout=2)
+            conn = http.client.HTTPConnection(host, self.listener_port, timeout=2)
             conn.request("GET", "/v1/models")
             status = conn.getresponse().status
             conn.close()
@@ -235,8 +319,10 @@ class Supervisor:
         return len(texts) == 2 and all(t == version for t in texts)
 
     def _admin_json(self, path: str) -> dict | None:
+        if self.admin_port is None:
+            return None
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.config.gateway.admin_port}{path}", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2) as r:
                 return json.loads(r.read())
         except (OSError, ValueError):
             return None
@@ -245,8 +331,10 @@ class Supervisor:
 
     def _drain(self) -> None:
         """Stop accepting (new connections are refused) and let in-flight requests finish, bounded."""
+        if self.admin_port is None:
+            return
         try:
-            request = urllib.request.Request(f"http://127.0.0.1:{self.config.gateway.admin_port}/drain_listeners",
+            request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}/drain_listeners",
                                              method="POST")
             urllib.request.urlopen(request, timeout=2).close()
         except OSError:
@@ -309,12 +397,23 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
+def _socket_accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(str(path))
             return True
-    except OSError:
-        return False
+        except OSError:
+            return False
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"status {code}"
 
 
 def _display_host(address: str) -> str:

@@ -1,6 +1,7 @@
-"""One filter worker process: a grpc.aio ExternalProcessor server on one loopback port.
+"""One filter worker process: a grpc.aio ExternalProcessor server on one Unix socket.
 
-`switchyard up` starts `gateway.workers` of these; Envoy spreads ext_proc streams across them.
+`switchyard up` starts `gateway.workers` of these; Envoy spreads ext_proc streams across them and
+checks each with gRPC health (grpc.health.v1), which a stopped or stuck worker fails.
 """
 
 from __future__ import annotations
@@ -8,9 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import stat
+from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
@@ -27,6 +32,11 @@ log = logging.getLogger("switchyard.worker")
 SHUTDOWN_GRACE_S = 10.0
 
 
+# The socket's directory is the trust boundary (private to `switchyard up`, or a volume shared with
+# Envoy's container only); within it, Envoy's group may connect.
+SOCKET_MODE = 0o660
+
+
 async def start_router(config: Config) -> Router | None:
     """The configured router with the configured route list already compiled: the first request
     must not pay for it (seconds for the embedded engine, against a 1 s deadline)."""
@@ -36,7 +46,7 @@ async def start_router(config: Config) -> Router | None:
     return router
 
 
-async def serve(config_path: str, port: int, state_dir: str) -> None:
+async def serve(config_path: str, socket_path: str, state_dir: str) -> None:
     config = load_config(config_path)
     router = await start_router(config)
     # The buffered request body travels in one gRPC message: allow the configured body limit.
@@ -56,10 +66,16 @@ async def serve(config_path: str, port: int, state_dir: str) -> None:
     processor = Processor(config, router, metrics, spans, store)
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(ResponseObserver(metrics, spans), server)
-    if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
-        raise SystemExit(f"filter worker: cannot listen on 127.0.0.1:{port}")
+    health_service = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    path = Path(socket_path)
+    _remove_stale_socket(path)
+    if server.add_insecure_port(f"unix:{path}") == 0:
+        raise SystemExit(f"filter worker: cannot listen on {path}")
     await server.start()
-    log.info("filter worker listening on 127.0.0.1:%d", port)
+    os.chmod(path, SOCKET_MODE)
+    await health_service.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("filter worker listening on %s", path)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,6 +83,7 @@ async def serve(config_path: str, port: int, state_dir: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(config_path, processor)))
     await stop.wait()
+    await health_service.enter_graceful_shutdown()  # Envoy's next check takes it out of the rotation
     await server.stop(SHUTDOWN_GRACE_S)
     if processor.router is not None:
         await processor.router.aclose()
@@ -95,16 +112,25 @@ async def reload(config_path: str, processor: Processor) -> None:
     log.info("configuration reloaded")
 
 
+def _remove_stale_socket(path: Path) -> None:
+    """A worker that died leaves its socket file behind; its restart listens on the same path."""
+    try:
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchyard-worker")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--socket", required=True, help="the Unix socket to listen on")
     # The gateway's private runtime directory: the embedded store's file, shared by its workers.
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
-    asyncio.run(serve(args.config, args.port, args.state_dir))
+    asyncio.run(serve(args.config, args.socket, args.state_dir))
     return 0
 
 

@@ -56,17 +56,38 @@ def test_sigint_stops_everything_like_ctrl_c(tmp_path):
         gateway.stop()
 
 
-def test_envoy_dying_stops_the_workers_and_exits_non_zero_with_the_reason(tmp_path):
+def test_envoy_that_keeps_dying_stops_everything_with_the_reason(tmp_path):
+    """One death is restarted (tests/e2e/test_hardening.py); a crash loop is not hidden."""
     gateway = Gateway(CONFIG, tmp_path).start()
     try:
-        envoy = gateway.child_pid("envoy")
         worker = gateway.child_pid("filter.runtime.worker")
-        os.kill(envoy, signal.SIGKILL)
+        for kills in range(1, 10):
+            envoy = _wait_child(gateway, "envoy")
+            if envoy is None:
+                break
+            os.kill(envoy, signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while gateway.process.poll() is None and gateway.output().count("Envoy restarted") < kills \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if gateway.process.poll() is not None:
+                break
         assert _wait_exit(gateway) != 0
-        assert "Envoy exited" in gateway.output()
+        assert "Envoy keeps dying (killed by SIGKILL); stopping" in gateway.output()
+        assert gateway.output().count("Envoy restarted") == 5  # MAX_RESTARTS_PER_MINUTE
         assert not _alive(worker)
     finally:
         gateway.stop()
+
+
+def _wait_child(gateway: Gateway, program: str, timeout: float = 20) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and gateway.process.poll() is None:
+        try:
+            return gateway.child_pid(program)
+        except LookupError:
+            time.sleep(0.05)
+    return None
 
 
 def test_a_crashed_worker_is_restarted_and_the_gateway_keeps_serving(tmp_path):

@@ -71,6 +71,22 @@ def test_any_configured_client_key_works_with_either_sdk_and_is_not_forwarded(ga
         assert "team-a-key-1" not in str(request.headers) and "team-b-key-2" not in str(request.headers)
 
 
+def test_either_valid_credential_is_enough_and_the_bearer_scheme_is_case_insensitive(gateway, fresh):
+    url = f"{gateway.url}/v1/chat/completions"
+    # An SDK may carry a stale x-api-key beside a valid Authorization: the valid one wins.
+    both = httpx.post(url, json=HELLO, headers={"x-api-key": "stale-key", "authorization": "Bearer team-a-key-1"})
+    assert both.status_code == 200
+    assert httpx.post(url, json=HELLO, headers={"x-api-key": "team-b-key-2", "authorization": "Bearer wrong"}).status_code == 200
+    assert httpx.post(url, json=HELLO, headers={"authorization": "bearer team-a-key-1"}).status_code == 200
+    assert httpx.post(url, json=HELLO, headers={"authorization": "BEARER  team-b-key-2"}).status_code == 200
+    for headers in ({"x-api-key": "stale-key", "authorization": "Bearer wrong"}, {"authorization": "Basic team-a-key-1"},
+                    {"authorization": "team-a-key-1"}, {"authorization": "Bearer"}):
+        assert httpx.post(url, json=HELLO, headers=headers).status_code == 401, headers
+    assert len(fresh.received) == 4
+    for request in fresh.received:
+        assert "team-a-key-1" not in str(request.headers) and "team-b-key-2" not in str(request.headers)
+
+
 # ---------------------------------------------------------------- the bad-input matrix
 
 

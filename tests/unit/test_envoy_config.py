@@ -89,12 +89,13 @@ def test_routes_match_the_routing_header_and_rewrite_the_host():
 
 
 def test_ext_proc_filter_is_configured_as_the_design_says():
-    config = _config(workers=3, filter_port=50100, max_request_bytes=12345678)
+    config = _config(workers=3, max_request_bytes=12345678)
     bootstrap = render_bootstrap(config)
     listener = bootstrap["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 18080}
     assert listener["per_connection_buffer_limit_bytes"] == 12345678
-    ext_proc = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+    filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    ext_proc = next(f for f in filters if f["name"] == "envoy.filters.http.ext_proc")["typed_config"]
     assert ext_proc["failure_mode_allow"] is False
     assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
     assert ext_proc["processing_mode"]["response_header_mode"] == "SKIP"
@@ -103,9 +104,10 @@ def test_ext_proc_filter_is_configured_as_the_design_says():
     assert ext_proc["message_timeout"] == "2.500s"  # router deadline + margin
     assert ext_proc["metadata_options"]["receiving_namespaces"]["untyped"] == ["switchyard"]
     filter_cluster = bootstrap["static_resources"]["clusters"][0]
-    ports = [e["endpoint"]["address"]["socket_address"]["port_value"]
-             for e in filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
-    assert ports == [50100, 50101, 50102]
+    sockets = [e["endpoint"]["address"]["pipe"]["path"]
+               for e in filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    # No port to pick (or clash): one Unix socket per worker, in the shared socket directory.
+    assert sockets == ["/run/switchyard/filter-1.sock", "/run/switchyard/filter-2.sock", "/run/switchyard/filter-3.sock"]
     assert bootstrap["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
 
 

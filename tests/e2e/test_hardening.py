@@ -1,0 +1,278 @@
+"""The gateway under hostile load and hostile input: connection floods, stopped workers, the admin
+port, and what a provider or a client may smuggle through headers."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import time
+from contextlib import ExitStack
+
+import httpx
+import pytest
+
+from tests.gateway import Gateway, eventually
+
+ECHO = {"llm_providers": [{"model": "echo/e", "default": True}], "routing": {"engine": "none"}}
+HELLO = {"model": "echo/e", "messages": [{"role": "user", "content": "hello"}]}
+FLOOD = 1100  # what took Envoy down with the default open-file limit of 1,024
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return "Z" not in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.fixture
+def many_files():
+    """This test process opens more sockets than the usual 1,024 files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FLOOD + 512
+    assert hard == resource.RLIM_INFINITY or hard >= wanted, f"the hard open-file limit {hard} is below {wanted}"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def idle_connections(stack: ExitStack, port: int, count: int) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        s = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+        sockets.append(s)
+    return sockets
+
+
+def served(gateway: Gateway) -> int:
+    return httpx.post(f"{gateway.url}/v1/chat/completions", json=HELLO, timeout=10).status_code
+
+
+# ---------------------------------------------------------------- connection floods
+
+
+def test_past_what_the_open_file_limit_allows_connections_are_refused_and_envoy_stays_up(tmp_path, many_files):
+    with Gateway(ECHO, tmp_path, open_files=(1024, 1024)) as gateway:
+        envoy = gateway.child_pid("envoy")
+        with ExitStack() as stack:
+            flood = idle_connections(stack, gateway.port, FLOOD)
+            assert served_or_refused(gateway) in (200, "refused")
+            # Envoy closes the connections over its limit instead of failing on accept().
+            closed = eventually(lambda: _count_closed(flood, at_least=FLOOD // 3), timeout=20)
+            assert closed >= FLOOD // 3
+            assert _alive(envoy)
+        eventually(lambda: _served_once(gateway), timeout=20)
+        assert gateway.child_pid("envoy") == envoy and "Envoy exited" not in gateway.output()
+        # The supervisor could not raise the limit, so it lowered the connection limit to fit, and said so.
+        assert "the open-file limit allows 384 client connections" in gateway.output()
+
+
+def served_or_refused(gateway: Gateway):
+    try:
+        return served(gateway)
+    except httpx.TransportError:
+        return "refused"
+
+
+def _count_closed(sockets: list[socket.socket], at_least: int) -> int:
+    closed = 0
+    for s in sockets:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    assert closed >= at_least, closed
+    return closed
+
+
+def _served_once(gateway: Gateway) -> None:
+    assert served_or_refused(gateway) == 200
+
+
+# ---------------------------------------------------------------- Envoy and workers that die or stop
+
+
+def test_envoy_killed_is_restarted_on_the_same_port_and_the_supervisor_says_so(tmp_path):
+    with Gateway(ECHO, tmp_path) as gateway:
+        envoy = gateway.child_pid("envoy")
+        worker = gateway.child_pid("filter.runtime.worker")
+        os.kill(envoy, signal.SIGKILL)
+        eventually(lambda: _says(gateway, "Envoy restarted, listening again on port"), timeout=30)
+        assert "Envoy exited (killed by SIGKILL); restarting it" in gateway.output()
+        assert served(gateway) == 200  # same URL as before
+        assert gateway.child_pid("envoy") != envoy
+        assert gateway.child_pid("filter.runtime.worker") == worker  # the workers kept running
+        assert gateway.process.poll() is None
+
+
+def _says(gateway: Gateway, text: str) -> None:
+    assert text in gateway.output()
+
+
+def test_a_stopped_worker_is_ejected_by_the_health_check_and_every_request_is_served(tmp_path):
+    with Gateway(ECHO, tmp_path, workers=2) as gateway:
+        worker = gateway.child_pid("filter.runtime.worker")
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            # It still accepts connections (the kernel does), but it no longer answers gRPC health.
+            eventually(lambda: _health_failed(gateway), timeout=20)
+            assert [served(gateway) for _ in range(20)] == [200] * 20
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        eventually(lambda: _all_healthy(gateway), timeout=20)
+
+
+def _filter_health(gateway: Gateway) -> list[str]:
+    text = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/clusters").text
+    return [line.rsplit("::", 1)[1] for line in text.splitlines()
+            if line.startswith("switchyard_filter::") and "::health_flags::" in line]
+
+
+def _health_failed(gateway: Gateway) -> None:
+    assert any("failed_active_hc" in flags for flags in _filter_health(gateway))
+
+
+def _all_healthy(gateway: Gateway) -> None:
+    flags = _filter_health(gateway)
+    assert len(flags) == 2 and all(f == "healthy" for f in flags), flags
+
+
+# ---------------------------------------------------------------- the admin port
+
+
+def test_the_admin_port_refuses_to_raise_the_log_level_so_keys_never_reach_the_log(tmp_path, upstream):
+    key = "sk-admin-log-level-7731"
+    config = {"llm_providers": [{"model": "openai/gpt-4o", "access_key": key, "base_url": f"{upstream.url}/v1",
+                                 "default": True}], "routing": {"engine": "none"}}
+    with Gateway(config, tmp_path) as gateway:
+        admin = f"http://127.0.0.1:{gateway.admin_port}"
+        for level in ("debug", "trace"):
+            assert httpx.post(f"{admin}/logging?level={level}").status_code == 403
+        assert httpx.post(f"{admin}/logging?http=debug").status_code == 403
+        assert httpx.post(f"{admin}/quitquitquit").status_code == 403
+        assert httpx.get(f"{admin}/stats/prometheus").status_code == 200  # what operators read still works
+        response = httpx.post(f"{gateway.url}/v1/chat/completions",
+                              json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == 200
+        assert upstream.received[-1].headers["authorization"] == f"Bearer {key}"
+        eventually(lambda: _says(gateway, '"decision":"literal"'))
+        assert key not in gateway.output()
+
+
+# ---------------------------------------------------------------- headers in the gateway's namespace, and private ones
+
+
+OPENAI_KEY = "sk-hardening-openai-0c41"
+ANTHROPIC_KEY = "sk-ant-hardening-7d22"
+
+
+@pytest.fixture(scope="module")
+def providers(tmp_path_factory):
+    """A gateway in front of an OpenAI and an Anthropic stand-in, and a model that fails over."""
+    from tests.conftest import provider_behaviour
+    from tests.standins import StandIn, json_reply
+
+    with StandIn(provider_behaviour) as upstream, StandIn(lambda r: json_reply(503, {"error": {"message": "down"}})) as down:
+        config = {
+            "llm_providers": [
+                {"model": "openai/gpt-4o", "access_key": OPENAI_KEY, "base_url": f"{upstream.url}/v1", "default": True},
+                {"model": "anthropic/claude-sonnet-4-5", "access_key": ANTHROPIC_KEY, "base_url": f"{upstream.url}/v1"},
+                {"model": "local/flaky", "base_url": f"{down.url}/v1", "fallbacks": ["openai/gpt-4o"]},
+            ],
+            "routing": {"engine": "none"},
+            "failover": {"retries": 0},
+        }
+        with Gateway(config, tmp_path_factory.mktemp("headers")) as gateway:
+            yield gateway, upstream
+
+
+def _with_headers(behaviour, headers):
+    def reply(request):
+        answer = behaviour(request)
+        answer.headers.update(headers)
+        return answer
+    return reply
+
+
+PROVIDER_HEADERS = {"x-switchyard-model": "evil/model", "x-switchyard-route": "evil-route",
+                    "x-switchyard-pinned": "true", "x-switchyard-anything": "x"}
+
+
+@pytest.mark.parametrize("model, served", [("gpt-4o", "openai/gpt-4o"), ("local/flaky", "openai/gpt-4o")],
+                         ids=["direct", "failover"])
+def test_a_provider_cannot_set_headers_in_the_gateways_namespace(providers, model, served):
+    from tests.conftest import provider_behaviour
+
+    gateway, upstream = providers
+    upstream.behaviour = _with_headers(provider_behaviour, PROVIDER_HEADERS)
+    try:
+        response = httpx.post(f"{gateway.url}/v1/chat/completions",
+                              json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        upstream.behaviour = provider_behaviour
+    assert response.status_code == 200
+    assert response.headers["x-switchyard-model"] == served
+    assert "x-switchyard-route" not in response.headers
+    assert "x-switchyard-pinned" not in response.headers and "x-switchyard-anything" not in response.headers
+    eventually(lambda: _says(gateway, f'"model":"{served}"'))
+    assert "evil" not in gateway.output()
+    metrics = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    assert "evil" not in metrics
+
+
+def test_private_and_internal_client_headers_never_reach_the_provider(providers):
+    gateway, upstream = providers
+    upstream.clear()
+    private = {"cookie": "session=abc", "proxy-authorization": "Basic dXNlcjpwYXNz", "x-forwarded-for": "10.1.2.3",
+               "x-switchyard-debug": "1", "x-switchyard-provider": "provider_anthropic_claude-sonnet-4-5"}
+    for path, body in (("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+                       ("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5,
+                                         "messages": [{"role": "user", "content": "hi"}]})):
+        assert httpx.post(f"{gateway.url}{path}", json=body, headers=private).status_code == 200
+    assert len(upstream.received) == 2
+    for request in upstream.received:
+        leaked = {name for name in request.headers if name in private or name.startswith("x-switchyard-")}
+        assert leaked == set(), (request.path, leaked)
+
+
+def test_a_key_in_the_query_string_is_neither_logged_nor_forwarded(providers):
+    gateway, upstream = providers
+    upstream.clear()
+    secret = "AIza-query-key-in-url-91f3"
+    response = httpx.post(f"{gateway.url}/v1/messages?beta=true&key={secret}",
+                          json={"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200
+    assert upstream.received[0].path == "/v1/messages?beta=true"  # Claude Code's parameter still travels
+    refused = httpx.post(f"{gateway.url}/v1/nope?key={secret}", json={})
+    assert refused.status_code == 404
+    eventually(lambda: _says(gateway, '"path":"/v1/nope"'))
+    assert secret not in gateway.output()
+
+
+def test_a_gzip_request_body_is_decoded_and_other_encodings_are_refused(providers):
+    import gzip
+    import json
+
+    gateway, upstream = providers
+    upstream.clear()
+    body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "compressed hello"}]}).encode()
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=gzip.compress(body),
+                          headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert response.status_code == 200, response.text
+    assert upstream.received[0].json["messages"][0]["content"] == "compressed hello"
+    assert "content-encoding" not in upstream.received[0].headers
+    for path, shape in (("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")):
+        refused = httpx.post(f"{gateway.url}{path}", content=body,
+                             headers={"content-type": "application/json", "content-encoding": "br"})
+        assert refused.status_code == 415
+        error = refused.json()
+        assert "content-encoding 'br' is not supported" in (error["error"]["message"])
+        assert (error.get("type") == "error") == (shape == "anthropic")
+    assert len(upstream.received) == 1
