@@ -17,7 +17,19 @@ from pathlib import Path
 import yaml
 
 from filter.runtime.supervisor import envoy_binary
-from tests.gateway import Gateway, free_port
+from tests.gateway import Gateway
+
+
+def free_port() -> int:
+    """A port for a benchmark process that takes it as an argument (the stand-ins, wrk targets).
+    The tests never do this (tests/gateway.py lets the system choose); a benchmark on a quiet
+    machine takes the small risk of a clash."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build"

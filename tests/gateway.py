@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import re
 import resource
 import signal
 import socket
@@ -11,34 +14,16 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SWITCHYARD = [sys.executable, "-m", "filter.runtime.cli"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_block(count: int) -> int:
-    """A first port such that `count` consecutive ports are free (filter workers use a block)."""
-    for _ in range(50):
-        first = free_port()
-        ok = True
-        for port in range(first, first + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return first
-    raise RuntimeError("no free port block")
-
+# "switchyard ready: http://127.0.0.1:PORT (N filter worker(s), admin on 127.0.0.1:PORT, metrics on :PORT/metrics)"
+READY = re.compile(r"switchyard ready: http://[^ ]+:(\d+) .*admin on [^ ]+:(\d+), metrics on :(\d+)/metrics")
+_SERIAL = itertools.count()
 
 # `make test` runs the end-to-end suite a second time with this set: every gateway that does not
 # choose itself (and has no client keys, which the fast path refuses) then has the fast path on.
@@ -46,28 +31,34 @@ FAST_PATH_RUN = os.environ.get("SWITCHYARD_TEST_FAST_PATH") == "1"
 
 
 class Gateway:
-    """`switchyard up` on a config dict, with free ports; output captured to a log file."""
+    """`switchyard up` on a config dict; output captured to a log file. Envoy's listener and admin
+    and the metrics endpoint get ports the system chooses (port 0, unless the test sets one), read
+    back from the ready line: no port is picked here and handed on. The filter workers listen on
+    Unix sockets in the gateway's private runtime directory."""
 
     def __init__(self, config: dict, tmp: Path, env: dict[str, str] | None = None, workers: int = 1,
                  open_files: tuple[int, int] | None = None):
-        self.port = free_port()
-        self.admin_port = free_port()
         config = dict(config)
-        config.setdefault("listeners", {"egress_traffic": {"address": "127.0.0.1", "port": self.port, "timeout": "30s"}})
+        config.setdefault("listeners", {"egress_traffic": {"address": "127.0.0.1", "port": 0, "timeout": "30s"}})
         gateway = dict(config.get("gateway") or {})
-        gateway.setdefault("admin_port", self.admin_port)
-        gateway.setdefault("metrics_port", free_port())
+        gateway.setdefault("admin_port", 0)
+        gateway.setdefault("metrics_port", 0)
         gateway.setdefault("workers", workers)
         if FAST_PATH_RUN and "client_keys" not in gateway:
             gateway.setdefault("fast_path", True)
         config["gateway"] = gateway
         self.config = config
-        self.path = tmp / f"switchyard-{self.port}.yaml"
+        name = f"switchyard-{os.getpid()}-{next(_SERIAL)}"
+        self.path = tmp / f"{name}.yaml"
         self.path.write_text(yaml.safe_dump(config))
-        self.log_path = tmp / f"switchyard-{self.port}.log"
+        self.log_path = tmp / f"{name}.log"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.process: subprocess.Popen | None = None
         self.open_files = open_files  # (soft, hard) RLIMIT_NOFILE of the gateway, else inherited
+        # Known once the gateway is ready (its ready line names them).
+        self.port: int | None = None
+        self.admin_port: int | None = None
+        self.metrics_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -83,7 +74,9 @@ class Gateway:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if b"switchyard ready" in self.log_path.read_bytes():
+            ready = READY.search(self.log_path.read_text(errors="replace"))
+            if ready:
+                self.port, self.admin_port, self.metrics_port = (int(g) for g in ready.groups())
                 return self
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.output()}")
@@ -134,6 +127,42 @@ class Gateway:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def refused_port():
+    """A loopback port where connections are refused, for a provider or router that is down: the
+    socket is bound (so nobody else gets the port) and never listens, for as long as the test runs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def start_envoy(bootstrap: dict, tmp: Path) -> tuple[subprocess.Popen, int, int]:
+    """Envoy alone on a bootstrap whose listener and admin ports are 0; (process, listener port,
+    admin port) once both are bound, read back from Envoy itself."""
+    from filter.runtime.supervisor import envoy_binary
+
+    config, address = tmp / f"envoy-{next(_SERIAL)}.yaml", tmp / f"admin-{next(_SERIAL)}.address"
+    config.write_text(yaml.safe_dump(bootstrap))
+    process = subprocess.Popen([envoy_binary(), "-c", str(config), "--disable-hot-restart", "--log-level", "error",
+                                "--admin-address-path", str(address)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        text = address.read_text().strip() if address.exists() else ""
+        if text:
+            admin = int(text.rsplit(":", 1)[1])
+            try:
+                listeners = httpx.get(f"http://127.0.0.1:{admin}/listeners?format=json").json()["listener_statuses"]
+                port = listeners[0]["local_address"]["socket_address"]["port_value"]
+                if port:
+                    return process, int(port), admin
+            except (httpx.HTTPError, KeyError, IndexError, ValueError):
+                pass
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise RuntimeError("envoy did not start")
 
 
 def eventually(check, timeout: float = 5.0):

@@ -37,15 +37,6 @@ SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 MESSAGE_TIMEOUT_MARGIN_S = 0.5
 
 
-# The configuration contract's hardening settings and their defaults, read through `setting`
-# until filter/config/ has them all.
-DEFAULTS: dict[str, Any] = {
-    "max_connections": 4096,
-    "request_headers_timeout_s": 10.0,
-    "idle_timeout_s": 300.0,
-    "max_response_bytes": 64 * 1024 * 1024,
-    "socket_dir": None,
-}
 # Where `switchyard render` and `switchyard workers` (Envoy and the filter in separate containers)
 # put the workers' sockets when gateway.socket_dir is not set; `switchyard up` uses its private
 # runtime directory instead.
@@ -54,13 +45,9 @@ SHARED_SOCKET_DIR = "/run/switchyard"
 MAX_SOCKET_PATH = 107
 
 
-def setting(config: Config, name: str) -> Any:
-    return getattr(config.gateway, name, DEFAULTS[name])
-
-
 def socket_dir(config: Config, runtime_dir: Path | None = None) -> Path:
     """The directory of the filter workers' Unix sockets."""
-    configured = setting(config, "socket_dir")
+    configured = config.gateway.socket_dir
     if configured:
         return Path(configured)
     return runtime_dir if runtime_dir is not None else Path(SHARED_SOCKET_DIR)
@@ -169,9 +156,9 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
         listener_port=int(listener.port if listener_port is None else listener_port),
         max_request_bytes=int(gateway.max_request_bytes),
         message_timeout=_duration(config.routing.timeout_s + MESSAGE_TIMEOUT_MARGIN_S),
-        max_connections=int(setting(config, "max_connections") if max_connections is None else max_connections),
-        request_headers_timeout=_duration(setting(config, "request_headers_timeout_s")),
-        idle_timeout=_duration(setting(config, "idle_timeout_s")),
+        max_connections=int(config.gateway.max_connections if max_connections is None else max_connections),
+        request_headers_timeout=_duration(config.gateway.request_headers_timeout_s),
+        idle_timeout=_duration(config.gateway.idle_timeout_s),
     )
     return yaml.safe_load(text)
 
@@ -364,7 +351,7 @@ def provider_clusters(config: Config, keys_dir: Path | None = None) -> list[dict
             "typed_extension_protocol_options": _upstream_filters(
                 {"http_protocol_options": {}}, [attempt_rewriter(chain), upstream_header_rules()]),
         })
-    limit = setting(config, "max_connections")
+    limit = config.gateway.max_connections
     for cluster in clusters:
         # As many concurrent requests as there may be client connections (Envoy's default: 1,024).
         thresholds = cluster.setdefault("circuit_breakers", {"thresholds": [{}]})["thresholds"][0]

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from filter.config import Config, ConfigError, load_config
-from filter.render.bootstrap import filter_sockets, render_bootstrap, setting, write_reloadable
+from filter.render.bootstrap import filter_sockets, render_bootstrap, write_reloadable
 from filter.runtime.metrics_endpoint import MetricsEndpoint
 
 READY_TIMEOUT_S = 60.0
@@ -102,7 +102,7 @@ class Supervisor:
         # The ports Envoy really listens on (known once it is up; the same after a restart).
         self.listener_port: int | None = None
         self.admin_port: int | None = None
-        self.max_connections = setting(config, "max_connections")
+        self.max_connections = config.gateway.max_connections
 
     # ------------------------------------------------------------------ processes
 

@@ -13,7 +13,7 @@ from tests.gateway import REPO, Gateway
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     config = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text())
-    config.pop("listeners")  # the test picks free ports
+    config.pop("listeners")  # the gateway's ports are chosen by the system
     config.pop("gateway")
     with Gateway(config, tmp_path_factory.mktemp("demo"), workers=2) as gateway:
         yield gateway

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway import Gateway, free_port
+from tests.gateway import Gateway, refused_port
 from tests.standins import Reply, StandIn, anthropic_reply, json_reply, openai_reply
 
 FIRST_BYTE_TIMEOUT_S = 1.0
@@ -90,7 +90,7 @@ def test_retry_then_fallback_to_another_api_family(client, gateway, providers):
     for server in providers:
         for received in server.received:
             assert "client-key" not in str(received.headers)
-    metrics = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    metrics = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
     assert 'switchyard_failovers_total{from_model="openai/primary",reason="http_503",to_model="anthropic/backup"} 1.0' in metrics
 
 
@@ -151,9 +151,14 @@ def test_anthropic_clients_fail_over_too(gateway, providers):
     assert message.content[0].text == "anthropic stand-in answering as backup"
 
 
-def test_alias_fallbacks_and_connection_refused(gateway, providers, tmp_path):
+@pytest.fixture
+def dead():
+    with refused_port() as port:
+        yield port
+
+
+def test_alias_fallbacks_and_connection_refused(gateway, providers, tmp_path, dead):
     a, b, c = providers
-    dead = free_port()
     config = {
         "llm_providers": [
             {"model": "local/gone", "base_url": f"http://127.0.0.1:{dead}/v1", "default": True},

@@ -111,7 +111,7 @@ def access_log(gateway: Gateway) -> list[dict]:
 
 
 def request_metrics(gateway: Gateway) -> dict:
-    text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    text = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples
             if s.name == "switchyard_requests_total" or s.name.startswith("gen_ai_client_token_usage")}

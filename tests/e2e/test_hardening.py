@@ -223,7 +223,7 @@ def test_a_provider_cannot_set_headers_in_the_gateways_namespace(providers, mode
     assert "x-switchyard-pinned" not in response.headers and "x-switchyard-anything" not in response.headers
     eventually(lambda: _says(gateway, f'"model":"{served}"'))
     assert "evil" not in gateway.output()
-    metrics = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    metrics = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
     assert "evil" not in metrics
 
 

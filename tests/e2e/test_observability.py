@@ -42,7 +42,7 @@ def gateway(upstream, tmp_path_factory):
 
 
 def scrape(gateway) -> dict[tuple[str, tuple], float]:
-    text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    text = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
     samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -132,7 +132,7 @@ def test_every_metric_the_dashboard_queries_is_exported(gateway, traffic):
 
     def check():
         exported = set()
-        for url in (f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics",
+        for url in (f"http://127.0.0.1:{gateway.metrics_port}/metrics",
                     f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus"):
             for family in text_string_to_metric_families(httpx.get(url).text):
                 exported.update(sample.name for sample in family.samples)
@@ -143,7 +143,7 @@ def test_every_metric_the_dashboard_queries_is_exported(gateway, traffic):
 
 
 def test_metrics_carry_no_keys_and_envoy_stats_stay_available(gateway, traffic):
-    text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    text = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
     assert KEY not in text
     envoy = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus").text
     assert "envoy_http_downstream_rq_total" in envoy

@@ -15,7 +15,7 @@ import pytest
 
 from router_model.arch_prompt import build_prompt, trim_conversation
 from router_model.engine import Route
-from tests.gateway import Gateway, free_port
+from tests.gateway import Gateway, refused_port
 from tests.standins import Reply, StandIn, json_reply
 
 ROUTES = [
@@ -225,9 +225,8 @@ def one_route_config(upstream, router_url: str, default: str, routed: str, route
 
 
 def test_connection_refused_serves_the_default_quickly(upstream, tmp_path):
-    config = one_route_config(upstream, f"http://127.0.0.1:{free_port()}/v1", "openai/fallback", "openai/coder",
-                              "code", timeout="1s")
-    with Gateway(config, tmp_path) as gateway:
+    with refused_port() as dead, Gateway(one_route_config(upstream, f"http://127.0.0.1:{dead}/v1", "openai/fallback",
+                                                          "openai/coder", "code", timeout="1s"), tmp_path) as gateway:
         start = time.monotonic()
         response = httpx.post(f"{gateway.url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "code"}]})
         assert time.monotonic() - start < 1.5

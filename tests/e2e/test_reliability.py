@@ -13,9 +13,8 @@ import openai
 import pytest
 
 from filter.config import parse_config
-from filter.render.bootstrap import render_yaml
-from filter.runtime.supervisor import envoy_binary
-from tests.gateway import Gateway, free_port
+from filter.render.bootstrap import render_bootstrap
+from tests.gateway import Gateway, start_envoy
 
 OPENAI_KEY = "sk-reliability-openai-5e7c1"
 ANTHROPIC_KEY = "sk-ant-reliability-88d02"
@@ -152,7 +151,7 @@ def test_provider_keys_appear_nowhere_in_a_full_runs_output(gateway, fresh):
     post(gateway, "/v1/chat/completions", HELLO)
     post(gateway, "/v1/chat/completions", {"model": "nope", "messages": HELLO["messages"]})
     post(gateway, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": HELLO["messages"]})
-    metrics = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    metrics = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
     render = subprocess.run(
         [os.sys.executable, "-m", "filter.runtime.cli", "render", str(gateway.path)], capture_output=True, text=True,
         env={**os.environ, "REL_OPENAI_KEY": OPENAI_KEY, "REL_ANTHROPIC_KEY": ANTHROPIC_KEY,
@@ -169,24 +168,14 @@ def test_provider_keys_appear_nowhere_in_a_full_runs_output(gateway, fresh):
 
 def test_filter_down_means_a_clear_503_and_nothing_upstream(upstream, tmp_path):
     upstream.clear()
-    port, admin = free_port(), free_port()
     config = parse_config({
-        "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": port}},
+        "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": 0}},
         "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True}],
-        "gateway": {"admin_port": admin, "filter_port": free_port()},  # nothing listens there
+        "gateway": {"admin_port": 0, "socket_dir": str(tmp_path / "sockets")},  # no worker listens there
     }, "t.yaml", {})
-    path = tmp_path / "envoy.yaml"
-    path.write_text(render_yaml(config))
-    envoy = subprocess.Popen([envoy_binary(), "-c", str(path), "--disable-hot-restart", "--log-level", "error"])
+    envoy, port, _ = start_envoy(render_bootstrap(config), tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=HELLO)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=HELLO)
         assert response.status_code == 503
         assert response.json()["error"]["type"] == "server_error"
         assert "gateway error" in response.json()["error"]["message"]
