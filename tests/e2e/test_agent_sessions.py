@@ -200,7 +200,7 @@ def test_both_workers_serve_pinned_steps_of_one_loop(gateway, fresh):
 
 
 def session_counts(gateway) -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+    text = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
     return {m.group(1): float(m.group(2)) for m in
             re.finditer(r'^switchyard_session_decisions_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
 
