@@ -119,7 +119,7 @@ def test_native_token_usage_is_counted_from_the_responses_wire_format(client, ga
         stream.get_final_response()
 
     def check():
-        text = httpx.get(f"http://127.0.0.1:{gateway.config['gateway']['metrics_port']}/metrics").text
+        text = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
         sums = {sample.labels["gen_ai_token_type"]: sample.value for family in text_string_to_metric_families(text)
                 for sample in family.samples if sample.name == "gen_ai_client_token_usage_sum"
                 and sample.labels.get("gen_ai_request_model") == "openai/gpt-5-mini"}
