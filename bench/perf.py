@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import fast_path_costs
+from bench import fast_path_costs, perf_routing
 from bench.perf_load import StreamClient, WrkResult, lua_script, run_wrk
 from bench.perf_procs import BENCH_VENV, BUILD, REPO, Fleet, System, chat_body, http, rss_mb
 
@@ -60,6 +60,7 @@ class Target:
     vary: bool = False
     expect_model: str | None = None  # x-switchyard-model the answer must carry
     rounds: list[WrkResult] = field(default_factory=list)
+    router_ms: list[float] = field(default_factory=list)  # decision times (preference targets)
     cpu: list[dict[str, float]] = field(default_factory=list)  # per round: label → CPU s per 1,000 req
 
     def median(self, attr: str) -> float:
@@ -93,6 +94,8 @@ def targets(include_litellm: bool) -> list[Target]:
                expect_model="openai/gpt-4o-mini"),
         Target("pref_uncached", "Switchyard 1 worker, `auto` embedded engine, every prompt new", "syemb",
                chat_body("auto", PREFERENCE_PROMPT), vary=True, expect_model="openai/gpt-4o-mini"),
+        Target("pref_uncached2", "Switchyard 2 workers, `auto` embedded engine, every prompt new", "syemb2",
+               chat_body("auto", PREFERENCE_PROMPT), vary=True, expect_model="openai/gpt-4o-mini"),
         Target("pref_cached", "Switchyard 1 worker, `auto` embedded engine, one prompt (cache hits)", "syemb",
                chat_body("auto", PREFERENCE_FIXED), expect_model="openai/gpt-4o-mini"),
     ]
@@ -110,6 +113,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ttfb-requests", type=int, help="sequential streaming requests per target (default 300, quick 100)")
     parser.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
+    parser.add_argument("--only", help="comma-separated target keys to run (development; the README's figures come "
+                                       "from a full run). The embedded-engine checks need alias and pref_uncached")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the benchmark: py-spy record a filter worker under wrk load → bench/profile.svg")
     parser.add_argument("--profile-seconds", type=float, default=15)
@@ -159,23 +164,32 @@ def log(message: str) -> None:
 def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, ttfb_n: int,
               running: list, started: float) -> int:
     conns, threads = args.connections, args.threads
-    log("starting the stand-in upstream, bare Envoy, bare Envoy + no-op filter, Switchyard (5 gateways) and LiteLLM")
+    plan = targets(not args.no_litellm)
+    if args.only:
+        keep = set(args.only.split(",")) | {"envoy"}
+        plan = [t for t in plan if t.key in keep]
+    needed = {t.system for t in plan} | {"upstream"}
+    log(f"starting {', '.join(sorted(needed))}")
     systems: dict[str, System] = {}
     systems["upstream"] = fleet.upstream()
-    systems["envoy"] = fleet.bare_envoy(systems["upstream"])
-    systems["noop"] = fleet.noop_filter_envoy(systems["upstream"])
-    systems["native"] = fleet.native_routing_envoy(systems["upstream"])
     up = systems["upstream"]
-    systems["syfast"] = fleet.switchyard("syfast", up, workers=1, engine="none", fast_path=True)
-    systems["sy1"] = fleet.switchyard("sy1", up, workers=1, engine="none")
-    systems["sy2"] = fleet.switchyard("sy2", up, workers=2, engine="none")
-    systems["sy1nm"] = fleet.switchyard("sy1nm", up, workers=1, engine="none", usage_metrics=False)
-    systems["syemb"] = fleet.switchyard("syemb", up, workers=1, engine="embedded")
-    if not args.no_litellm:
-        systems["litellm"] = fleet.litellm(up, workers=2)
+    starters = {
+        "envoy": lambda: fleet.bare_envoy(up),
+        "noop": lambda: fleet.noop_filter_envoy(up),
+        "native": lambda: fleet.native_routing_envoy(up),
+        "syfast": lambda: fleet.switchyard("syfast", up, workers=1, engine="none", fast_path=True),
+        "sy1": lambda: fleet.switchyard("sy1", up, workers=1, engine="none"),
+        "sy2": lambda: fleet.switchyard("sy2", up, workers=2, engine="none"),
+        "sy1nm": lambda: fleet.switchyard("sy1nm", up, workers=1, engine="none", usage_metrics=False),
+        "syemb": lambda: fleet.switchyard("syemb", up, workers=1, engine="embedded"),
+        "syemb2": lambda: fleet.switchyard("syemb2", up, workers=2, engine="embedded"),
+        "litellm": lambda: fleet.litellm(up, workers=2),
+    }
+    for name, start in starters.items():
+        if name in needed:
+            systems[name] = start()
     log(f"all up in {time.monotonic() - started:.0f}s")
 
-    plan = targets(not args.no_litellm)
     for target in plan:  # each path answers correctly before it is timed
         status, headers, body = http(systems[target.system].url + CHAT, {**target.body, "messages": [
             {"role": "user", "content": target.body["messages"][0]["content"].replace("__COUNTER__", "check")}]})
@@ -197,11 +211,15 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
         for target in order:
             LOADS.append(os.getloadavg()[0])
             system = systems[target.system]
+            decisions = perf_routing.LogTail(system.log_path)
+            decisions.mark()
             before = system.cpu()
             result = run_wrk(system.url + CHAT, _script(target), workdir, seconds=seconds, connections=conns,
                              threads=threads, procs=running)
             after = system.cpu()
             target.rounds.append(result)
+            if target.vary:
+                target.router_ms += decisions.router_ms()
             per_k = {label: (after[label] - before[label]) / max(result.requests, 1) * 1000
                      for label in after if label in before}
             per_k["wrk (load generator)"] = result.wrk_cpu_s / max(result.requests, 1) * 1000
@@ -215,7 +233,10 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     paced_groups = {
         "fast_alias": ("direct", "envoy", "native", "fast_alias"),
         "alias": ("direct", "envoy", "noop", "alias"),
+        "pref_uncached": ("alias", "pref_uncached"),  # the decision's cost at a quarter of its path's maximum
     }
+    paced_groups = {g: keys for g, keys in paced_groups.items() if g in by_key and all(k in by_key for k in keys)}
+    paced_router_ms: list[float] = []
     paced: dict[str, dict[str, list[WrkResult]]] = {g: {k: [] for k in keys} for g, keys in paced_groups.items()}
     rates = {g: 0.25 * by_key[g].median("rps") for g in paced_groups}
     for group, keys in paced_groups.items():
@@ -224,11 +245,33 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
         for r in range(rounds):
             for key in keys:
                 target = by_key[key]
+                decisions = perf_routing.LogTail(systems[target.system].log_path)
+                decisions.mark()
                 result = run_wrk(systems[target.system].url + CHAT, _script(target, delay_ms=conns / rate * 1000),
                                  workdir, seconds=seconds, connections=conns, threads=threads, procs=running)
                 paced[group][key].append(result)
+                if target.vary:
+                    paced_router_ms += decisions.router_ms()
                 log(f"paced {r + 1}/{rounds} {key:10s} {result.rps:7.0f} req/s  p50 {result.p50_ms:.3f} ms"
                     f"  p99 {result.p99_ms:.3f} ms")
+
+    tails = []
+    if "pref_uncached" in by_key:
+        log(f"decision tail: {perf_routing.TAIL_DECISIONS} sequential decisions in this process, the other core idle, then busy")
+        tails = [perf_routing.decision_tail(busy=False), perf_routing.decision_tail(busy=True)]
+    router_ms = {t.key: t.router_ms for t in plan if t.router_ms}
+    router_ms["paced"] = paced_router_ms
+    rss_routing = {name: {label: rss_mb(pid) for label, pid in s.processes.items() if label.startswith("worker")}
+                   for name, s in systems.items() if name in ("sy1", "syemb")}
+    if args.only:  # a development run: the embedded engine's targets only
+        rows_by = {t.key: {"rps": t.median("rps"), "cpu_per_1k": t.cpu_median()} for t in plan}
+        paced_by = {(g, k): {"rate": rates[g], "p50_ms": statistics.median(r.p50_ms for r in results)}
+                    for g, by in paced.items() for k, results in by.items()}
+        if "alias" in rows_by and "pref_uncached" in rows_by:
+            res = {"embedded_checks": perf_routing.checks(rows_by, paced_by, router_ms, rss_routing, tails)}
+            print("\n".join(perf_routing.render(res)))
+        log(f"done in {time.monotonic() - started:.0f}s")
+        return 0
 
     # Streaming time to first byte: sequential requests, the targets interleaved request by request.
     ttfb_targets = {"direct": ("upstream", "gpt-4o-mini"), "envoy": ("envoy", "gpt-4o-mini"),
@@ -259,6 +302,12 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
 
     results = collect(plan, paced, rates, ttfb, ttfb_errors, rss_idle, rss_loaded, args, rounds,
                       seconds, ttfb_n, time.monotonic() - started)
+    rows_by = {r["key"]: r for r in results["rows"]}
+    paced_by = {(r["group"], r["key"]): r for r in results["paced"]}
+    results["decision_tails"] = tails
+    results["router_ms"] = {k: {"n": len(v), "p50": perf_routing.percentile(v, 50), "p99": perf_routing.percentile(v, 99)}
+                            for k, v in router_ms.items()}
+    results["embedded_checks"] = perf_routing.checks(rows_by, paced_by, router_ms, rss_loaded, tails)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -458,11 +507,13 @@ def render_markdown(res: dict) -> str:
     ]
     names = {"syfast": "Switchyard fast path, 1 worker", "sy1": "Switchyard 1 worker, engine none", "sy2": "Switchyard 2 workers, engine none",
              "sy1nm": "Switchyard 1 worker, engine none, usage_metrics off",
-             "syemb": "Switchyard 1 worker, embedded engine", "envoy": "bare Envoy", "litellm": "LiteLLM proxy"}
+             "syemb": "Switchyard 1 worker, embedded engine", "syemb2": "Switchyard 2 workers, embedded engine",
+             "envoy": "bare Envoy", "litellm": "LiteLLM proxy"}
     for system, procs in res["rss_loaded_mb"].items():
         for label, value in procs.items():
             idle = res["rss_idle_mb"].get(system, {}).get(label)
             lines.append(f"| {names.get(system, system)}: {label} | {ms(idle) if idle else '–'} | {ms(value)} |")
+    lines += perf_routing.render(res)
     lines += [
         "",
         "## Targets",

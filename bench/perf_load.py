@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import resource
+import secrets
 import socket
 import subprocess
 import time
@@ -43,6 +44,9 @@ def lua_script(path: str, body: dict, *, vary: bool, delay_ms: float | None) -> 
         marker = "__COUNTER__"
         assert marker in text
         prefix, suffix = text.split(marker)
+        # A nonce per script: counters restart with every wrk run, and the prompts of an earlier
+        # run (the warm-up, the previous round) must not come back as decision-cache hits.
+        prefix += secrets.token_hex(4) + "-"
         lines += [
             f"local prefix = {_lua_string(prefix)}",
             f"local suffix = {_lua_string(suffix)}",

@@ -111,6 +111,7 @@ class System:
     name: str
     url: str
     processes: dict[str, int] = field(default_factory=dict)  # label → pid
+    log_path: Path | None = None  # Switchyard's output: Envoy's JSON access log among it
 
     def cpu(self) -> dict[str, float]:
         return {label: c for label, pid in self.processes.items() if (c := cpu_seconds(pid)) is not None}
@@ -219,7 +220,7 @@ class Fleet:
         assert gateway.process is not None
         processes["supervisor"] = gateway.process.pid
         processes["upstream"] = upstream.processes["upstream"]
-        return System(name, gateway.url, processes)
+        return System(name, gateway.url, processes, log_path=gateway.log_path)
 
     def litellm(self, upstream: System, workers: int = 2) -> System:
         binary = LITELLM_VENV / "bin" / "litellm"

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Iterator
 from router_model import encoder_graph as encoder_graph_module
 
 BUILD_TIMEOUT_S = 300.0
+UNUSED_FOR_S = 7 * 24 * 3600
 
 
 def cache_dir() -> Path:
@@ -57,6 +59,19 @@ def build(model_dir: Path, out: Path, precision: str, max_tokens: int) -> None:
     )
 
 
+def _prune(folder: Path, keep: str) -> None:
+    """Graphs no start has used for a week (earlier builder versions or weights; installs that
+    share the folder keep theirs fresh by using them)."""
+    stale = time.time() - UNUSED_FOR_S
+    for old in folder.glob("all-MiniLM-L6-v2.*.onnx"):
+        try:
+            if old.name != keep and old.stat().st_mtime < stale:
+                old.unlink()
+                Path(f"{old}.lock").unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
 @contextmanager
 def encoder_graph(model_dir: Path, precision: str, max_tokens: int) -> Iterator[Path]:
     """The graph's path, built first if needed. A private build is removed after use (the
@@ -65,6 +80,10 @@ def encoder_graph(model_dir: Path, precision: str, max_tokens: int) -> Iterator[
     folder = cache_dir()
     path = folder / name
     if path.is_file():
+        try:
+            os.utime(path)  # in use: not stale
+        except OSError:
+            pass
         yield path
         return
     try:
@@ -73,6 +92,7 @@ def encoder_graph(model_dir: Path, precision: str, max_tokens: int) -> Iterator[
             fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it right now
             if not path.is_file():
                 build(model_dir, path, precision, max_tokens)
+                _prune(folder, keep=name)
     except OSError:  # read-only or unwritable cache folder
         with tempfile.TemporaryDirectory(prefix="switchyard-encoder-") as private:
             path = Path(private) / name

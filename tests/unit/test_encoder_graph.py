@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,9 +115,20 @@ def test_first_start_builds_the_graph_once_then_reuses_it(tmp_path: Path) -> Non
     first = _python(code, {"SWITCHYARD_CACHE_DIR": str(tmp_path)})
     graphs = list(tmp_path.glob("*.onnx"))
     assert len(graphs) == 1
-    built = graphs[0].stat().st_mtime_ns
+    built = graphs[0].stat().st_ino  # a rebuild would rename a new file into place
     assert _python(code, {"SWITCHYARD_CACHE_DIR": str(tmp_path)}) == first
-    assert graphs[0].stat().st_mtime_ns == built  # loaded, not rebuilt
+    assert graphs[0].stat().st_ino == built  # loaded, not rebuilt
+
+
+def test_graphs_unused_for_a_week_are_removed_when_a_new_one_is_built(tmp_path: Path) -> None:
+    stale, fresh = tmp_path / "all-MiniLM-L6-v2.int8.128.0000.onnx", tmp_path / "all-MiniLM-L6-v2.int8.128.1111.onnx"
+    for path in (stale, fresh):
+        path.write_bytes(b"an older graph")
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(stale, (week_ago, week_ago))
+    _python("from router_model.encoder_onnx import OnnxEncoder; OnnxEncoder()", {"SWITCHYARD_CACHE_DIR": str(tmp_path)})
+    assert not stale.exists() and fresh.exists()
+    assert len(list(tmp_path.glob("*.onnx"))) == 2
 
 
 def test_an_unwritable_cache_still_gives_an_encoder(tmp_path: Path) -> None:
