@@ -56,8 +56,7 @@ def _bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code="invalid_request")
 
 
-def parse_client_request(api: ClientApi, raw: bytes) -> ClientRequest:
-    """Parse and check a chat-completions, messages or responses body. Raises GatewayError (400)."""
+def _json_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise _bad("request body is empty: expected a JSON object")
     try:
@@ -70,6 +69,12 @@ def parse_client_request(api: ClientApi, raw: bytes) -> ClientRequest:
         raise _bad(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _bad(f"request body must be a JSON object, got {_json_type(body)}")
+    return body
+
+
+def parse_client_request(api: ClientApi, raw: bytes) -> ClientRequest:
+    """Parse and check a chat-completions, messages or responses body. Raises GatewayError (400)."""
+    body = _json_object(raw)
 
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -115,6 +120,34 @@ def _check_responses_body(body: dict[str, Any]) -> None:
     previous = body.get("previous_response_id")
     if previous is not None and (not isinstance(previous, str) or not previous):
         raise _bad("'previous_response_id' must be a non-empty string", "previous_response_id")
+
+
+# OpenAI's limit on the inputs of one embeddings request.
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def parse_embeddings_request(raw: bytes) -> ClientRequest:
+    """Parse and check a POST /v1/embeddings body (OpenAI's shape). Raises GatewayError (400)."""
+    body = _json_object(raw)
+    model = body.get("model")
+    if model is None or model == "":
+        raise _bad("'model' is required: name an embedding model or an alias of one", "model")
+    if not isinstance(model, str):
+        raise _bad(f"'model' must be a string, got {_json_type(model)}", "model")
+    data = body.get("input")
+    if data is None:
+        raise _bad("'input' is required", "input")
+    items = [data] if isinstance(data, str) else data
+    if not isinstance(items, list) or not items:
+        raise _bad("'input' must be a string or a non-empty array of strings or token arrays", "input")
+    if len(items) > MAX_EMBEDDING_INPUTS:
+        raise _bad(f"'input' may hold at most {MAX_EMBEDDING_INPUTS} items, got {len(items)}", "input")
+    if isinstance(data, list) and not (all(isinstance(x, str) for x in items)
+                                       or all(type(x) is int for x in items)
+                                       or all(isinstance(x, list) and all(type(t) is int for t in x) for x in items)):
+        raise _bad("'input' must be a string, an array of strings, an array of token ids or an array of "
+                   "token-id arrays", "input")
+    return ClientRequest(api=ClientApi.CHAT, body=body, model=model, stream=False, preferences=None)
 
 
 def take_preferences(body: dict[str, Any]) -> tuple[RequestPreference, ...] | None:

@@ -20,10 +20,12 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter import echo, ext_proc
 from filter.catalog import Catalog
-from filter.config import Chain, Config
+from filter.config import Chain, Config, Provider
 from filter.errors import ClientApi, GatewayError, error_body
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
-from filter.inbound import ClientRequest, client_credentials, parse_client_request
+from filter.count_tokens import count_answer, estimate_input_tokens
+from filter.embeddings import build_embeddings_request, embeddings_decision
+from filter.inbound import ClientRequest, client_credentials, parse_client_request, parse_embeddings_request
 from filter.metrics import Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
@@ -37,6 +39,7 @@ from filter.translation import ChatStreamToMessages, TranslationError, chat_resp
 from filter.upstream import (
     CLIENT_AUTH_HEADERS,
     ResponseTranslation,
+    UpstreamRequest,
     build_upstream_request,
     responses_context,
     speaks_responses,
@@ -54,6 +57,8 @@ class Endpoint(Enum):
     PROXY = "proxy"
     MODELS = "models"
     DECISION = "decision"
+    EMBEDDINGS = "embeddings"
+    COUNT_TOKENS = "count_tokens"
 
 
 # path → (method, client API, what the gateway does with it)
@@ -62,6 +67,8 @@ ENDPOINTS: dict[str, tuple[str, ClientApi, Endpoint]] = {
     "/v1/messages": ("POST", ClientApi.MESSAGES, Endpoint.PROXY),
     "/v1/responses": ("POST", ClientApi.RESPONSES, Endpoint.PROXY),
     "/v1/models": ("GET", ClientApi.CHAT, Endpoint.MODELS),
+    "/v1/embeddings": ("POST", ClientApi.CHAT, Endpoint.EMBEDDINGS),
+    "/v1/messages/count_tokens": ("POST", ClientApi.MESSAGES, Endpoint.COUNT_TOKENS),
     "/routing/v1/chat/completions": ("POST", ClientApi.CHAT, Endpoint.DECISION),
     "/routing/v1/messages": ("POST", ClientApi.MESSAGES, Endpoint.DECISION),
     "/routing/v1/responses": ("POST", ClientApi.RESPONSES, Endpoint.DECISION),
@@ -185,6 +192,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ request body: the decision
 
     async def on_request_body(self, ex: Exchange, raw: bytes):
+        if ex.endpoint is Endpoint.EMBEDDINGS:
+            return self._embeddings(ex, raw)
         try:
             request = parse_client_request(ex.api, raw)
             if ex.api is ClientApi.RESPONSES:
@@ -206,6 +215,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                       "router_ms": metadata["router_ms"], "session_id": routed.session, "pinned": routed.pinned}
             return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
 
+        if ex.endpoint is Endpoint.COUNT_TOKENS:
+            return await self._count_tokens(ex, request, decision, metadata)
         if provider.interface is Interface.ECHO:
             reply = self._echo(ex, request, routed, metadata)
             await self.stored_responses.keep(ex.rewriter)
@@ -224,6 +235,9 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                                            responses=upstream.responses)
         # The answer's wire format, for counting its tokens (filter/observer.py).
         metadata["upstream_api"] = upstream_api(provider, ex.api).value
+        return self._forward(ex, provider, upstream, metadata)
+
+    def _forward(self, ex: Exchange, provider: Provider, upstream: UpstreamRequest, metadata: dict):
         if upstream.fitted:  # → the x-switchyard-fitted header and the access log
             metadata["fitted"] = ", ".join(upstream.fitted)
         return ext_proc.forward_request(
@@ -233,6 +247,31 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             upstream.body,
             metadata=metadata,
         )
+
+    def _embeddings(self, ex: Exchange, raw: bytes):
+        """POST /v1/embeddings: the named model's own endpoint (filter/embeddings.py), no failover."""
+        try:
+            request = parse_embeddings_request(raw)
+            decision = embeddings_decision(self.config, request)
+        except GatewayError as exc:
+            return self._error(ex, exc)
+        provider = decision.provider
+        metadata = {**self._base_metadata(ex), "model": provider.slug, "decision": decision.kind.value,
+                    "provider": provider.provider, "upstream_api": ClientApi.CHAT.value}
+        return self._forward(ex, provider, build_embeddings_request(request, provider, ex.headers, ex.query), metadata)
+
+    async def _count_tokens(self, ex: Exchange, request: ClientRequest, decision: Decision, metadata: dict):
+        """POST /v1/messages/count_tokens: Anthropic counts for its own models; for any other the
+        gateway answers an estimate (filter/count_tokens.py), and says so in a header."""
+        provider = decision.provider
+        if provider.interface is Interface.ANTHROPIC:
+            upstream = build_upstream_request(request, provider, ex.headers, ex.query, self.catalog.spec(provider),
+                                              client_named_model=decision.kind in NAMED,
+                                              endpoint="messages/count_tokens")
+            return self._forward(ex, provider, upstream, {**metadata, "upstream_api": ClientApi.MESSAGES.value})
+        count = estimate_input_tokens(request.body)  # linear in the body, which the gateway bounds
+        return ext_proc.immediate(200, count_answer(count), metadata=metadata,
+                                  headers=[("x-switchyard-model", provider.slug), ("x-switchyard-token-count", "estimate")])
 
     def _forward_to_chain(self, ex: Exchange, request: ClientRequest, chain: Chain, metadata: dict):
         """A model with fallbacks: Envoy's retries walk the chain, and each attempt is rewritten

@@ -92,16 +92,17 @@ def upstream_api(provider: Provider, client: ClientApi | None = None) -> ClientA
 _WIRE = {ClientApi.CHAT: "chat", ClientApi.MESSAGES: "messages", ClientApi.RESPONSES: "responses"}
 
 
-def provider_path(provider: Provider) -> str:
-    """The path of the provider's endpoint for the API it speaks (without the client's query)."""
+def provider_path(provider: Provider, endpoint: str | None = None) -> str:
+    """The path of the provider's endpoint for the API it speaks (without the client's query);
+    `endpoint` names another one of the same API (`embeddings`, `messages/count_tokens`)."""
     assert provider.upstream is not None
     prefix = provider.upstream.path_prefix
     if provider.interface is Interface.ANTHROPIC:
-        return f"{prefix}/messages"
+        return f"{prefix}/{endpoint or 'messages'}"
     if provider.interface is Interface.AZURE_OPENAI:
-        return (f"{prefix}/openai/deployments/{provider.model_id}/chat/completions"
+        return (f"{prefix}/openai/deployments/{provider.model_id}/{endpoint or 'chat/completions'}"
                 f"?api-version={provider.azure_api_version}")
-    return f"{prefix}/chat/completions"
+    return f"{prefix}/{endpoint or 'chat/completions'}"
 
 
 def responses_path(provider: Provider) -> str:
@@ -139,11 +140,14 @@ def client_named(request: ClientRequest, provider: Provider, aliases: Mapping[st
 
 def build_upstream_request(
     request: ClientRequest, provider: Provider, client_headers: dict[str, str], query: str,
-    spec: ModelSpec = UNKNOWN, client_named_model: bool = True,
+    spec: ModelSpec = UNKNOWN, client_named_model: bool = True, endpoint: str | None = None,
 ) -> UpstreamRequest:
     """The request Envoy forwards to `provider` (never called for the echo provider), fitted to
-    what the model takes (`spec`, from filter/catalog.py) when translated or chosen by the gateway."""
-    path = provider_path(provider)
+    what the model takes (`spec`, from filter/catalog.py) when translated or chosen by the gateway.
+    `endpoint` sends a native request to another endpoint of the provider's API (`embeddings`,
+    `messages/count_tokens`)."""
+    assert endpoint is None or (request.api is ClientApi.MESSAGES) == (provider.interface is Interface.ANTHROPIC)
+    path = provider_path(provider, endpoint)
     remove = list(CLIENT_AUTH_HEADERS)
     headers: list[tuple[str, str]] = []
     translation = None

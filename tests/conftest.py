@@ -9,16 +9,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.standins import Received, StandIn, anthropic_reply, openai_reply, responses_reply  # noqa: E402
+from tests.standins import (  # noqa: E402
+    Received, StandIn, anthropic_reply, count_tokens_reply, embeddings_reply, openai_reply, responses_reply)
 
 
 def provider_behaviour(request: Received):
     """An upstream that answers in the wire format its path asks for."""
     path = request.path.split("?")[0]
+    if path.endswith("/messages/count_tokens"):
+        return count_tokens_reply(request)
     if path.endswith("/messages"):
         return anthropic_reply(request)
     if path.endswith("/responses"):
         return responses_reply(request)
+    if path.endswith("/embeddings"):
+        return embeddings_reply(request)
     return openai_reply(request)
 
 

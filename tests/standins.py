@@ -248,6 +248,31 @@ def responses_reply(request: Received, text: str | None = None, calls: list | No
     return Reply(chunks=chunks, content_type="text/event-stream")
 
 
+def embeddings_reply(request: Received) -> Reply:
+    """OpenAI's embeddings answer: one vector per input, of the model's (or the asked) dimensions."""
+    refusal = openai_refusal(request, check_openai_embeddings)
+    if refusal is not None:
+        return refusal
+    body = request.json
+    data = body["input"]
+    items = [data] if isinstance(data, str) or (isinstance(data, list) and data and type(data[0]) is int) else data
+    size = body.get("dimensions") or 8  # short vectors: the tests read the shape, not the values
+    vectors = [{"object": "embedding", "index": i, "embedding": [round(0.001 * (i + 1) * (j + 1), 6) for j in range(size)]}
+               for i in range(len(items))]
+    tokens = sum(len(x.split()) if isinstance(x, str) else len(x) for x in items)
+    return Reply(body=json.dumps({"object": "list", "data": vectors, "model": body["model"],
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}).encode())
+
+
+def count_tokens_reply(request: Received, input_tokens: int | None = None) -> Reply:
+    """Anthropic's count_tokens answer (a count made up from the body's size unless given)."""
+    refusal = anthropic_refusal(request, check_anthropic_count_tokens)
+    if refusal is not None:
+        return refusal
+    count = input_tokens if input_tokens is not None else len(request.body) // 4
+    return Reply(body=json.dumps({"input_tokens": count}).encode())
+
+
 def json_reply(status: int, payload: dict) -> Reply:
     return Reply(status=status, body=json.dumps(payload).encode())
 
