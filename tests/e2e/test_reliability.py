@@ -109,7 +109,7 @@ def test_a_body_just_under_the_limit_is_served(gateway, fresh):
 
 
 def test_unsupported_path_is_404(gateway, fresh):
-    response = post(gateway, "/v1/embeddings", HELLO)
+    response = post(gateway, "/v1/audio/speech", HELLO)
     assert response.status_code == 404 and "unknown path" in response.json()["error"]["message"]
     assert fresh.received == []
 
