@@ -1,7 +1,14 @@
-"""Hot reload (SIGHUP or a changed file) without dropping in-flight streams, and SIGTERM draining."""
+"""Hot reload (SIGHUP or a changed file) without dropping in-flight streams, and SIGTERM draining.
+
+A saved file reloads by itself (its modification time changes), so the SIGHUP tests put the old
+modification time back after writing: only the signal can then make the gateway read the file.
+Streams in flight are held open by the stand-in provider until the test releases them.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import threading
 import time
@@ -9,8 +16,10 @@ import time
 import httpx
 import yaml
 
-from tests.gateway import Gateway
+from tests.gateway import Gateway, eventually
 from tests.standins import openai_reply
+
+WORDS = "one two three four five six seven eight"
 
 
 def wait_for(gateway: Gateway, text: str, count: int = 1, timeout: float = 20.0) -> None:
@@ -20,17 +29,37 @@ def wait_for(gateway: Gateway, text: str, count: int = 1, timeout: float = 20.0)
         time.sleep(0.05)
 
 
-def slow_stream(request):
-    reply = openai_reply(request, text="one two three four five six seven eight")
-    reply.chunk_delay_s = 0.25
-    return reply
+class HeldStream:
+    """The provider's behaviour: the first request's stream sends its first words, then waits for
+    `release`; later requests are answered at once."""
+
+    def __init__(self):
+        self.replies = []
+
+    def __call__(self, request):
+        reply = openai_reply(request, text=WORDS)
+        if not self.replies:
+            reply.hold_after = 3  # the role chunk and two words
+            self.replies.append(reply)
+        return reply
+
+    def wait_sent(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.replies:
+            assert time.monotonic() < deadline, "the stream never reached the provider"
+            time.sleep(0.02)
+        assert self.replies[0].sent.wait(timeout), "the provider never sent the first words"
+
+    def release(self) -> None:
+        for reply in self.replies:
+            reply.release.set()
 
 
 def stream_in_background(gateway: Gateway, model: str) -> dict:
     result: dict = {}
 
     def run():
-        with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=30,
+        with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=60,
                           json={"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}) as r:
             result["status"] = r.status_code
             result["model"] = r.headers.get("x-switchyard-model")
@@ -43,14 +72,32 @@ def stream_in_background(gateway: Gateway, model: str) -> dict:
 
 
 def streamed_text(body: str) -> str:
-    import json
-
     text = ""
     for line in body.splitlines():
         if line.startswith("data: {"):
             for choice in json.loads(line[6:])["choices"]:
                 text += choice["delta"].get("content") or ""
     return text
+
+
+def rewrite_keeping_mtime(gateway: Gateway, config: dict) -> None:
+    """Write a new configuration but leave the file's modification time as it was."""
+    before = os.stat(gateway.path)
+    gateway.path.write_text(yaml.safe_dump(config))
+    os.utime(gateway.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def rewrite_newer(gateway: Gateway, config: dict) -> None:
+    """Write a new configuration with a modification time visibly later than the old one."""
+    before = os.stat(gateway.path).st_mtime
+    gateway.path.write_text(yaml.safe_dump(config))
+    os.utime(gateway.path, (before + 5, before + 5))
+
+
+def ask(gateway: Gateway, model: str, key: str | None = None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{gateway.url}/v1/chat/completions", headers=headers, timeout=30,
+                      json={"model": model, "messages": [{"role": "user", "content": "x"}]})
 
 
 def test_sighup_reloads_providers_and_aliases_without_dropping_a_stream(upstream, fresh, tmp_path):
@@ -60,26 +107,52 @@ def test_sighup_reloads_providers_and_aliases_without_dropping_a_stream(upstream
         "routing": {"engine": "none"},
     }
     with Gateway(config, tmp_path) as gateway:
-        fresh.behaviour = slow_stream
+        held = HeldStream()
+        fresh.behaviour = held
         in_flight = stream_in_background(gateway, "fast")
-        time.sleep(0.5)  # the stream is under way
+        try:
+            held.wait_sent()  # the stream is under way
+            config["llm_providers"].append({"model": "groq/llama-3.3", "access_key": "k2",
+                                            "base_url": f"{upstream.url}/openai/v1"})
+            config["model_aliases"]["fast"] = {"target": "groq/llama-3.3"}
+            rewrite_keeping_mtime(gateway, {**gateway.config, **config})
+            gateway.process.send_signal(signal.SIGHUP)
+            wait_for(gateway, "configuration reloaded")
 
-        config["llm_providers"].append({"model": "groq/llama-3.3", "access_key": "k2", "base_url": f"{upstream.url}/openai/v1"})
-        config["model_aliases"]["fast"] = {"target": "groq/llama-3.3"}
-        gateway.path.write_text(yaml.safe_dump({**gateway.config, **config}))
+            answer = ask(gateway, "fast")
+            assert answer.status_code == 200
+            assert answer.headers["x-switchyard-model"] == "groq/llama-3.3"
+            assert fresh.received[-1].path == "/openai/v1/chat/completions"
+        finally:
+            held.release()
+        in_flight["thread"].join(timeout=30)
+        assert in_flight["status"] == 200 and in_flight["model"] == "openai/gpt-4o"
+        assert streamed_text(in_flight["body"]) == WORDS
+        assert in_flight["body"].rstrip().endswith("data: [DONE]")
+
+
+def test_sighup_reloads_client_keys_and_routing_settings(upstream, fresh, tmp_path):
+    config = {
+        "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True}],
+        "routing": {"engine": "none", "unknown_model": "reject"},
+        "gateway": {"client_keys": ["old-client-key"]},
+    }
+    with Gateway(config, tmp_path) as gateway:
+        assert ask(gateway, "gpt-4o", "old-client-key").status_code == 200
+        assert ask(gateway, "gpt-4o", "new-client-key").status_code == 401
+        assert ask(gateway, "claude-opus-4-1", "old-client-key").status_code == 404
+
+        updated = {**gateway.config, "routing": {"engine": "none", "unknown_model": "default"},
+                   "gateway": {**gateway.config["gateway"], "client_keys": ["new-client-key"]}}
+        rewrite_keeping_mtime(gateway, updated)
         gateway.process.send_signal(signal.SIGHUP)
         wait_for(gateway, "configuration reloaded")
 
-        answer = httpx.post(f"{gateway.url}/v1/chat/completions",
-                            json={"model": "fast", "messages": [{"role": "user", "content": "x"}]}, timeout=30)
-        assert answer.status_code == 200
-        assert answer.headers["x-switchyard-model"] == "groq/llama-3.3"
-        assert fresh.received[-1].path == "/openai/v1/chat/completions"
-
-        in_flight["thread"].join(timeout=30)
-        assert in_flight["status"] == 200 and in_flight["model"] == "openai/gpt-4o"
-        assert streamed_text(in_flight["body"]) == "one two three four five six seven eight"
-        assert in_flight["body"].rstrip().endswith("data: [DONE]")
+        assert ask(gateway, "gpt-4o", "old-client-key").status_code == 401
+        assert ask(gateway, "gpt-4o", "new-client-key").status_code == 200
+        unknown = ask(gateway, "claude-opus-4-1", "new-client-key")  # unknown_model: default now
+        assert unknown.status_code == 200 and unknown.headers["x-switchyard-model"] == "openai/gpt-4o"
+        assert "old-client-key" not in json.dumps([r.headers for r in fresh.received])
 
 
 def test_an_invalid_new_config_is_rejected_and_the_old_one_keeps_serving(upstream, fresh, tmp_path):
@@ -89,12 +162,10 @@ def test_an_invalid_new_config_is_rejected_and_the_old_one_keeps_serving(upstrea
     }
     with Gateway(config, tmp_path) as gateway:
         broken = {**gateway.config, "model_aliases": {"fast": {"target": "nowhere"}}}
-        time.sleep(1.1)  # a visibly newer modification time
-        gateway.path.write_text(yaml.safe_dump(broken))  # a changed file reloads without a signal
+        rewrite_newer(gateway, broken)  # a changed file reloads without a signal
         wait_for(gateway, "reload rejected")
         assert "model_aliases.fast.target" in gateway.output()
-        answer = httpx.post(f"{gateway.url}/v1/chat/completions",
-                            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
+        answer = ask(gateway, "gpt-4o")
         assert answer.status_code == 200
         assert gateway.process.poll() is None
 
@@ -107,11 +178,9 @@ def test_a_changed_file_reloads_routes_for_new_providers(upstream, fresh, tmp_pa
     with Gateway(config, tmp_path) as gateway:
         updated = {**gateway.config, "llm_providers": config["llm_providers"] + [
             {"model": "local/coder", "base_url": f"{upstream.url}/local"}]}
-        time.sleep(1.1)
-        gateway.path.write_text(yaml.safe_dump(updated))
+        rewrite_newer(gateway, updated)
         wait_for(gateway, "configuration reloaded")
-        answer = httpx.post(f"{gateway.url}/v1/chat/completions",
-                            json={"model": "local/coder", "messages": [{"role": "user", "content": "x"}]})
+        answer = ask(gateway, "local/coder")
         assert answer.status_code == 200 and answer.headers["x-switchyard-model"] == "local/coder"
         assert fresh.received[-1].path == "/local/chat/completions"
         assert [m["id"] for m in httpx.get(f"{gateway.url}/v1/models").json()["data"]] == ["openai/gpt-4o", "local/coder"]
@@ -123,22 +192,28 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(upstream, fresh,
         "routing": {"engine": "none"},
     }
     gateway = Gateway(config, tmp_path).start()
+    held = HeldStream()
     try:
-        fresh.behaviour = slow_stream
+        fresh.behaviour = held
         in_flight = stream_in_background(gateway, "gpt-4o")
-        time.sleep(0.5)
+        held.wait_sent()
         gateway.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        refused = False
-        try:
-            httpx.post(f"{gateway.url}/v1/chat/completions", timeout=5,
-                       json={"model": "gpt-4o", "messages": [{"role": "user", "content": "late"}]})
-        except httpx.TransportError:
-            refused = True
-        assert refused, "a new request was accepted while draining"
+
+        def refused():
+            try:
+                httpx.post(f"{gateway.url}/v1/chat/completions", timeout=5,
+                           json={"model": "gpt-4o", "messages": [{"role": "user", "content": "late"}]})
+            except httpx.TransportError:
+                return
+            raise AssertionError("a new request was accepted while draining")
+
+        eventually(refused, timeout=10)
+        assert in_flight["thread"].is_alive() and gateway.process.poll() is None  # still draining
+        held.release()
         in_flight["thread"].join(timeout=30)
         assert in_flight["status"] == 200
-        assert streamed_text(in_flight["body"]) == "one two three four five six seven eight"
+        assert streamed_text(in_flight["body"]) == WORDS
         assert gateway.process.wait(timeout=30) == 0
     finally:
+        held.release()
         gateway.stop()
