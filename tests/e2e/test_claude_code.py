@@ -15,10 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.gateway import Gateway
+from tests.pinned import require_client
 from tests.standins import StandIn, anthropic_reply, json_reply, openai_reply
 
-CLAUDE = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / ".bin" / "claude"
-pytestmark = pytest.mark.skipif(not CLAUDE.exists(), reason="Claude Code is installed by `make test` (npm ci in tests/clients)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def claude_cli() -> Path:
+    """Claude Code itself: without it these tests skip, and fail under CI."""
+    return require_client("claude")
 
 
 def router_behaviour(request):
@@ -55,6 +60,7 @@ def setup(tmp_path_factory):
 
 
 def claude(gateway: Gateway, tmp: Path, prompt: str) -> subprocess.CompletedProcess:
+    cli = require_client("claude")
     home = tmp / "home"
     home.mkdir(exist_ok=True)
     env = {
@@ -67,7 +73,7 @@ def claude(gateway: Gateway, tmp: Path, prompt: str) -> subprocess.CompletedProc
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_TELEMETRY": "1",
     }
-    return subprocess.run([str(CLAUDE), "-p", prompt], env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(cli), "-p", prompt], env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
 
 
 def completes(setup, prompt: str, served_by: str):

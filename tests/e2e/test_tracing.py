@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.gateway import Gateway
+from tests.gateway import Gateway, eventually
 from tests.standins import Reply, StandIn, json_reply
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
@@ -97,8 +97,31 @@ def test_the_clients_trace_is_continued_and_spans_are_exported(setup, fresh):
     assert collector.services == {"switchyard-test"}
 
 
-def test_a_malformed_traceparent_starts_a_new_trace(setup, fresh):
-    gateway, _, _ = setup
-    assert ask(gateway, "and again", {"traceparent": "00-zzzz-1234-01"}).status_code == 200
-    sent = TRACEPARENT.match(fresh.received[0].headers["traceparent"])
-    assert sent and sent.group(1) != "zzzz"
+@pytest.mark.parametrize("header", [
+    "00-zzzz-1234-01",  # not hex, wrong lengths
+    f"00-{'0' * 32}-{CLIENT_SPAN}-01",  # the all-zero trace id is invalid
+    f"00-{CLIENT_TRACE}-{'0' * 16}-01",  # so is the all-zero parent id
+    f"ff-{CLIENT_TRACE}-{CLIENT_SPAN}-01",  # version ff is forbidden
+    f"00-{CLIENT_TRACE[:-1]}-{CLIENT_SPAN}-01",  # one hex digit short
+], ids=["garbage", "zero-trace", "zero-parent", "version-ff", "short"])
+def test_a_malformed_traceparent_starts_a_new_trace(setup, fresh, header):
+    gateway, _, collector = setup
+    sent = []
+    for _ in range(2):
+        fresh.clear()
+        assert ask(gateway, "and again", {"traceparent": header}).status_code == 200
+        match = TRACEPARENT.match(fresh.received[0].headers["traceparent"])
+        assert match, fresh.received[0].headers["traceparent"]
+        sent.append(match.group(1))
+    first, second = sent
+    assert first not in header and second not in header  # not the client's (invalid) trace
+    assert first != second  # a fresh trace for each request
+    assert first.strip("0")
+
+    def request_span():
+        spans = [s for s in collector.spans if s["traceId"] == first and s["name"] == "switchyard.request"]
+        assert len(spans) == 1, "the request span was not exported (yet)"
+        return spans[0]
+
+    span = eventually(request_span, timeout=10)
+    assert not span.get("parentSpanId")  # a root span: no parent in an invalid header was taken
