@@ -369,3 +369,32 @@ class StandIn:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# Arch-Router's prompt as the model was trained on it, typed out here (not built with the
+# gateway's own code): a stand-in router compares what it receives with this. Every newline, the
+# double space before "Follow" and the trailing spaces are the model's. Fill in with JSON written
+# by hand in `json.dumps` style (", " and ": " separators, ASCII). `\n\` marks a line that ends in a
+# space. tests/unit/test_arch_prompt.py checks this copy against the training prompt's SHA-256.
+ARCH_ROUTER_PROMPT = """
+You are a helpful assistant designed to find the best suited route.
+You are provided with route description within <routes></routes> XML tags:
+<routes>
+
+{routes}
+
+</routes>
+
+<conversation>
+
+{conversation}
+
+</conversation>
+
+Your task is to decide which route is best suit with user intent on the conversation in <conversation></conversation> XML tags.  Follow the instruction:
+1. If the latest intent from user is irrelevant or user intent is full filled, response with other route {{"route": "other"}}.
+2. You must analyze the route descriptions and find the best match route for user latest intent. \n\
+3. You only response the name of the route that best matches the user's request, use the exact name in the <routes></routes>.
+
+Based on your analysis, provide your response in the following JSON formats if you decide to match any route:
+{{"route": "route_name"}} \n"""

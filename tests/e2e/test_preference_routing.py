@@ -13,15 +13,17 @@ import httpx
 import openai
 import pytest
 
-from router_model.arch_prompt import build_prompt, trim_conversation
 from router_model.engine import Route
 from tests.gateway import Gateway, refused_port
-from tests.standins import Reply, StandIn, json_reply
+from tests.standins import ARCH_ROUTER_PROMPT, Reply, StandIn, json_reply
 
 ROUTES = [
     Route("code_generation", "generating new code snippets, functions or boilerplate"),
     Route("creative_writing", "stories, poems and other creative writing"),
 ]
+# The routes as the router must see them, in the configuration's order.
+ROUTES_JSON = ('[{"name": "code_generation", "description": "generating new code snippets, functions or boilerplate"}, '
+               '{"name": "creative_writing", "description": "stories, poems and other creative writing"}]')
 ROUTER_TIMEOUT_S = 0.5
 
 
@@ -103,7 +105,8 @@ def test_each_route_reaches_its_model_and_the_router_sees_the_exact_prompt(clien
     assert headers["x-switchyard-route"] == route
     assert fresh.received[0].json["model"] == model.split("/")[1]
     # System prompts are not part of what the router reads.
-    assert script.prompts == [build_prompt(ROUTES, [{"role": "user", "content": question}])]
+    assert script.prompts == [ARCH_ROUTER_PROMPT.format(routes=ROUTES_JSON,
+                                                        conversation=f'[{{"role": "user", "content": "{question}"}}]')]
 
 
 def test_a_request_without_model_is_routed(gateway, script, fresh):
@@ -122,7 +125,10 @@ def test_multi_turn_conversation_is_sent_in_order_and_the_latest_intent_decides(
     ]
     headers = routed(client, conversation)
     assert headers["x-switchyard-route"] == "creative_writing"
-    assert script.prompts == [build_prompt(ROUTES, trim_conversation(conversation))]
+    assert script.prompts == [ARCH_ROUTER_PROMPT.format(routes=ROUTES_JSON, conversation=(
+        '[{"role": "user", "content": "write a function that reverses a list"}, '
+        '{"role": "assistant", "content": "def rev(xs): return xs[::-1]"}, '
+        '{"role": "user", "content": "now write a poem about it"}]'))]
     sent = json.loads(script.prompts[0].split("<conversation>\n\n")[1].split("\n\n</conversation>")[0])
     assert sent[-1] == {"role": "user", "content": "now write a poem about it"}
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]

@@ -16,6 +16,7 @@ from router_model.arch_prompt import (
     trim_conversation,
 )
 from router_model.engine import Route, RouterError
+from tests.standins import ARCH_ROUTER_PROMPT
 
 PROMPT_SHA256 = "f890b298642410adf02b08d65ad4e5f1bd6804ee5b31241df0068278ea9650c0"
 ROUTES = [Route("code_generation", "generating new code")]
@@ -27,6 +28,13 @@ NAMES = {"code_generation", "summarize"}
 
 def test_prompt_matches_the_training_prompt_byte_for_byte() -> None:
     prompt = build_prompt(ROUTES, [{"role": "user", "content": "write a rust prime sieve"}])
+    assert hashlib.sha256(prompt.encode("utf-8")).hexdigest() == PROMPT_SHA256
+
+
+def test_the_tests_own_copy_of_the_prompt_is_the_training_prompt() -> None:
+    """The stand-in routers compare prompts with tests/standins.py's copy: pin that copy too."""
+    prompt = ARCH_ROUTER_PROMPT.format(routes='[{"name": "code_generation", "description": "generating new code"}]',
+                                       conversation='[{"role": "user", "content": "write a rust prime sieve"}]')
     assert hashlib.sha256(prompt.encode("utf-8")).hexdigest() == PROMPT_SHA256
 
 

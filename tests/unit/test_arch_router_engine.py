@@ -13,9 +13,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from router_model.arch_prompt import build_prompt, trim_conversation
 from router_model.arch_router import ArchRouterEngine
 from router_model.engine import Route, RouterError
+from tests.standins import ARCH_ROUTER_PROMPT
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -117,7 +117,10 @@ def test_sends_the_exact_request_and_returns_the_route(server: FakeServer) -> No
     assert req.path == "/v1/chat/completions"
     assert req.headers["content-type"] == "application/json"
     body = json.loads(req.body)
-    expected_prompt = build_prompt(ROUTES, trim_conversation(MESSAGES))
+    expected_prompt = ARCH_ROUTER_PROMPT.format(
+        routes='[{"name": "code_generation", "description": "generating new code"}, '
+               '{"name": "summarize", "description": "summarising text"}]',
+        conversation='[{"role": "user", "content": "write a rust prime sieve"}]')  # no system prompt
     assert body == {
         "model": "Arch-Router",
         "messages": [{"role": "user", "content": expected_prompt}],
