@@ -58,7 +58,7 @@ def drain(monkeypatch):
         admin = Admin(clock, None if done_after is None else clock.now + done_after)
         monkeypatch.setattr(sup.urllib.request, "urlopen", admin.urlopen)
         supervisor = sup.Supervisor.__new__(sup.Supervisor)  # only what _drain reads
-        supervisor.config = type("C", (), {"gateway": type("G", (), {"admin_port": 9901})()})()
+        supervisor.admin_port = 9901  # Envoy's admin, as reported by Envoy once it listens
         supervisor._admin_json = admin.stats
         start = clock.now
         supervisor._drain()
