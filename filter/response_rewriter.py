@@ -50,6 +50,7 @@ class ResponseRewriter:
         self._buffered: list[bytes] = []
         self._error_status: int | None = None
         self.finished_response: dict | None = None  # a Responses answer, once whole and not failed
+        self._noted = False
 
     def on_headers(self, status: int) -> tuple[list[tuple[str, str]], list[str]]:
         """Headers to set and to remove: the translated body has another type and length."""
@@ -87,5 +88,7 @@ class ResponseRewriter:
         return orjson.dumps(answer)
 
     def _note_finished(self, response: dict | None) -> None:
-        if response is not None and response.get("status") in ("completed", "incomplete"):
+        """Hand a finished Responses answer to the caller once (filter/responses_store.py keeps it)."""
+        if response is not None and not self._noted and response.get("status") in ("completed", "incomplete"):
+            self._noted = True
             self.finished_response = response

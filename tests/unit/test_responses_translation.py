@@ -535,3 +535,21 @@ def test_an_anthropic_max_tokens_stop_is_incomplete():
     events, _ = check_stream(feed(stream_from_messages(), chunks))
     assert events[-1]["type"] == "response.incomplete"
     assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_the_rewriter_hands_a_finished_stream_over_once():
+    from filter.response_rewriter import ResponseRewriter
+    from filter.upstream import ResponseTranslation, responses_context
+
+    rewriter = ResponseRewriter(ResponseTranslation.CHAT_TO_RESPONSES, stream=True, model="local/qwen",
+                                responses=responses_context(REQUEST))
+    rewriter.on_headers(200)
+    handed = []
+    for chunk in [*CHAT_STREAM, b": trailing comment\n\n"]:
+        rewriter.on_body(chunk, False)
+        if rewriter.finished_response is not None:
+            handed.append(rewriter.finished_response)
+            rewriter.finished_response = None
+    rewriter.on_body(b"", True)
+    assert rewriter.finished_response is None
+    assert [r["status"] for r in handed] == ["completed"]
