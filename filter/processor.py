@@ -330,8 +330,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             ex.rewriter.on_headers(200)
             made = echo.echo_stream if request.stream else echo.echo_completion
             body = ex.rewriter.on_body(made(text, provider.model_id), True)
-            return ext_proc.immediate(200, body, content_type="text/event-stream" if request.stream else "application/json",
-                                      headers=headers, metadata=metadata)
+            content_type = "text/event-stream" if request.stream else "application/json"
+            return ext_proc.immediate(200, body, content_type=content_type, headers=headers, metadata=metadata)
         if request.stream:
             body = echo.echo_stream(text, provider.model_id)
             if ex.api is ClientApi.MESSAGES:
