@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.gateway import Gateway
+from tests.pinned import CLIENTS, require_client
 from tests.standins import Received, StandIn, openai_reply, responses_reply
 
-CODEX = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / ".bin" / "codex"
+CODEX = CLIENTS / "codex"
 PATCH = "*** Begin Patch\n*** Add File: greeting.txt\n+hello from the patch\n*** End Patch\n"
 SHELL_COMMAND = "printf 'written by exec_command' > note.txt"
 FINAL = "TASK-DONE: note.txt and greeting.txt are written."
@@ -28,11 +29,7 @@ FINAL = "TASK-DONE: note.txt and greeting.txt are written."
 
 @pytest.fixture(scope="module", autouse=True)
 def codex_installed():
-    if not CODEX.exists():
-        message = "Codex CLI is missing: `make test` installs it (npm ci in tests/clients)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_client("codex")  # skips on a developer's machine without it, fails under CI
 
 
 def tool_outputs(request: Received) -> int:
