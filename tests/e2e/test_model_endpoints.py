@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.gateway import Gateway
-from tests.standins import Reply, count_tokens_reply
+from tests.standins import Reply, anthropic_reply, count_tokens_reply
 
 OPENAI_KEY = "sk-openai-upstream-e1"
 ANTHROPIC_KEY = "sk-ant-upstream-e2"
@@ -26,11 +26,14 @@ def gateway(upstream, tmp_path_factory):
             {"model": "openai/gpt-4o", "access_key": OPENAI_KEY, "base_url": base},
             {"model": "openai/text-embedding-3-small", "access_key": OPENAI_KEY, "base_url": base},
             {"model": "anthropic/claude-sonnet-4-5", "access_key": ANTHROPIC_KEY, "base_url": base},
+            {"model": "anthropic/claude-opus-4-1", "access_key": ANTHROPIC_KEY, "base_url": base,
+             "fallbacks": ["anthropic/claude-3-5-haiku-20241022"]},
             {"model": "anthropic/claude-3-5-haiku-20241022", "access_key": ANTHROPIC_KEY, "base_url": base,
              "default": True},
         ],
         "model_aliases": {"embedder": {"target": "text-embedding-3-small"}, "fast": {"target": "gpt-4o"}},
         "routing": {"engine": "none", "unknown_model": "default"},
+        "failover": {"retries": 0},
     }
     with Gateway(config, tmp_path_factory.mktemp("model-endpoints")) as gw:
         yield gw
@@ -132,7 +135,7 @@ CLAUDE_CODE_LIKE = {"max_tokens": 32_000, "thinking": {"type": "enabled", "budge
 
 
 def test_a_request_the_gateway_sends_to_a_smaller_model_is_fitted_to_it(claude, fresh):
-    raw = claude.messages.with_raw_response.create(model="claude-opus-4-1", timeout=30, **CLAUDE_CODE_LIKE)  # → the default
+    raw = claude.messages.with_raw_response.create(model="claude-opus-4-7", timeout=30, **CLAUDE_CODE_LIKE)  # → the default
     assert raw.headers["x-switchyard-model"] == "anthropic/claude-3-5-haiku-20241022"
     assert raw.parse().content[0].text.startswith("anthropic stand-in")
     (request,) = fresh.received
@@ -178,3 +181,18 @@ def test_translated_message_start_carries_the_input_tokens_the_provider_reports_
     usage = json.loads(events[0][1])["message"]["usage"]
     assert (usage["input_tokens"], usage["cache_read_input_tokens"]) == (50, 7)
     assert events[-1][0] == "event: message_stop"
+
+
+def test_a_fallback_gets_the_request_fitted_to_it_the_model_named_gets_it_as_written(claude, fresh):
+    def primary_down(request):
+        if request.json["model"] == "claude-opus-4-1":
+            return Reply(status=503, body=b'{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}')
+        return anthropic_reply(request)
+
+    fresh.behaviour = primary_down
+    raw = claude.messages.with_raw_response.create(model="claude-opus-4-1", timeout=30, **CLAUDE_CODE_LIKE)
+    assert raw.headers["x-switchyard-model"] == "anthropic/claude-3-5-haiku-20241022"
+    assert raw.headers["x-switchyard-fitted"] == "thinking dropped, max_tokens 32000->8192"
+    first, second = fresh.received
+    assert first.json["max_tokens"] == 32_000 and first.json["thinking"]["budget_tokens"] == 16_000
+    assert second.json["max_tokens"] == 8192 and "thinking" not in second.json
