@@ -17,7 +17,9 @@
 local FLAG = "x-switchyard-fast-model" -- matched by the fast routes; never trusted from a client
 local NAMESPACE = "switchyard"
 local PATHS = { ["/v1/chat/completions"] = true, ["/v1/messages"] = true }
-local MAX_DEPTH = 256 -- far below the filter's parser limit (1024)
+-- Levels of nesting, the top-level object being the first: the filter's limit (MAX_JSON_DEPTH in
+-- filter/inbound.py, what it can write back); deeper bodies get its 400.
+local MAX_DEPTH = 254
 local MAX_NUMBER = 15 -- longer numbers are re-encoded by the filter (as doubles): let it
 
 local find, byte, sub, lower, format = string.find, string.byte, string.sub, string.lower, string.format
@@ -146,7 +148,7 @@ skip_value = function(s, i, depth)
   local c = byte(s, i)
   if c == 34 then return (skip_string(s, i)) end
   if c == 123 or c == 91 then
-    if depth >= MAX_DEPTH then return nil end
+    if depth + 2 > MAX_DEPTH then return nil end -- this container's level: depth + 2
     if c == 123 then return skip_object(s, i, depth + 1) end
     return skip_array(s, i, depth + 1, false)
   end

@@ -29,8 +29,8 @@ from google.protobuf import text_format
 from filter import ext_proc
 from filter.catalog import Catalog
 from filter.config import Chain, Config, Provider
-from filter.errors import ClientApi, GatewayError
-from filter.inbound import ClientRequest, parse_client_request
+from filter.errors import ClientApi, GatewayError, error_body
+from filter.inbound import ClientRequest, encode_json, parse_client_request
 from filter.metrics import Metrics
 from filter.response_rewriter import ResponseRewriter
 from filter.responses_store import StoredResponses
@@ -48,14 +48,16 @@ ENVELOPE_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
 def attempt_envelope(request: ClientRequest, api: ClientApi, query: str, headers: dict[str, str]) -> bytes:
+    """One line of what the attempts must know of the client, then the request as the client's
+    body was parsed: side by side, not nested, so a chain takes as deep a body as one model."""
     client = {"api": api.value, "query": query, "headers": {k: headers[k] for k in ENVELOPE_HEADERS if k in headers}}
-    return orjson.dumps({ENVELOPE_KEY: client, "request": request.body})
+    return orjson.dumps({ENVELOPE_KEY: client}) + b"\n" + encode_json(request.body)
 
 
 def open_envelope(raw: bytes) -> tuple[ClientApi, str, dict[str, str], bytes]:
-    envelope = orjson.loads(raw)
-    client = envelope[ENVELOPE_KEY]
-    return ClientApi(client["api"]), client["query"], client["headers"], orjson.dumps(envelope["request"])
+    line, _, body = raw.partition(b"\n")  # orjson writes no raw newline
+    client = orjson.loads(line)[ENVELOPE_KEY]
+    return ClientApi(client["api"]), client["query"], client["headers"], body
 
 
 @dataclass(slots=True)
@@ -67,6 +69,14 @@ class Attempt:
     answered: bool = False
     started: float = 0.0
     fitted: str = ""  # what this attempt's body changed for its model (x-switchyard-fitted)
+
+
+def _client_api(raw: bytes) -> ClientApi:
+    """The client's API family from an envelope, for an error in its shape (OpenAI's if unreadable)."""
+    try:
+        return open_envelope(raw)[0]
+    except (ValueError, KeyError, TypeError):
+        return ClientApi.CHAT
 
 
 def picked_member(message) -> str | None:
@@ -140,11 +150,13 @@ class AttemptRewriter:
             member = attempt.member
             upstream = build_upstream_request(request, member, client_headers, query, self.catalog.spec(member),
                                               client_named_model=client_named(request, member, self.config.aliases))
-        except (TranslationError, ValueError, KeyError, GatewayError) as exc:
+        except GatewayError as exc:  # e.g. a translation one level too deep for this member
+            return ext_proc.immediate(exc.status, error_body(_client_api(raw), exc))
+        except (TranslationError, ValueError, KeyError) as exc:
             # The downstream filter checked this body already; refuse rather than send it raw.
             log.warning("attempt for %s cannot be rewritten: %s", attempt.member.slug, exc)
-            return ext_proc.immediate(400, b'{"error": {"message": "request cannot be sent to the fallback model", '
-                                           b'"type": "invalid_request_error", "param": null, "code": null}}')
+            error = GatewayError(400, f"the request cannot be sent to the fallback model {attempt.member.slug}")
+            return ext_proc.immediate(400, error_body(_client_api(raw), error))
         if upstream.translation is not None:
             attempt.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=attempt.member.slug,
                                                 responses=upstream.responses)

@@ -52,6 +52,23 @@ def client_credentials(headers: dict[str, str]) -> list[bytes]:
     return found
 
 
+# The deepest nesting accepted, the top-level object being level 1: what the gateway can write
+# back (orjson encodes 254 levels). envoy/fast_path.lua's check uses the same number.
+MAX_JSON_DEPTH = 254
+
+
+def too_deep() -> GatewayError:
+    return _bad(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def encode_json(value: Any) -> bytes:
+    """A body the gateway sends on; a GatewayError (400) when it is nested too deeply to write."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson's only failure on parsed JSON: "Recursion limit reached"
+        raise too_deep() from None
+
+
 def _bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code="invalid_request")
 
@@ -66,9 +83,13 @@ def _json_object(raw: bytes) -> dict[str, Any]:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _bad("request body is not valid UTF-8") from None
+        if str(exc).startswith("depth limit exceeded"):  # orjson reads 1,024 levels
+            raise too_deep() from None
         raise _bad(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _bad(f"request body must be a JSON object, got {_json_type(body)}")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:  # could be too deep: ask the encoder
+        encode_json(body)
     return body
 
 

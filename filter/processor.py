@@ -53,6 +53,10 @@ ROUTING_HEADER = "x-switchyard-provider"
 NAMED = (DecisionKind.LITERAL, DecisionKind.ALIAS)
 
 
+INTERNAL_ERROR = GatewayError(500, "the gateway failed on this request (logged); nothing was sent upstream",
+                              code="internal_error")
+
+
 class Endpoint(Enum):
     PROXY = "proxy"
     MODELS = "models"
@@ -129,10 +133,15 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         exchange = Exchange()
         async for message in request_iterator:
             phase = message.WhichOneof("request")
-            if phase == "request_headers":
-                reply = self.on_request_headers(exchange, message.request_headers)
-            elif phase == "request_body":
-                reply = await self.on_request_body(exchange, message.request_body.body)
+            if phase in ("request_headers", "request_body"):
+                try:
+                    if phase == "request_headers":
+                        reply = self.on_request_headers(exchange, message.request_headers)
+                    else:
+                        reply = await self.on_request_body(exchange, message.request_body.body)
+                except Exception:  # a bug must not reach the client as an internal message
+                    log.exception("request failed inside the gateway; answered 500, nothing sent upstream")
+                    reply = self._error(exchange, INTERNAL_ERROR)
             elif phase == "response_headers":
                 reply = self.on_response_headers(exchange, message.response_headers)
             elif phase == "response_body":
@@ -222,7 +231,10 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             await self.stored_responses.keep(ex.rewriter)
             return reply
         if decision.chain is not None:
-            return self._forward_to_chain(ex, request, decision.chain, metadata)
+            try:
+                return self._forward_to_chain(ex, request, decision.chain, metadata)
+            except GatewayError as exc:
+                return self._error(ex, exc)
 
         try:
             upstream = build_upstream_request(request, provider, ex.headers, ex.query, self.catalog.spec(provider),
@@ -230,6 +242,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         except TranslationError as exc:  # a request the provider's API cannot express
             return self._error(ex, GatewayError(400, f"{provider.slug} cannot take this request: {exc.message}",
                                                 param=exc.param))
+        except GatewayError as exc:  # e.g. translated one level deeper than the gateway writes
+            return self._error(ex, exc)
         if upstream.translation is not None:
             ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug,
                                            responses=upstream.responses)

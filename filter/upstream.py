@@ -11,13 +11,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Mapping
 
-import orjson
-
 from filter.catalog import UNKNOWN, ModelSpec
 from filter.config import Provider
 from filter.errors import ClientApi
 from filter.fitting import fit_request, should_fit
-from filter.inbound import ClientRequest
+from filter.inbound import ClientRequest, encode_json
 from filter.providers import Interface
 from filter.translation import (
     ToolNames,
@@ -194,7 +192,7 @@ def build_upstream_request(
     if translation is not None:
         # The gateway must read the response to translate it: ask for it uncompressed.
         remove.append("accept-encoding")
-    payload = orjson.dumps(body)
+    payload = encode_json(body)  # a translation may nest one level deeper than the client did
     headers.append((":path", path))
     headers.append(("content-length", str(len(payload))))
     set_names = {name for name, _ in headers}

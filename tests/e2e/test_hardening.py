@@ -276,3 +276,40 @@ def test_a_gzip_request_body_is_decoded_and_other_encodings_are_refused(provider
         assert "content-encoding 'br' is not supported" in (error["error"]["message"])
         assert (error.get("type") == "error") == (shape == "anthropic")
     assert len(upstream.received) == 1
+
+
+# ---------------------------------------------------------------- deep JSON
+
+
+def _deep(levels: int, api: str) -> bytes:
+    """A body whose deepest container is at `levels` (the top-level object is level 1)."""
+    inner = b"[" * (levels - 3) + b"]" * (levels - 3)  # under top (1), messages (2), a message (3)
+    model = b"claude-sonnet-4-5" if api == "anthropic" else b"gpt-4o"
+    extra = b', "max_tokens": 5' if api == "anthropic" else b""
+    return (b'{"model": "' + model + b'"' + extra + b', "messages": [{"role": "user", "content": "hi", "x": '
+            + inner + b"}]}")
+
+
+@pytest.mark.parametrize("path, api", [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")])
+def test_json_nested_past_the_limit_is_a_clear_400_in_the_clients_shape(providers, path, api):
+    gateway, upstream = providers
+    upstream.clear()
+    headers = {"content-type": "application/json"}
+    assert httpx.post(f"{gateway.url}{path}", content=_deep(254, api), headers=headers).status_code == 200
+    for levels in (255, 300, 1024, 2000):
+        response = httpx.post(f"{gateway.url}{path}", content=_deep(levels, api), headers=headers)
+        assert response.status_code == 400, (levels, response.text)
+        error = response.json()
+        assert error["error"]["message"] == "request body is nested more than 254 levels deep"
+        assert (error.get("type") == "error") == (api == "anthropic")
+    assert len(upstream.received) == 1
+
+
+def test_a_failover_chain_takes_as_deep_a_body_as_one_model(providers):
+    gateway, upstream = providers
+    upstream.clear()
+    body = _deep(254, "openai").replace(b'"gpt-4o"', b'"local/flaky"')
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-switchyard-model"] == "openai/gpt-4o"
+    assert len(upstream.received) == 1

@@ -212,3 +212,35 @@ def test_each_fast_name_is_served_by_the_model_the_filter_would_pick():
 def test_the_fast_path_refuses_client_keys_with_a_clear_error():
     with pytest.raises(ConfigError, match="gateway.fast_path: cannot be used with gateway.client_keys"):
         _config(gateway={"client_keys": ["c1"]})
+
+
+# ---------------------------------------------------------------- one nesting limit for both paths
+
+
+def _nested(levels: int, where: str) -> bytes:
+    """A body whose deepest container is at `levels` (the top-level object is level 1)."""
+    if where == "messages":  # top (1), messages (2), a message (3), then arrays
+        inner = b"[" * (levels - 3) + b"]" * (levels - 3)
+        return b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi", "x": ' + (inner or b"0") + b"}]}"
+    inner = b"[" * (levels - 1) + b"]" * (levels - 1)  # top (1), then arrays from level 2
+    return b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "tools": ' + inner + b"}"
+
+
+@pytest.mark.parametrize("where", ["messages", "tools"])
+def test_the_filter_and_the_fast_path_share_one_nesting_limit(lua, where):
+    from filter.inbound import MAX_JSON_DEPTH
+
+    at_limit, over = _nested(MAX_JSON_DEPTH, where), _nested(MAX_JSON_DEPTH + 1, where)
+    assert assert_agrees_with_filter(lua, at_limit)  # fast, and the filter accepts it unchanged
+    assert check(lua, over) is None
+    refused = filter_view(over)
+    assert isinstance(refused, GatewayError) and refused.status == 400
+    assert refused.message == f"request body is nested more than {MAX_JSON_DEPTH} levels deep"
+    assert MAX_JSON_DEPTH == 254
+
+
+@pytest.mark.parametrize("levels", [255, 300, 1024, 1025, 5000])
+def test_any_depth_over_the_limit_is_the_same_clear_400(levels):
+    refused = filter_view(_nested(levels, "tools"))
+    assert isinstance(refused, GatewayError) and refused.status == 400
+    assert "nested more than 254 levels deep" in refused.message
