@@ -193,16 +193,60 @@ def take_preferences(body: dict[str, Any]) -> tuple[RequestPreference, ...] | No
         present = True
         found.extend(_top_level_preferences(body.pop("routing_preferences")))
 
+    if len(found) > MAX_REQUEST_ROUTES:
+        _room_for_one_more(found[:MAX_REQUEST_ROUTES])
     return tuple(found) if present else None
+
+
+def _room_for_one_more(routes: list) -> None:
+    if len(routes) >= MAX_REQUEST_ROUTES:
+        raise _bad(f"a request may bring at most {MAX_REQUEST_ROUTES} routing preferences", "routing_preferences")
+
+
+# Per-request preferences are a client's input on the request path: bounded, and parsed by libyaml
+# (C) after a check of its event stream (no anchors, aliases or bombs), never by a pure-Python
+# parser on the event loop (filter/processor.py moves large bodies with preferences off it).
+MAX_PREFERENCE_TEXT = 64 * 1024
+MAX_REQUEST_ROUTES = 64
+MAX_ROUTE_TEXT = 4096  # a route's name plus description, in characters
+_PREFERENCE_YAML_NODES = 10_000
+_PREFERENCE_YAML_DEPTH = 16
+
+
+def _preference_text(text: str, where: str) -> Any:
+    """A JSON or YAML string of preferences → its value; a 400 for anything out of bounds."""
+    if len(text) > MAX_PREFERENCE_TEXT:
+        raise _bad(f"'{where}' is longer than {MAX_PREFERENCE_TEXT} characters", where)
+    if text.lstrip()[:1] in ("[", "{"):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # YAML's flow style looks the same
+    try:
+        depth = nodes = 0
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise _bad(f"'{where}': YAML anchors and aliases are not accepted", where)
+            if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+                nodes += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            if nodes > _PREFERENCE_YAML_NODES or depth > _PREFERENCE_YAML_DEPTH:
+                raise _bad(f"'{where}' is too large or too deeply nested", where)
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 (a safe loader, checked above)
+    except yaml.YAMLError:
+        raise _bad(f"'{where}' is not valid JSON or YAML", where) from None
+
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _metadata_preferences(raw: Any) -> list[RequestPreference]:
     where = f"metadata.{PREFERENCE_METADATA_KEY}"
     if isinstance(raw, str):
-        try:
-            raw = yaml.safe_load(raw)  # YAML is a superset of JSON: one parser for both forms
-        except yaml.YAMLError:
-            raise _bad(f"'{where}' is not valid JSON or YAML", where) from None
+        raw = _preference_text(raw, where)
     if not isinstance(raw, list):
         raise _bad(f"'{where}' must be a list of {{model, routing_preferences}}", where)
     out = []
@@ -213,6 +257,7 @@ def _metadata_preferences(raw: Any) -> list[RequestPreference]:
         if not isinstance(prefs, list):
             raise _bad(f"'{where}[{i}].routing_preferences' must be a list", where)
         for j, pref in enumerate(prefs):
+            _room_for_one_more(out)
             out.append(RequestPreference(_route(pref, f"{where}[{i}].routing_preferences[{j}]"), (entry["model"],)))
     return out
 
@@ -223,6 +268,7 @@ def _top_level_preferences(raw: Any) -> list[RequestPreference]:
     out = []
     for i, pref in enumerate(raw):
         where = f"routing_preferences[{i}]"
+        _room_for_one_more(out)
         route = _route(pref, where)
         models = pref.get("models")
         if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
@@ -237,6 +283,8 @@ def _route(pref: Any, where: str) -> Route:
     name, description = pref.get("name"), pref.get("description")
     if not isinstance(name, str) or not name or not isinstance(description, str):
         raise _bad(f"'{where}' needs a 'name' and a 'description' string", where)
+    if len(name) + len(description) > MAX_ROUTE_TEXT:
+        raise _bad(f"'{where}': name and description may hold {MAX_ROUTE_TEXT} characters together", where)
     return Route(name, description)
 
 

@@ -8,6 +8,7 @@ route. Response phases run only for requests whose answer must be translated bet
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -25,7 +26,13 @@ from filter.errors import ClientApi, GatewayError, error_body
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.count_tokens import count_answer, estimate_input_tokens
 from filter.embeddings import build_embeddings_request, embeddings_decision
-from filter.inbound import ClientRequest, client_credentials, parse_client_request, parse_embeddings_request
+from filter.inbound import (
+    PREFERENCE_METADATA_KEY,
+    ClientRequest,
+    client_credentials,
+    parse_client_request,
+    parse_embeddings_request,
+)
 from filter.metrics import Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
@@ -53,6 +60,8 @@ ROUTING_HEADER = "x-switchyard-provider"
 NAMED = (DecisionKind.LITERAL, DecisionKind.ALIAS)
 
 
+OFF_LOOP_PARSE_BYTES = 16 * 1024
+PREFERENCE_MARK = PREFERENCE_METADATA_KEY.encode()
 INTERNAL_ERROR = GatewayError(500, "the gateway failed on this request (logged); nothing was sent upstream",
                               code="internal_error")
 
@@ -204,7 +213,11 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if ex.endpoint is Endpoint.EMBEDDINGS:
             return self._embeddings(ex, raw)
         try:
-            request = parse_client_request(ex.api, raw)
+            if len(raw) > OFF_LOOP_PARSE_BYTES and PREFERENCE_MARK in raw:
+                # Per-request preferences as YAML take milliseconds per kilobyte: not on the loop.
+                request = await asyncio.to_thread(parse_client_request, ex.api, raw)
+            else:
+                request = parse_client_request(ex.api, raw)
             if ex.api is ClientApi.RESPONSES:
                 await self.stored_responses.expand(request.body)
             routed = await self.decide(request, ex)

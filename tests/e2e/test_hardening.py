@@ -313,3 +313,25 @@ def test_a_failover_chain_takes_as_deep_a_body_as_one_model(providers):
     assert response.status_code == 200, response.text
     assert response.headers["x-switchyard-model"] == "openai/gpt-4o"
     assert len(upstream.received) == 1
+
+
+# ---------------------------------------------------------------- per-request preferences
+
+
+def test_megabytes_of_preference_yaml_get_a_400_and_never_stall_other_requests(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = "- model: echo/e\n  routing_preferences:\n" + "".join(
+        f"    - name: r{i}\n      description: writing and fixing code, number {i}\n" for i in range(40_000))
+    assert len(text) > 2_000_000  # parsed on the worker's loop, this froze it for seconds
+    hostile = {"model": "auto", "messages": [{"role": "user", "content": "hi"}],
+               "metadata": {"archgw_preference_config": text}}
+    with Gateway(ECHO, tmp_path) as gateway, ThreadPoolExecutor(4) as pool:
+        big = [pool.submit(httpx.post, f"{gateway.url}/v1/chat/completions", json=hostile, timeout=60) for _ in range(3)]
+        others = [served(gateway) for _ in range(20)]
+        answers = [f.result() for f in big]
+    assert others == [200] * 20
+    for answer in answers:
+        assert answer.status_code == 400
+        assert answer.json()["error"]["message"] == \
+            "'metadata.archgw_preference_config' is longer than 65536 characters"

@@ -60,3 +60,77 @@ def test_malformed_input_is_a_400(body):
     with pytest.raises(GatewayError) as caught:
         parse(body)
     assert caught.value.status == 400
+
+
+# ---------------------------------------------------------------- per-request preferences within bounds
+
+
+def _yaml_routes(count: int, description: str = "writing and fixing code") -> str:
+    return "- model: a\n  routing_preferences:\n" + "".join(
+        f"    - name: r{i}\n      description: {description}\n" for i in range(count))
+
+
+def _refused(body) -> GatewayError:
+    with pytest.raises(GatewayError) as caught:
+        parse(body)
+    assert caught.value.status == 400
+    return caught.value
+
+
+def test_a_megabyte_of_preference_yaml_is_refused_before_it_is_parsed():
+    text = _yaml_routes(20_000)  # ~1 MB: parsed on the event loop it froze a worker for seconds
+    assert len(text) > 1_000_000
+    error = _refused({"messages": MESSAGES, "metadata": {"archgw_preference_config": text}})
+    assert error.message == "'metadata.archgw_preference_config' is longer than 65536 characters"
+    assert error.param == "metadata.archgw_preference_config"
+
+
+@pytest.mark.parametrize("text", [
+    # A "billion laughs": each alias expands the one before (kilobytes in, gigabytes out).
+    "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
+    "d: [*c, *c, *c, *c, *c, *c, *c, *c]\n",
+    "- &m {model: a, routing_preferences: []}\n- *m\n",
+])
+def test_preference_yaml_with_anchors_or_aliases_is_refused(text):
+    error = _refused({"messages": MESSAGES, "metadata": {"archgw_preference_config": text}})
+    assert "anchors and aliases are not accepted" in error.message
+
+
+def test_preference_yaml_nested_too_deeply_is_refused():
+    text = "[" * 40 + "]" * 40  # JSON-looking but not a list of entries; YAML's reader sees it first
+    error = _refused({"messages": MESSAGES, "metadata": {"archgw_preference_config": "x: " + text}})
+    assert "too large or too deeply nested" in error.message
+
+
+@pytest.mark.parametrize("body", [
+    {"messages": MESSAGES, "metadata": {"archgw_preference_config": _yaml_routes(65)}},
+    {"messages": MESSAGES, "routing_preferences": [{"name": f"r{i}", "description": "d", "models": ["a"]} for i in range(65)]},
+    {"messages": MESSAGES, "metadata": {"archgw_preference_config": [
+        {"model": "a", "routing_preferences": [{"name": f"r{i}", "description": "d"} for i in range(40)]}]},
+     "routing_preferences": [{"name": f"s{i}", "description": "d", "models": ["a"]} for i in range(40)]},
+])
+def test_a_request_brings_at_most_64_routes(body):
+    assert _refused(body).message == "a request may bring at most 64 routing preferences"
+
+
+def test_64_routes_and_long_but_bounded_descriptions_are_accepted():
+    request = parse({"messages": MESSAGES, "metadata": {"archgw_preference_config": _yaml_routes(64)}})
+    assert len(request.preferences) == 64
+    long = "x" * 4000
+    request = parse({"messages": MESSAGES, "routing_preferences": [{"name": "r", "description": long, "models": ["a"]}]})
+    assert request.preferences[0].route.description == long
+    error = _refused({"messages": MESSAGES, "routing_preferences": [{"name": "r", "description": long + "x" * 96,
+                                                                     "models": ["a"]}]})
+    assert "4096 characters together" in error.message
+
+
+def test_json_and_yaml_strings_read_the_same_as_before():
+    import yaml
+
+    entries = [{"model": "openai/gpt-4o", "routing_preferences": [
+        {"name": "code", "description": "writing code: functions, tests"}, {"name": "math", "description": "proofs"}]}]
+    for text in (json.dumps(entries), json.dumps(entries, indent=2), yaml.safe_dump(entries),
+                 yaml.safe_dump(entries, default_flow_style=True)):
+        request = parse({"messages": MESSAGES, "metadata": {"archgw_preference_config": text}})
+        assert [(p.route.name, p.route.description, p.models) for p in request.preferences] == [
+            ("code", "writing code: functions, tests", ("openai/gpt-4o",)), ("math", "proofs", ("openai/gpt-4o",))]
