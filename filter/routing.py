@@ -39,11 +39,25 @@ def build_engine(settings: Routing) -> RouterEngine:
         from router_model.arch_router import ArchRouterEngine
 
         assert settings.endpoint is not None
-        return ArchRouterEngine(settings.endpoint, settings.model, settings.timeout_s)
+        return ArchRouterEngine(settings.endpoint, settings.model, settings.timeout_s, headers=_endpoint_headers(settings))
+    if settings.engine == "plano-orchestrator":
+        from router_model.plano_orchestrator import PlanoOrchestratorEngine
+
+        assert settings.endpoint is not None
+        return PlanoOrchestratorEngine(settings.endpoint, settings.model, settings.timeout_s,
+                                       headers=_endpoint_headers(settings))
     from router_model.embedded import EmbeddedEngine
 
     # One engine per worker; concurrent decisions share its encoder calls (micro-batching).
     return EmbeddedEngine(min_confidence=settings.min_confidence)
+
+
+def _endpoint_headers(settings: Routing) -> dict[str, str]:
+    """The router endpoint's credential, when the router is a configured provider that has a key."""
+    if settings.endpoint_credential is None:
+        return {}
+    name, secret = settings.endpoint_credential
+    return {name: secret.reveal()}
 
 
 class Router:
@@ -64,7 +78,8 @@ class Router:
         self, routes: Sequence[Route], messages: Sequence[Message], headers: Mapping[str, str] | None = None
     ) -> RouterAnswer:
         start = time.perf_counter()
-        trimmed = trim_conversation(messages)
+        # What the engine's prompt holds of the conversation (each protocol trims its own way).
+        trimmed = getattr(self.engine, "select", trim_conversation)(messages)
         # Examples are not part of the Arch-Router payload the key hashes, but they change
         # the embedded engine's answer.
         key = (conversation_cache_key(routes, trimmed), tuple(r.examples for r in routes))
@@ -84,7 +99,7 @@ class Router:
         return RouterAnswer(route, "route" if route else "other", _ms(start))
 
     async def _ask(self, routes, trimmed, headers) -> str | None:
-        if headers and self.engine.name == "arch-router":
+        if headers and self.engine.name in ("arch-router", "plano-orchestrator"):
             return await self.engine.choose(routes, trimmed, headers=headers)  # type: ignore[call-arg]
         return await self.engine.choose(routes, trimmed)
 

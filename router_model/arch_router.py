@@ -63,7 +63,7 @@ class ArchRouterEngine:
 
     def request_body(self, routes: Sequence[Route], messages: Sequence[Message]) -> dict[str, Any]:
         """The chat-completions body ``choose`` sends (exposed for tests and debugging)."""
-        prompt = build_prompt(routes, trim_conversation(messages, token_budget=self._token_budget))
+        prompt = build_prompt(routes, self.select(messages))
         return {
             "model": self._model,
             "messages": [{"role": "user", "content": prompt}],
@@ -106,7 +106,15 @@ class ArchRouterEngine:
             raise RouterError("router response has no choices[0].message") from None
         if content is not None and not isinstance(content, str):
             raise RouterError("router response content is not a string")
+        return self.read_answer(content, routes)
+
+    def read_answer(self, content: str | None, routes: Sequence[Route]) -> str | None:
+        """The route the model's answer names (engines of another protocol override this)."""
         return parse_route_answer(content, {r.name for r in routes})
+
+    def select(self, messages: Sequence[Message]) -> list[dict]:
+        """What of the conversation this engine's prompt holds (the decision cache keys on it)."""
+        return trim_conversation(messages, token_budget=self._token_budget)
 
     async def aclose(self) -> None:
         """Close pooled connections; later ``choose`` calls raise RouterError."""

@@ -175,6 +175,9 @@ class Routing:
     session_max_entries: int = 10_000
     # A request header whose value scopes sessions (Plano's session_cache.tenant_header).
     tenant_header: str | None = None
+    # (header, key) the router endpoint needs: set when Plano's overrides.llm_routing_model names a
+    # configured provider entry that has an access_key.
+    endpoint_credential: tuple[str, Secret] | None = None
 
 
 @dataclass(frozen=True, slots=True)
