@@ -78,6 +78,10 @@ class ResponseObserver(als_pb2_grpc.AccessLogServiceServicer):
         served = entry.response.response_headers.get(MODEL_HEADER) or model
         if model and served != model:
             model, kind, provider = served, DecisionKind.FALLBACK.value, served.partition("/")[0]
+        elif decision.get("model_label"):
+            # A wildcard entry's requests are counted under the entry (`openai/*`): the ids clients
+            # name must not grow the label sets.
+            model = decision["model_label"]
         labels = Labels(decision.get("api") or "", provider, model, kind, decision.get("route") or "")
         self.metrics.request(labels, status)
 

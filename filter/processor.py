@@ -33,6 +33,7 @@ from filter.inbound import (
     parse_client_request,
     parse_embeddings_request,
 )
+from filter.latency import LatencyBoard
 from filter.metrics import Metrics
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, resolve
@@ -104,11 +105,12 @@ class Exchange:
 
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     def __init__(self, config: Config, router: Router | None, metrics: Metrics, spans: SpanExporter | None = None,
-                 store: Store | None = None):
+                 store: Store | None = None, latency: LatencyBoard | None = None):
         self.metrics = metrics
         self.spans = spans
         self.store = store  # the shared store (filter/state/); None: no sessions
         self.stored_responses = StoredResponses(store)  # previous_response_id for translated answers
+        self.latency = latency or LatencyBoard(None)  # Envoy's timings per model, for `prefer: fastest`
         self.apply(config, router)
 
     def apply(self, config: Config, router: Router | None) -> None:
@@ -232,10 +234,10 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         log.debug("decision %s %s route=%s session=%s", decision.kind.value, provider.slug, decision.route,
                   routed.outcome and routed.outcome.value)
 
+        if provider.wildcard:
+            metadata["model_label"] = f"{provider.provider}/*"  # metrics count the entry, not each id
         if ex.endpoint is Endpoint.DECISION:
-            answer = {"model": provider.slug, "route": decision.route, "decision": decision.kind.value,
-                      "router_ms": metadata["router_ms"], "session_id": routed.session, "pinned": routed.pinned}
-            return ext_proc.immediate(200, orjson.dumps(answer), metadata=metadata)
+            return ext_proc.immediate(200, decision_answer(routed, ex.trace, metadata["router_ms"]), metadata=metadata)
 
         if ex.endpoint is Endpoint.COUNT_TOKENS:
             return await self._count_tokens(ex, request, decision, metadata)
@@ -316,7 +318,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         )
 
     async def decide(self, request: ClientRequest, ex: Exchange) -> Routed:
-        outcome = resolve(self.config, request.model, request.preferences)
+        outcome = resolve(self.config, request.model, request.preferences, self.latency.snapshot())
         if isinstance(outcome, Decision):
             return Routed(outcome, None)
         # Preference routing, once per user turn of an agent loop (filter/sessions/).
@@ -397,6 +399,23 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if ex.trace is not None:
             metadata.update(ex.trace.as_metadata())
         return metadata
+
+
+def decision_answer(routed: Routed, trace: TraceContext, router_ms: float | None) -> bytes:
+    """The decision endpoint's answer, in Plano's shape (`models`: the ranked models, first serves,
+    the next on 429/5xx; `route`; `trace_id`; `session_id`, `pinned`) plus Switchyard's own
+    (`model`, `decision`, `router_ms`)."""
+    decision = routed.decision
+    return orjson.dumps({
+        "models": [p.slug for p in decision.candidates],
+        "route": decision.route,
+        "trace_id": trace.trace_id,
+        "session_id": routed.session,
+        "pinned": routed.pinned,
+        "model": decision.provider.slug,
+        "decision": decision.kind.value,
+        "router_ms": router_ms,
+    })
 
 
 def _session_metadata(routed: Routed) -> dict:

@@ -179,9 +179,10 @@ class _Builder:
             gateway=gateway,
             by_slug=by_slug,
             by_model_id=by_model_id,
-            route_owner={name: pool.models[0] for name, pool in pools.items()},
+            route_owner={name: pool.order[0] for name, pool in pools.items()},
             routes=tuple(pool.route for pool in pools.values()),
             route_pools=pools,
+            pool_chains=self._pool_chains(pools),
             failover=self._failover(),
             provider_chains=provider_chains,
             alias_chains=alias_chains,
@@ -322,11 +323,20 @@ class _Builder:
         where: dict[str, str] = {}
         for i, p in enumerate(providers):
             for j, route in enumerate(p.routes):
-                path = f"{providers_key}[{i}].routing_preferences[{j}].name"
-                if route.name in pools:
-                    raise self.fail(path, f"route {route.name!r} is already defined by {pools[route.name].models[0].slug}")
-                pools[route.name] = RoutePool(route, (p,))
-                where[route.name] = path
+                path = f"{providers_key}[{i}].routing_preferences[{j}]"
+                if p.wildcard:
+                    raise self.fail(path, f"{p.slug} is a wildcard entry: a route needs a model")
+                known = pools.get(route.name)
+                if known is None:
+                    pools[route.name] = RoutePool(route, (p,))
+                    where[route.name] = f"{path}.name"
+                    continue
+                # Plano merges a route named under several providers into one pool, in file order
+                # (its v0.3 → v0.4 migration); the first description is the route's.
+                if route.description != known.route.description:
+                    self.warnings.append(f"{self.file}: {path}.description: route {route.name!r} is also described "
+                                         f"at {where[route.name]}; the first description is used")
+                pools[route.name] = RoutePool(known.route, (*known.models, p))
         top = self.raw.routing_preferences
         if top is not None and version < (0, 4):
             raise self.fail("routing_preferences", f"top-level routing_preferences need version: v0.4.0 or later "
@@ -346,12 +356,35 @@ class _Builder:
                 if provider.wildcard:
                     raise self.fail(f"{path}.models[{j}]", f"{provider.slug} is a wildcard entry, not a model")
                 models.append(provider)
-            if len(models) > 1:
-                self._check_chain(f"{path}.models", models)
             prefer = entry.selection_policy.prefer if entry.selection_policy else "none"
             pools[entry.name] = RoutePool(_route(entry), tuple(models), prefer)  # type: ignore[arg-type]
             where[entry.name] = f"{path}.name"
-        return pools
+        return {name: self._ranked(pool, where[name]) for name, pool in pools.items()}
+
+    def _ranked(self, pool: RoutePool, path: str) -> RoutePool:
+        from filter import pools as ranking  # reads the model table, which reads this package
+
+        if len(pool.models) > 1:
+            self._check_chain(path.removesuffix(".name"), list(pool.models))
+        ranked = ranking.static_order(pool.models, pool.prefer)
+        if pool.prefer == "cheapest":
+            unpriced = [p.slug for p in pool.models if ranking.price_per_token(p) is None]
+            if unpriced:
+                self.warnings.append(f"{self.file}: {path.removesuffix('.name')}.selection_policy: no price for "
+                                     f"{', '.join(unpriced)} in the model table (set the entry's prices); "
+                                     "ranked last")
+        return RoutePool(pool.route, pool.models, pool.prefer, ranked)
+
+    def _pool_chains(self, pools: Mapping[str, RoutePool]) -> dict[tuple[str, ...], Chain]:
+        from filter import pools as ranking
+
+        chains: dict[tuple[str, ...], Chain] = {}
+        for name, pool in pools.items():
+            for order in ranking.renderable_orders(pool):
+                key = ranking.slugs(order)
+                if key not in chains:
+                    chains[key] = self._check_chain(f"routing_preferences.{name}", list(order))
+        return chains
 
     # ------------------------------------------------------------------ sections
 

@@ -128,8 +128,15 @@ class RoutePool:
     failover chain. `prefer` reorders the pool (cheapest by price, fastest by observed latency)."""
 
     route: Route
-    models: tuple[Provider, ...]
+    models: tuple[Provider, ...]  # as written
     prefer: Literal["cheapest", "fastest", "none"] = "none"
+    # The order that serves when nothing is observed at run time: by price for `cheapest` (the
+    # model table's, fixed at start-up), as written otherwise. Empty: `models`.
+    ranked: tuple[Provider, ...] = ()
+
+    @property
+    def order(self) -> tuple[Provider, ...]:
+        return self.ranked or self.models
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +253,9 @@ class Config:
     # (the alias's own `fallbacks`, else its target's).
     provider_chains: Mapping[str, Chain] = field(repr=False, default_factory=dict)
     alias_chains: Mapping[str, Chain] = field(repr=False, default_factory=dict)
+    # Failover chains of route pools, by the order of their members' slugs: every order the
+    # pool may be served in (filter/pools.py), each its own aggregate cluster in Envoy.
+    pool_chains: Mapping[tuple[str, ...], Chain] = field(repr=False, default_factory=dict)
     # `openai/*` entries by provider prefix.
     wildcards: Mapping[str, Provider] = field(repr=False, default_factory=dict)
     version: str = "v0.3.0"
@@ -254,7 +264,8 @@ class Config:
 
     @property
     def chains(self) -> list[Chain]:
-        unique = {c.name: c for c in (*self.provider_chains.values(), *self.alias_chains.values())}
+        unique = {c.name: c for c in (*self.provider_chains.values(), *self.alias_chains.values(),
+                                      *self.pool_chains.values())}
         return list(unique.values())
 
     @property

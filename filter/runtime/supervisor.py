@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from filter import latency
 from filter.config import Config, ConfigError, load_config
 from filter.render.bootstrap import filter_sockets, render_bootstrap, write_reloadable
 from filter.runtime.metrics_endpoint import MetricsEndpoint
@@ -97,6 +98,8 @@ class Supervisor:
         self._reload_dir = Path(self._tmp.name)
         self._version = 1
         self._config_mtime = _mtime(config_path)
+        self._latency: dict[str, float] = {}  # seconds per model, smoothed (filter/latency.py)
+        self._next_latency_sample = 0.0
         self.metrics = MetricsEndpoint(config.gateway.metrics_port)
         self.envoy_restarts: list[float] = []
         # The ports Envoy really listens on (known once it is up; the same after a restart).
@@ -212,6 +215,7 @@ class Supervisor:
                 failure = self._restart_envoy()
                 if failure is not None:
                     return failure
+            self._sample_latency()
             for worker in self.workers:
                 code = worker.process.poll()
                 if code is None or self.stopping:
@@ -317,6 +321,20 @@ class Supervisor:
             return False
         texts = [s.get("value") for s in stats.get("stats", []) if s.get("name", "").endswith("version_text")]
         return len(texts) == 2 and all(t == version for t in texts)
+
+    def _sample_latency(self) -> None:
+        """Envoy's per-cluster request times → the workers' latency file (`prefer: fastest`)."""
+        now = time.monotonic()
+        if self.envoy is None or now < self._next_latency_sample or not latency.wants_latency(self.config):
+            return
+        self._next_latency_sample = now + latency.SAMPLE_INTERVAL_S
+        stats = self._admin_json(latency.STATS_PATH)
+        if stats is None:
+            return
+        medians = latency.interval_medians(stats, latency.clusters_of(self.config))
+        if medians:
+            self._latency = latency.smooth(self._latency, medians)
+            latency.write(self._reload_dir, self._latency)
 
     def _admin_json(self, path: str) -> dict | None:
         if self.admin_port is None:

@@ -20,6 +20,7 @@ from envoy.service.accesslog.v3 import als_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter.config import Config, ConfigError, load_config
+from filter.latency import LatencyBoard
 from filter.metrics import Metrics
 from filter.observer import ResponseObserver
 from filter.processor import Processor
@@ -63,7 +64,7 @@ async def serve(config_path: str, socket_path: str, state_dir: str) -> None:
     settings = config.gateway.store  # a change needs a restart: one store for the worker's life
     store = open_store(settings.url, key_prefix=settings.key_prefix,
                        password=settings.password.reveal() if settings.password else None, directory=state_dir)
-    processor = Processor(config, router, metrics, spans, store)
+    processor = Processor(config, router, metrics, spans, store, LatencyBoard(state_dir))
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(ResponseObserver(metrics, spans), server)
     health_service = health.aio.HealthServicer()

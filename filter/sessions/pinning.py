@@ -141,13 +141,13 @@ def pinned_decision(plan: RoutingPlan, stored: bytes | None) -> Decision | None:
         return None
     owner = plan.owners.get(route) if isinstance(route, str) else None
     if owner is not None and owner.slug == slug:
-        return Decision(owner, DecisionKind.PREFERENCE, route, plan.chains.get(slug))
+        return plan.decision(DecisionKind.PREFERENCE, route, owner)
     if route is None and plan.fallback.slug == slug:
-        return Decision(plan.fallback, DecisionKind.DEFAULT, None, plan.chains.get(slug))
+        return plan.decision(DecisionKind.DEFAULT, None, plan.fallback)
     # The model is still a candidate, under another route name: the model is what stays pinned.
     for name, provider in plan.owners.items():
         if provider.slug == slug:
-            return Decision(provider, DecisionKind.PREFERENCE, name, plan.chains.get(slug))
+            return plan.decision(DecisionKind.PREFERENCE, name, provider)
     if plan.fallback.slug == slug:
-        return Decision(plan.fallback, DecisionKind.DEFAULT, None, plan.chains.get(slug))
+        return plan.decision(DecisionKind.DEFAULT, None, plan.fallback)
     return None

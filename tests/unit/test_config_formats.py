@@ -79,7 +79,11 @@ def test_v04_top_level_routes_are_ranked_pools():
     code = config.route_pools["code_generation"]
     assert [p.slug for p in code.models] == ["anthropic/claude-sonnet-4-6", "openai/gpt-4o"]  # a bare id resolves
     assert code.prefer == "cheapest"
-    assert config.route_owner["code_generation"].slug == "anthropic/claude-sonnet-4-6"
+    # prefer: cheapest — gpt-4o ($2.50 + $10 per million tokens in the pinned table) before
+    # claude-sonnet-4-6 ($3 + $15): the cheaper model serves, the other is its fallback.
+    assert [p.slug for p in code.order] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"]
+    assert config.route_owner["code_generation"].slug == "openai/gpt-4o"
+    assert config.route_owner["complex_reasoning"].slug == "openai/gpt-4o"
     assert [r.name for r in config.routes] == ["complex_reasoning", "code_generation"]
     assert config.listener.port == 12000 and config.version == "v0.4.0"
 
@@ -92,6 +96,51 @@ def test_v03_routes_under_providers_are_pools_of_one_and_also_read_under_v04():
     del raw["routing_preferences"]
     config = parse(raw)
     assert [p.slug for p in config.route_pools["explain"].models] == ["openai/gpt-4o"]
+
+
+def test_a_v03_route_named_under_several_providers_is_one_pool_in_file_order_as_plano_migrates_it():
+    config = parse({"llm_providers": [
+        {"model": "openai/gpt-4o-mini", "access_key": "k", "default": True},
+        {"model": "openai/gpt-4o", "access_key": "k", "routing_preferences": [{"name": "code", "description": "writing code"}]},
+        {"model": "anthropic/claude-sonnet-4-6", "access_key": "k",
+         "routing_preferences": [{"name": "code", "description": "code, other words"}]}]})
+    pool = config.route_pools["code"]
+    assert [p.slug for p in pool.order] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"]
+    assert pool.route.description == "writing code"
+    assert any("llm_providers[2].routing_preferences[0].description: route 'code' is also described at "
+               "llm_providers[1].routing_preferences[0].name; the first description is used" in w for w in config.warnings)
+    # The pool is a failover chain: Envoy gets an aggregate cluster for it.
+    assert [p.slug for p in config.pool_chains[("openai/gpt-4o", "anthropic/claude-sonnet-4-6")].members] == \
+        ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"]
+
+
+def test_cheapest_ranks_unpriced_models_last_with_a_warning_and_entry_prices_override_the_table():
+    raw = {**V04, "model_providers": [
+        {"model": "openai/gpt-4o-mini", "access_key": "k", "default": True},
+        {"model": "local/qwen", "base_url": "http://127.0.0.1:8000"},
+        {"model": "openai/gpt-4o", "access_key": "k", "prices": {"input": 0.01, "output": 0.02}},
+        {"model": "anthropic/claude-sonnet-4-6", "access_key": "k"}],
+        "routing_preferences": [{"name": "r", "description": "d", "selection_policy": {"prefer": "cheapest"},
+                                 "models": ["local/qwen", "anthropic/claude-sonnet-4-6", "openai/gpt-4o"]}]}
+    config = parse(raw)
+    assert [p.slug for p in config.route_pools["r"].order] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6", "local/qwen"]
+    assert any("routing_preferences[0].selection_policy: no price for local/qwen" in w for w in config.warnings)
+    assert [p.slug for p in config.route_pools["r"].models] == ["local/qwen", "anthropic/claude-sonnet-4-6", "openai/gpt-4o"]
+
+
+def test_fastest_pools_render_every_order_they_may_be_served_in():
+    models = [f"openai/m{i}" for i in range(5)]
+    raw = {**V04, "model_providers": [{"model": m, "access_key": "k"} for m in models] +
+           [{"model": "openai/gpt-4o-mini", "access_key": "k", "default": True}],
+           "routing_preferences": [
+               {"name": "small", "description": "d", "models": models[:3], "selection_policy": {"prefer": "fastest"}},
+               {"name": "big", "description": "e", "models": models, "selection_policy": {"prefer": "fastest"}}]}
+    config = parse(raw)
+    small = {k for k in config.pool_chains if len(k) == 3}
+    assert len(small) == 6  # every permutation of three
+    big = {k for k in config.pool_chains if len(k) == 5}
+    # Five models: each first once, the others as written.
+    assert big == {(m, *[o for o in models if o != m]) for m in models}
 
 
 def test_top_level_routes_under_v03_are_refused_with_what_to_do():

@@ -124,3 +124,74 @@ def test_an_alias_named_like_a_shared_model_id_picks_one_of_them():
     decision = resolve(config, "shared", None)
     assert (decision.provider.slug, decision.kind) == ("groq/shared", DecisionKind.ALIAS)
     assert config.warnings == ()
+
+
+# --------------------------------------------------------------------------- wildcards and ranked pools
+
+
+def wildcards():
+    return parse_config({"model_providers": [
+        {"model": "openai/gpt-4o", "access_key": "k", "default": True},
+        {"model": "openai/*", "access_key": "wild-key"},
+        {"model": "anthropic/*", "access_key": "k"},
+    ], "model_aliases": {"fast": {"target": "gpt-4o"}}, "routing": {"unknown_model": "reject"}}, "t.yaml", {})
+
+
+def test_a_wildcard_entry_serves_any_id_of_its_provider_after_literals_and_aliases():
+    config = wildcards()
+    exact = resolve(config, "openai/gpt-4o", None)
+    assert exact.provider is config.by_slug["openai/gpt-4o"] and not exact.provider.wildcard
+    assert resolve(config, "fast", None).kind is DecisionKind.ALIAS
+    wild = resolve(config, "openai/gpt-5.2-codex", None)
+    assert (wild.kind, wild.provider.slug, wild.provider.model_id) == (DecisionKind.LITERAL, "openai/gpt-5.2-codex", "gpt-5.2-codex")
+    assert wild.provider.wildcard and wild.provider.cluster == config.wildcards["openai"].cluster
+    assert wild.provider.access_key.reveal() == "wild-key"
+    # A bare id is never guessed onto a wildcard, nor a provider without one.
+    with pytest.raises(GatewayError) as caught:
+        resolve(config, "gpt-5.2-codex", None)
+    assert caught.value.status == 404
+    with pytest.raises(GatewayError):
+        resolve(config, "groq/llama", None)
+
+
+@pytest.mark.parametrize("model", ["openai/", "openai/ spaced", "openai/" + "x" * 129, "openai/a\nb"])
+def test_a_wildcard_id_that_is_no_model_id_is_a_400(model):
+    with pytest.raises(GatewayError) as caught:
+        resolve(wildcards(), model, None)
+    assert caught.value.status in (400, 404) and caught.value.param == "model"
+
+
+def pools_config(prefer="none"):
+    return parse_config({"version": "v0.4.0", "model_providers": [
+        {"model": "openai/gpt-4o-mini", "access_key": "k", "default": True},
+        {"model": "openai/gpt-4o", "access_key": "k"},
+        {"model": "anthropic/claude-sonnet-4-6", "access_key": "k"},
+        {"model": "local/qwen", "base_url": "http://127.0.0.1:9"},
+    ], "routing_preferences": [{"name": "code", "description": "writing code", "selection_policy": {"prefer": prefer},
+                                "models": ["anthropic/claude-sonnet-4-6", "local/qwen", "openai/gpt-4o"]}]},
+        "t.yaml", {})
+
+
+def test_a_routed_pool_serves_its_first_model_with_the_others_as_its_failover_chain():
+    config = pools_config()
+    decision = decide_route(resolve(config, None, None), "code")
+    assert decision.provider.slug == "anthropic/claude-sonnet-4-6"
+    assert [p.slug for p in decision.chain.members] == ["anthropic/claude-sonnet-4-6", "local/qwen", "openai/gpt-4o"]
+    assert [p.slug for p in decision.candidates] == ["anthropic/claude-sonnet-4-6", "local/qwen", "openai/gpt-4o"]
+    assert decide_route(resolve(config, None, None), None).candidates == (config.by_slug["openai/gpt-4o-mini"],)
+
+
+def test_fastest_orders_by_observed_latency_unobserved_models_last():
+    config = pools_config("fastest")
+    unobserved = decide_route(resolve(config, None, None), "code")
+    assert unobserved.provider.slug == "anthropic/claude-sonnet-4-6"  # nothing observed: as written
+    latency = {"openai/gpt-4o": 0.4, "local/qwen": 0.1}
+    decision = decide_route(resolve(config, None, None, latency), "code")
+    assert [p.slug for p in decision.chain.members] == ["local/qwen", "openai/gpt-4o", "anthropic/claude-sonnet-4-6"]
+    assert decision.chain.name in {c.name for c in config.chains}  # Envoy has that aggregate cluster
+
+
+def test_cheapest_puts_the_lowest_price_first_and_unpriced_last():
+    decision = decide_route(resolve(pools_config("cheapest"), None, None), "code")
+    # gpt-4o $2.50 + $10, claude-sonnet-4-6 $3 + $15 per million (pinned table); qwen has no price.
+    assert [p.slug for p in decision.candidates] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6", "local/qwen"]
