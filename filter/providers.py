@@ -24,6 +24,12 @@ class ProviderDefaults:
     base_url: str | None
     interface: Interface
     needs_key: bool = True
+    # Without an access_key, the client's own credential is forwarded (Plano's passthrough_auth).
+    passthrough_without_key: bool = False
+    # Headers sent upstream unless the entry's `headers` sets them: (name, literal or $ENV).
+    headers: tuple[tuple[str, str], ...] = ()
+    # Serves OpenAI's Responses API only (`{prefix}/responses`), no Chat Completions.
+    responses_only: bool = False
 
 
 CATALOGUE: dict[str, ProviderDefaults] = {
@@ -38,8 +44,12 @@ CATALOGUE: dict[str, ProviderDefaults] = {
     "xai": ProviderDefaults("https://api.x.ai/v1", Interface.OPENAI),
     "together_ai": ProviderDefaults("https://api.together.xyz/v1", Interface.OPENAI),
     "ollama": ProviderDefaults("http://127.0.0.1:11434/v1", Interface.OPENAI, needs_key=False),
-    # A ChatGPT subscription (Plano's `chatgpt/*`): the client's own sign-in authorizes it.
-    "chatgpt": ProviderDefaults("https://chatgpt.com/backend-api/codex", Interface.OPENAI, needs_key=False),
+    # A ChatGPT subscription (Plano's `chatgpt/*`): the Codex backend, Responses API only. The
+    # client's own ChatGPT sign-in (Codex CLI's Bearer token) authorizes it, as in Plano, which also
+    # sends `originator: codex_cli_rs` and the account id from $CHATGPT_ACCOUNT_ID when set.
+    "chatgpt": ProviderDefaults("https://chatgpt.com/backend-api/codex", Interface.OPENAI, needs_key=False,
+                                passthrough_without_key=True, responses_only=True,
+                                headers=(("originator", "codex_cli_rs"), ("chatgpt-account-id", "$CHATGPT_ACCOUNT_ID"))),
     # Azure has no global host: each resource has its own, so base_url is required.
     "azure_openai": ProviderDefaults(None, Interface.AZURE_OPENAI),
     "echo": ProviderDefaults(None, Interface.ECHO, needs_key=False),

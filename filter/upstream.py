@@ -16,9 +16,10 @@ from filter.config import Provider
 from filter.errors import ClientApi
 from filter.fitting import fit_request, should_fit
 from filter.inbound import ClientRequest, encode_json
-from filter.providers import Interface
+from filter.providers import CATALOGUE, Interface
 from filter.translation import (
     ToolNames,
+    TranslationError,
     chat_request_to_messages,
     messages_request_to_chat,
     response_echo,
@@ -90,6 +91,12 @@ def upstream_api(provider: Provider, client: ClientApi | None = None) -> ClientA
 _WIRE = {ClientApi.CHAT: "chat", ClientApi.MESSAGES: "messages", ClientApi.RESPONSES: "responses"}
 
 
+def responses_only(provider: Provider) -> bool:
+    """A provider that serves OpenAI's Responses API and nothing else (a ChatGPT sign-in's Codex backend)."""
+    known = CATALOGUE.get(provider.provider)
+    return known is not None and known.responses_only
+
+
 def provider_path(provider: Provider, endpoint: str | None = None) -> str:
     """The path of the provider's endpoint for the API it speaks (without the client's query);
     `endpoint` names another one of the same API (`embeddings`, `messages/count_tokens`)."""
@@ -98,7 +105,8 @@ def provider_path(provider: Provider, endpoint: str | None = None) -> str:
     if provider.interface is Interface.ANTHROPIC:
         return f"{prefix}/{endpoint or 'messages'}"
     if provider.interface is Interface.AZURE_OPENAI:
-        return (f"{prefix}/openai/deployments/{provider.model_id}/{endpoint or 'chat/completions'}"
+        # The prefix stands for `/openai/deployments` (Plano's rule: a base_url path replaces it).
+        return (f"{prefix}/{provider.model_id}/{endpoint or 'chat/completions'}"
                 f"?api-version={provider.azure_api_version}")
     return f"{prefix}/{endpoint or 'chat/completions'}"
 
@@ -108,7 +116,8 @@ def responses_path(provider: Provider) -> str:
     assert provider.upstream is not None
     prefix = provider.upstream.path_prefix
     if provider.interface is Interface.AZURE_OPENAI:
-        return f"{prefix}/openai/v1/responses"
+        # The prefix stands for `/openai/deployments` (Plano's rule); the v1 API is beside it.
+        return f"{prefix.removesuffix('/deployments')}/v1/responses"
     return f"{prefix}/responses"
 
 
@@ -118,9 +127,22 @@ def anthropic_query(query: str) -> str:
     return "?" + "&".join(kept) if kept else ""
 
 
-def credential_header(provider: Provider) -> tuple[str, str] | None:
-    """The header that carries the provider's key, or None when it has none."""
-    key = provider.access_key.reveal() if provider.access_key else None
+def client_credential(client_headers: dict[str, str]) -> str | None:
+    """The key a client presented: `Authorization: Bearer …` (OpenAI's), else `x-api-key`
+    (Anthropic's) or `api-key` (Azure's)."""
+    scheme, _, token = client_headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return client_headers.get("x-api-key") or client_headers.get("api-key") or None
+
+
+def credential_header(provider: Provider, client_headers: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """The header that carries the provider's key — or, with passthrough_auth, the client's own,
+    in the header the provider expects — or None when there is none."""
+    if provider.passthrough_auth:
+        key = client_credential(client_headers or {})
+    else:
+        key = provider.access_key.reveal() if provider.access_key else None
     if not key:
         return None
     if provider.interface is Interface.ANTHROPIC:
@@ -145,6 +167,9 @@ def build_upstream_request(
     `endpoint` sends a native request to another endpoint of the provider's API (`embeddings`,
     `messages/count_tokens`)."""
     assert endpoint is None or (request.api is ClientApi.MESSAGES) == (provider.interface is Interface.ANTHROPIC)
+    if responses_only(provider) and request.api is not ClientApi.RESPONSES:
+        raise TranslationError(f"{provider.provider} models are served through OpenAI's Responses API only "
+                               "(POST /v1/responses)", param="model")
     path = provider_path(provider, endpoint)
     remove = list(CLIENT_AUTH_HEADERS)
     headers: list[tuple[str, str]] = []
@@ -185,9 +210,10 @@ def build_upstream_request(
     fitted: list[str] = []
     if should_fit(translation is not None, client_named_model):
         fitted = fit_request(body, _WIRE[upstream_api(provider, request.api)], spec)
-    credential = credential_header(provider)
+    credential = credential_header(provider, client_headers)
     if credential is not None:
         headers.append(credential)
+    headers.extend((name, value.reveal()) for name, value in provider.headers)  # Plano's `headers`
 
     if translation is not None:
         # The gateway must read the response to translate it: ask for it uncompressed.

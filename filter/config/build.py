@@ -10,6 +10,7 @@ reading `env`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any, Mapping
@@ -81,7 +82,7 @@ def default_prefix(prefix: str, interface: Interface) -> str:
     """The path a provider's endpoints live under when `base_url` names only a host."""
     known = CATALOGUE.get(prefix)
     if interface is Interface.AZURE_OPENAI:
-        return ""  # /openai/deployments/... is appended whole
+        return "/openai/deployments"  # then /{deployment}/chat/completions, as Plano builds it
     if known is not None and known.base_url is not None and known.interface is interface:
         return urlsplit(known.base_url).path.rstrip("/")
     return "/v1"
@@ -143,7 +144,8 @@ class _Builder:
                             f"{providers[defaults[1]].slug})")
         for i, p in enumerate(providers):
             known = CATALOGUE.get(p.provider)
-            if known is not None and known.needs_key and p.access_key is None and p.interface is not Interface.ECHO:
+            if known is not None and known.needs_key and p.access_key is None and p.interface is not Interface.ECHO \
+                    and not p.passthrough_auth:
                 raise self.fail(f"{providers_key}[{i}].access_key", f"is required for provider {p.provider!r}")
 
         aliases, alias_fallbacks = self._aliases(by_slug, by_model_id, ambiguous)
@@ -170,6 +172,11 @@ class _Builder:
         gateway = self._gateway(store, lookup, pools)
         listener = self._listener()
         _check_ports(self, listener, gateway)
+        forwarding = [i for i, p in enumerate(providers) if p.passthrough_auth]
+        if forwarding and gateway.client_keys:
+            raise self.fail(f"{providers_key}[{forwarding[0]}].passthrough_auth",
+                            "cannot be used with gateway.client_keys: the client's one credential would be both "
+                            "its key to this gateway and the key sent to the provider")
         return Config(
             path=self.file,
             listener=listener,
@@ -228,10 +235,18 @@ class _Builder:
             if known.base_url is None:
                 raise self.fail(f"{path}.base_url", f"is required for provider {prefix!r}")
             upstream = upstream_from_url(known.base_url, "")
+        if entry.http_host is not None:
+            if upstream is None:
+                raise self.fail(f"{path}.http_host", "the echo provider has no upstream")
+            upstream = dataclasses.replace(upstream, host_header=entry.http_host)
 
-        for key in ("passthrough_auth", "http_host", "headers"):
-            if getattr(entry, key) is not None:
-                self.ignored(f"{path}.{key}", f"Plano's provider setting {key}")
+        passthrough = bool(entry.passthrough_auth) or (
+            known is not None and known.passthrough_without_key and entry.access_key is None
+            and entry.passthrough_auth is None)
+        if passthrough and entry.access_key is not None:
+            self.warnings.append(f"{self.file}: {path}.access_key: ignored — passthrough_auth forwards the client's "
+                                 "own credential instead")
+        headers = self._headers(entry, path, known)
 
         routes = tuple(_route(r) for r in entry.routing_preferences or ())
         return Provider(
@@ -240,7 +255,7 @@ class _Builder:
             model_id=model_id,
             interface=interface,
             upstream=upstream,
-            access_key=entry.access_key,
+            access_key=None if passthrough else entry.access_key,
             default=bool(entry.default),
             routes=routes,
             cluster=cluster_name(slug),
@@ -253,7 +268,24 @@ class _Builder:
             model_info=ModelInfo(entry.model_info.context_window, entry.model_info.max_output_tokens,
                                  tuple(entry.model_info.unsupported_params or ())) if entry.model_info else None,
             wildcard=wildcard,
+            passthrough_auth=passthrough,
+            headers=headers,
         )
+
+    def _headers(self, entry: s.ProviderEntry, path: str, known) -> tuple[tuple[str, Secret], ...]:
+        """The entry's `headers`, after the provider's own defaults it does not set; a default
+        read from an unset $ENV is left out."""
+        own = dict(entry.headers or {})
+        for name, value in (known.headers if known is not None else ()):
+            if name in own:
+                continue
+            if value.startswith("$"):
+                if not self.env.get(value[1:]):
+                    continue
+                own[name] = Secret(self.env[value[1:]], value)
+            else:
+                own[name] = Secret(value, "literal")
+        return tuple(own.items())
 
     def _interface(self, entry: s.ProviderEntry, path: str, known) -> Interface:
         if entry.provider_interface is None:
@@ -310,6 +342,9 @@ class _Builder:
 
     def _check_chain(self, path: str, members: list[Provider]) -> Chain:
         for provider in members:
+            if provider.passthrough_auth:
+                raise self.fail(path, f"{provider.slug} forwards the client's credential (passthrough_auth) and "
+                                      "cannot be part of a failover chain, whose attempts must not carry it")
             if provider.upstream is None:
                 raise self.fail(path, f"{provider.slug} answers inside the gateway and cannot be part of a failover chain")
             if provider.wildcard:

@@ -19,8 +19,8 @@ def key_path(loc: tuple) -> str:
     """('llm_providers', 0, 'model') → 'llm_providers[0].model'; union tags ('@list') dropped."""
     path = ""
     for part in loc:
-        if isinstance(part, str) and part.startswith("@"):
-            continue
+        if isinstance(part, str) and (part.startswith("@") or part == "[key]"):
+            continue  # a union's tag; a mapping key's own check (the key is already in the path)
         if isinstance(part, int):
             path += f"[{part}]"
         else:

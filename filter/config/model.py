@@ -46,6 +46,7 @@ class Upstream:
     host: str  # a name or an IP address, IPv6 without brackets
     port: int
     path_prefix: str  # "" or "/openai/v1" — no trailing slash; the endpoint suffix is appended
+    host_header: str | None = None  # Plano's http_host: the Host header, when not the URL's
 
     @property
     def tls(self) -> bool:
@@ -53,7 +54,10 @@ class Upstream:
 
     @property
     def authority(self) -> str:
-        """The Host header: the port only when it is not the scheme's, IPv6 in brackets."""
+        """The Host header: http_host, else the host with the port only when it is not the
+        scheme's, IPv6 in brackets."""
+        if self.host_header:
+            return self.host_header
         host = f"[{self.host}]" if ":" in self.host else self.host
         default_port = 443 if self.tls else 80
         return host if self.port == default_port else f"{host}:{self.port}"
@@ -111,6 +115,10 @@ class Provider:
     model_info: ModelInfo | None = None
     # `openai/*`: any model id of this provider, passed through as the client named it.
     wildcard: bool = False
+    # Plano's passthrough_auth: the client's own credential goes upstream (access_key unused).
+    passthrough_auth: bool = False
+    # Plano's headers: sent upstream on every request, after the credential (values kept secret).
+    headers: tuple[tuple[str, Secret], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

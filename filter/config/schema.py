@@ -184,6 +184,60 @@ def _secret(value: Any, info: ValidationInfo) -> Secret:
     return Secret(secret, source)
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+# Headers the gateway itself sets or that would change how the request is framed or routed.
+RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade",
+                              "keep-alive", "proxy-connection", "authorization", "x-api-key", "api-key",
+                              "anthropic-version", "traceparent", "tracestate"})
+
+
+def _header_name(value: Any) -> str:
+    text = _string(value)
+    if not _TOKEN.match(text):
+        raise fail(f"{text!r} is not an HTTP header name")
+    lowered = text.lower()
+    if lowered in RESERVED_HEADERS or lowered.startswith(("x-switchyard-", "x-envoy-", ":")):
+        raise fail(f"{text!r} is set by the gateway (credentials: access_key or passthrough_auth; Host: http_host)")
+    return lowered
+
+
+def _header_value(value: Any, info: ValidationInfo) -> Secret:
+    """A literal or `$NAME` read from the environment; one line, at most 4 KiB. Kept as a Secret:
+    values such as account ids are never printed."""
+    if not isinstance(value, str):
+        raise fail(f"expected a string, got {type_name(value)}")
+    env = (info.context or {}).get("env", {})
+    source = "literal"
+    text = value
+    if value.startswith("$"):
+        name = value[1:].strip("{}")
+        if name not in env:
+            raise fail(f"environment variable ${name} is not set")
+        text, source = env[name], f"${name}"
+    if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in text):
+        raise fail("must not contain line breaks or control characters")
+    if len(text) > 4096:
+        raise fail("is longer than 4096 characters")
+    return Secret(text, source)
+
+
+def _host_header(value: Any) -> str:
+    """`host` or `host:port` (IPv6 in brackets), as the Host header carries it."""
+    text = _string(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        host, port = text, ""
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise fail(f"{text!r} has an invalid port")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        if not _HOSTNAME.match(bare):
+            raise fail(f"{text!r} is not a host name (optionally :port)") from None
+    return text
+
+
 Str = Annotated[str, PlainValidator(_string)]
 Text = Annotated[str, PlainValidator(_text)]
 Bool = Annotated[bool, PlainValidator(_bool)]
@@ -191,6 +245,9 @@ Port = Annotated[int, PlainValidator(_port)]
 Address = Annotated[str, PlainValidator(_address)]
 Duration = Annotated[float, PlainValidator(_duration())]
 SecretRef = Annotated[Secret, PlainValidator(_secret)]
+HeaderName = Annotated[str, PlainValidator(_header_name)]
+HeaderValue = Annotated[Secret, PlainValidator(_header_value)]
+HostHeader = Annotated[str, PlainValidator(_host_header)]
 PositiveInt = Annotated[int, PlainValidator(_bounded_int(1, 2**31 - 1))]
 Count = Annotated[int, PlainValidator(_bounded_int(0, 2**31 - 1))]
 
@@ -308,10 +365,11 @@ class ProviderEntry(Section):
     limits: LimitsEntry | None = None
     prices: PricesEntry | None = None
     model_info: ModelInfoEntry | None = None
-    # Plano keys that Switchyard does not implement (reported as ignored).
+    # Plano's: forward the client's credential instead of access_key; the Host header sent
+    # upstream; extra headers sent upstream (values may be $ENV).
     passthrough_auth: Bool | None = None
-    http_host: Str | None = None
-    headers: dict[str, Any] | None = None
+    http_host: HostHeader | None = None
+    headers: dict[HeaderName, HeaderValue] | None = None
 
 
 class AliasEntry(Section):

@@ -433,7 +433,9 @@ ATTEMPT_METADATA = "x-switchyard-attempt"
 def _provider_cluster(p: Provider, name: str) -> dict[str, Any]:
     upstream = p.upstream
     assert upstream is not None
-    endpoint = {"endpoint": {"address": {"socket_address": {"address": upstream.host, "port_value": upstream.port}}}}
+    # The hostname is what `auto_host_rewrite` (failover chains) puts in the Host header.
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": upstream.host, "port_value": upstream.port}},
+                             "hostname": upstream.authority}}
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC" if _is_ip(upstream.host) else "LOGICAL_DNS",
@@ -457,10 +459,9 @@ def _provider_cluster(p: Provider, name: str) -> dict[str, Any]:
 
 
 def _authority(p: Provider) -> str:
-    upstream = p.upstream
-    assert upstream is not None
-    default_port = 443 if upstream.tls else 80
-    return upstream.host if upstream.port == default_port else f"{upstream.host}:{upstream.port}"
+    """The Host header for `p`: http_host, else its URL's host (and port when not the default)."""
+    assert p.upstream is not None
+    return p.upstream.authority
 
 
 def _is_ip(host: str) -> bool:

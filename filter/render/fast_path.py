@@ -24,7 +24,8 @@ from filter.config import Config, Provider
 from filter.errors import ClientApi
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, resolve
-from filter.upstream import ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, credential_header, provider_path, upstream_api
+from filter.upstream import (ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, credential_header, provider_path, responses_only,
+                             upstream_api)
 
 LUA_FILTER = "switchyard.fast_path"  # its route metadata lives under this name too
 FLAG_HEADER = "x-switchyard-fast-model"
@@ -55,6 +56,9 @@ def fast_routes(config: Config) -> list[FastRoute]:
             continue
         if decision.kind not in (DecisionKind.LITERAL, DecisionKind.ALIAS):
             continue
+        provider = decision.provider
+        if provider.passthrough_auth or provider.headers or responses_only(provider):
+            continue  # the client's credential or extra headers: the filter sets them (filter/upstream.py)
         for api, interfaces in _NATIVE.items():
             if decision.provider.interface in interfaces and decision.provider.upstream is not None:
                 routes.append(FastRoute(api, name, decision))

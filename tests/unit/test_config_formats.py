@@ -249,17 +249,56 @@ def test_wildcard_providers_pass_any_model_of_that_provider():
     assert "a wildcard entry is provider/*" in error_of({"model_providers": [{"model": "openai/gpt-*", "access_key": "k"}]})
 
 
-def test_plano_provider_interfaces_and_ignored_provider_keys():
+def test_plano_provider_interfaces_and_provider_keys():
     config = parse({"model_providers": [
-        {"model": "acme/claude-x", "base_url": "https://acme.example", "provider_interface": "claude", "access_key": "k"},
+        {"model": "acme/claude-x", "base_url": "https://acme.example", "provider_interface": "claude", "access_key": "k",
+         "http_host": "api.acme.example:8443"},
         {"model": "acme/other", "base_url": "https://acme.example", "provider_interface": "openrouter",
-         "passthrough_auth": True, "headers": {"X-Org": "a"}}]})
+         "passthrough_auth": True, "headers": {"X-Org": "a", "User-Agent": "$UA"}}]}, {**PLANO_ENV, "UA": "KimiCLI/1.3"})
     claude, other = config.providers
     assert claude.interface is Interface.ANTHROPIC and other.interface is Interface.OPENAI
-    assert any("model_providers[1].passthrough_auth: ignored" in w for w in config.warnings)
-    assert any("model_providers[1].headers: ignored" in w for w in config.warnings)
+    assert claude.upstream.authority == "api.acme.example:8443" and claude.upstream.host == "acme.example"
+    assert other.passthrough_auth and other.access_key is None
+    assert [(n, v.reveal()) for n, v in other.headers] == [("x-org", "a"), ("user-agent", "KimiCLI/1.3")]
+    assert not any("ignored" in w for w in config.warnings)
     assert "provider_interface: 'bedrock' is not one of" in error_of(
         {"model_providers": [{"model": "a/b", "base_url": "http://x", "provider_interface": "bedrock"}]})
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"headers": {"Authorization": "Bearer x"}}, "headers.Authorization: 'Authorization' is set by the gateway"),
+    ({"headers": {"x-switchyard-model": "x"}}, "is set by the gateway"),
+    ({"headers": {"bad name": "x"}}, "is not an HTTP header name"),
+    ({"headers": {"x-a": "line\nbreak"}}, "must not contain line breaks"),
+    ({"headers": {"x-a": "$NOPE"}}, "environment variable $NOPE is not set"),
+    ({"http_host": "a b"}, "http_host: 'a b' is not a host name"),
+    ({"http_host": "h:0"}, "has an invalid port"),
+])
+def test_provider_header_settings_are_checked(entry, expected):
+    message = error_of({"model_providers": [{"model": "openai/gpt-4o", "access_key": "k", **entry}]})
+    assert expected in message
+
+
+def test_passthrough_auth_ignores_the_key_refuses_chains_and_client_keys():
+    config = parse({"model_providers": [{"model": "openai/gpt-4o", "access_key": "k", "passthrough_auth": True}]})
+    assert config.providers[0].access_key is None
+    assert any("model_providers[0].access_key: ignored — passthrough_auth forwards" in w for w in config.warnings)
+    chained = {"model_providers": [{"model": "openai/a", "passthrough_auth": True, "fallbacks": ["openai/b"]},
+                                   {"model": "openai/b", "access_key": "k"}]}
+    assert "openai/a forwards the client's credential (passthrough_auth) and cannot be part of a failover chain" \
+        in error_of(chained)
+    keyed = {"model_providers": [{"model": "openai/a", "passthrough_auth": True}], "gateway": {"client_keys": ["ck"]}}
+    assert "model_providers[0].passthrough_auth: cannot be used with gateway.client_keys" in error_of(keyed)
+
+
+def test_chatgpt_entries_forward_the_clients_sign_in_to_the_codex_backend_responses_only():
+    config = parse({"model_providers": [{"model": "chatgpt/*"}]}, {"CHATGPT_ACCOUNT_ID": "acct-1"})
+    entry = config.wildcards["chatgpt"]
+    assert (entry.upstream.host, entry.upstream.path_prefix) == ("chatgpt.com", "/backend-api/codex")
+    assert entry.passthrough_auth and entry.access_key is None
+    assert [(n, v.reveal()) for n, v in entry.headers] == [("originator", "codex_cli_rs"), ("chatgpt-account-id", "acct-1")]
+    keyed = parse({"model_providers": [{"model": "chatgpt/gpt-5.2", "access_key": "tok"}]}, {})
+    assert not keyed.providers[0].passthrough_auth and keyed.providers[0].headers == (("originator", keyed.providers[0].headers[0][1]),)
 
 
 @pytest.mark.parametrize("version, ok", [("v0.1", True), ("v0.1.0", True), ("0.1-beta", True), ("0.2.0", True),
@@ -283,7 +322,8 @@ def test_versions(version, ok):
     ("custom/m", "https://proxy.company.com/ai-gateway/openai", ("proxy.company.com", 443, "/ai-gateway/openai")),
     ("custom/m", "https://vllm.example.com/models/v2/", ("vllm.example.com", 443, "/models/v2")),
     ("custom/m", "http://[::1]:8080", ("::1", 8080, "/v1")),
-    ("azure_openai/dep", "https://res.openai.azure.com", ("res.openai.azure.com", 443, "")),
+    ("azure_openai/dep", "https://res.openai.azure.com", ("res.openai.azure.com", 443, "/openai/deployments")),
+    ("azure_openai/dep", "https://apim.example.com/aoai", ("apim.example.com", 443, "/aoai")),
 ])
 def test_base_url_with_no_path_means_the_providers_default_path(model, base_url, expected):
     config = parse({"model_providers": [{"model": model, "base_url": base_url, "access_key": "k"}]})

@@ -122,3 +122,31 @@ def test_native_responses_requests_leave_out_reasoning_items_other_providers_mad
                                                {"role": "assistant", "content": "hello"}]}
     sent = json.loads(responses_upstream("openai/gpt-5", body).body)
     assert sent["input"] == [{"role": "user", "content": "hi"}, own, {"role": "assistant", "content": "hello"}]
+
+
+@pytest.mark.parametrize("client_headers", [{"authorization": "Bearer client-own-key"}, {"x-api-key": "client-own-key"},
+                                            {"authorization": "bearer client-own-key"}])
+@pytest.mark.parametrize("slug, header, value", [("openai/gpt-4o", "authorization", "Bearer client-own-key"),
+                                                 ("anthropic/claude-sonnet-4-6", "x-api-key", "client-own-key")])
+def test_passthrough_auth_sends_the_clients_key_in_the_providers_header(client_headers, slug, header, value):
+    _, request = upstream_for(slug, headers=client_headers, passthrough_auth=True)
+    headers = dict(request.set_headers)
+    assert headers[header] == value
+    assert KEY not in json.dumps(headers)  # the configured key is not used
+
+
+def test_extra_headers_follow_the_credential_and_a_client_without_a_key_sends_none():
+    _, request = upstream_for("openai/gpt-4o", passthrough_auth=True, headers=None,
+                              **{"headers": {"X-Org": "acme", "User-Agent": "KimiCLI/1.3"}})
+    names = [name for name, _ in request.set_headers]
+    assert "authorization" not in names and "authorization" in request.remove_headers
+    assert ("x-org", "acme") in request.set_headers and ("user-agent", "KimiCLI/1.3") in request.set_headers
+
+
+def test_chatgpt_models_answer_chat_clients_that_they_take_the_responses_api_only():
+    from filter.translation import TranslationError
+
+    config = parse_config({"model_providers": [{"model": "chatgpt/gpt-5.2"}]}, "t.yaml", {})
+    request = parse_client_request(ClientApi.CHAT, b'{"model": "chatgpt/gpt-5.2", "messages": [{"role": "user", "content": "hi"}]}')
+    with pytest.raises(TranslationError, match="Responses API only"):
+        build_upstream_request(request, config.providers[0], {"authorization": "Bearer t"}, "")
