@@ -136,8 +136,10 @@ def test_passthrough_auth_sends_the_clients_key_in_the_providers_header(client_h
 
 
 def test_extra_headers_follow_the_credential_and_a_client_without_a_key_sends_none():
-    _, request = upstream_for("openai/gpt-4o", passthrough_auth=True, headers=None,
-                              **{"headers": {"X-Org": "acme", "User-Agent": "KimiCLI/1.3"}})
+    config = parse_config({"llm_providers": [{"model": "openai/gpt-4o", "passthrough_auth": True,
+                                              "headers": {"X-Org": "acme", "User-Agent": "KimiCLI/1.3"}}]}, "t.yaml", {})
+    parsed = parse_client_request(ClientApi.CHAT, b'{"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}')
+    request = build_upstream_request(parsed, config.providers[0], {}, "")
     names = [name for name, _ in request.set_headers]
     assert "authorization" not in names and "authorization" in request.remove_headers
     assert ("x-org", "acme") in request.set_headers and ("user-agent", "KimiCLI/1.3") in request.set_headers
