@@ -39,13 +39,15 @@ def build_engine(settings: Routing) -> RouterEngine:
         from router_model.arch_router import ArchRouterEngine
 
         assert settings.endpoint is not None
-        return ArchRouterEngine(settings.endpoint, settings.model, settings.timeout_s, headers=_endpoint_headers(settings))
+        return ArchRouterEngine(settings.endpoint, settings.model, settings.timeout_s, headers=_endpoint_headers(settings),
+                                **({"token_budget": settings.token_budget} if settings.token_budget else {}))
     if settings.engine == "plano-orchestrator":
         from router_model.plano_orchestrator import PlanoOrchestratorEngine
 
         assert settings.endpoint is not None
         return PlanoOrchestratorEngine(settings.endpoint, settings.model, settings.timeout_s,
-                                       headers=_endpoint_headers(settings))
+                                       headers=_endpoint_headers(settings),
+                                       **({"token_budget": settings.token_budget} if settings.token_budget else {}))
     from router_model.embedded import EmbeddedEngine
 
     # One engine per worker; concurrent decisions share its encoder calls (micro-batching).

@@ -119,7 +119,7 @@ class _Builder:
         except ValueError as exc:
             raise self.fail("version", str(exc)) from None
         for key, what in s.IGNORED_TOP_LEVEL.items():
-            if getattr(raw, key) is not None:
+            if getattr(raw, key) is not None and key != "overrides":
                 self.ignored(key, what)
 
         providers_key, entries = self._provider_entries()
@@ -168,7 +168,7 @@ class _Builder:
             if name not in alias_chains and provider.slug in provider_chains:
                 alias_chains[name] = provider_chains[provider.slug]
 
-        routing, store = self._routing()
+        routing, store = self._routing(providers)
         gateway = self._gateway(store, lookup, pools)
         listener = self._listener()
         _check_ports(self, listener, gateway)
@@ -458,11 +458,61 @@ class _Builder:
             timeout_s=item.timeout or d.timeout_s,
         )
 
-    def _routing(self) -> tuple[Routing, s.StoreEntry | None]:
+    def _router_override(self, providers: tuple[Provider, ...], section: s.RoutingSection):
+        """Plano's `overrides`: `llm_routing_model` naming a configured provider entry is the router
+        (Plano sends its router calls through its own gateway to that entry, with the
+        Plano-Orchestrator protocol); `orchestrator_model_context_length` is that protocol's token
+        budget. Returns (endpoint, model, credential, budget) or None; other overrides are reported
+        as ignored."""
+        overrides = self.raw.overrides
+        if overrides is None:
+            return None
+        used = {"orchestrator_model_context_length"}
+        chosen = None
+        name = overrides.llm_routing_model
+        if isinstance(name, str) and name.strip():
+            model_id = name.split("/", 1)[1] if "/" in name else name
+            entry = next((p for p in providers if p.model_id == model_id and not p.wildcard), None)
+            if entry is not None and section.engine is None and section.endpoint is None:
+                if entry.upstream is None or entry.interface is not Interface.OPENAI:
+                    raise self.fail("overrides.llm_routing_model", f"{entry.slug} must be an OpenAI-compatible server "
+                                                                   "to serve as the router")
+                up = entry.upstream
+                endpoint = f"{up.scheme}://{_url_host(up)}{up.path_prefix}"
+                credential = ("authorization", Secret(f"Bearer {entry.access_key.reveal()}", entry.access_key.source)) \
+                    if entry.access_key is not None else None
+                chosen = (endpoint, entry.model_id, credential)
+                used.add("llm_routing_model")
+            elif entry is not None:
+                self.ignored("overrides.llm_routing_model", "the router named here (routing.engine and "
+                                                            "routing.endpoint are set and win)")
+                used.add("llm_routing_model")
+            else:
+                self.ignored("overrides.llm_routing_model", f"{name!r} names no configured provider entry: Plano would "
+                                                            "call its hosted router, Switchyard calls none (set "
+                                                            "routing.engine: plano-orchestrator and routing.endpoint)")
+                used.add("llm_routing_model")
+        for key in s.PlanoOverrides.model_fields:
+            if key not in used and getattr(overrides, key) is not None:
+                self.ignored(f"overrides.{key}", "Plano's override")
+        budget = overrides.orchestrator_model_context_length
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or not 256 <= budget <= 1_000_000):
+            raise self.fail("overrides.orchestrator_model_context_length", f"expected tokens between 256 and "
+                                                                           f"1000000, got {budget!r}")
+        if chosen is None and budget is None:
+            return None
+        return (*(chosen or (None, None, None)), budget)
+
+    def _routing(self, providers: tuple[Provider, ...]) -> tuple[Routing, s.StoreEntry | None]:
         section = self.raw.routing or s.RoutingSection()
         d = Routing()
         engine = section.engine or d.engine
         endpoint = None
+        override = self._router_override(providers, section)
+        router_model = None
+        credential = None
+        if override is not None and override[0] is not None:
+            engine, (endpoint, router_model, credential) = "plano-orchestrator", override[:3]
         if section.endpoint is not None:
             endpoint = section.endpoint
             self._check_url("routing.endpoint", endpoint)
@@ -493,7 +543,7 @@ class _Builder:
         routing = Routing(
             engine=engine,
             endpoint=endpoint,
-            model=section.model or DEFAULT_ROUTER_MODELS.get(engine, d.model),
+            model=section.model or router_model or DEFAULT_ROUTER_MODELS.get(engine, d.model),
             timeout_s=section.timeout or d.timeout_s,
             routed_models=tuple(section.routed_models) if section.routed_models is not None else d.routed_models,
             unknown_model=section.unknown_model or d.unknown_model,
@@ -505,6 +555,8 @@ class _Builder:
             session_ttl_s=ttl,
             session_max_entries=section.session_max_entries or d.session_max_entries,
             tenant_header=tenant_header,
+            endpoint_credential=credential,
+            token_budget=override[3] if override is not None else None,
         )
         for i, tag in enumerate(routing.harness_envelopes):
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.:-]*", tag):
@@ -627,6 +679,11 @@ class _Builder:
             upstream_from_url(url, "")
         except ValueError as exc:
             raise self.fail(path, str(exc)) from None
+
+
+def _url_host(up: Upstream) -> str:
+    host = f"[{up.host}]" if ":" in up.host else up.host
+    return host if up.port == (443 if up.tls else 80) else f"{host}:{up.port}"
 
 
 def _given(value, default):

@@ -193,6 +193,9 @@ class Routing:
     # (header, key) the router endpoint needs: set when Plano's overrides.llm_routing_model names a
     # configured provider entry that has an access_key.
     endpoint_credential: tuple[str, Secret] | None = None
+    # The router's conversation budget in tokens (Plano's orchestrator_model_context_length);
+    # None: the engine's own (Arch-Router 2,048, Plano-Orchestrator 8,192).
+    token_budget: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,8 @@ def test_every_published_plano_configuration_validates(path):
     assert config.providers
     # Nothing Plano has is dropped silently: what Switchyard does not implement is named.
     text = path.read_text()
-    for key in ("tracing:", "overrides:", "state_storage:", "model_metrics_sources:", "routing_budget:"):
+    # (`overrides` is read in part: tests below.)
+    for key in ("tracing:", "state_storage:", "model_metrics_sources:", "routing_budget:"):
         if key in text:
             assert any(f": {key[:-1]}: ignored" in w or f".{key[:-1]}: ignored" in w for w in config.warnings), \
                 (key, config.warnings)
@@ -438,3 +439,31 @@ def test_the_loader_keeps_load_config_errors_one_line(tmp_path):
     path.write_text(yaml.safe_dump(V04) + "gateway:\n  workers: 2\ngateway:\n  workers: 3\n")
     with pytest.raises(ConfigError, match=r"g.yaml: not accepted as YAML: duplicate key 'gateway' at line \d+"):
         load_config(path, env=PLANO_ENV)
+
+
+def test_llm_routing_model_naming_a_provider_entry_is_the_plano_orchestrator_router():
+    # Plano's local-router demo: the router is the Ollama entry the override names.
+    config = load_config(CORPUS / "demos_llm_routing_preference_based_routing_plano_config_local.yaml", env=PLANO_ENV)
+    routing = config.routing
+    assert (routing.engine, routing.endpoint, routing.model) == \
+        ("plano-orchestrator", "http://localhost:11434/v1", "hf.co/katanemo/Arch-Router-1.5B.gguf:Q4_K_M")
+    assert routing.endpoint_credential is None
+    assert not any("llm_routing_model" in w for w in config.warnings)
+
+
+def test_llm_routing_model_without_such_an_entry_is_reported_and_routing_settings_win():
+    config = load_config(CORPUS / "demos_llm_routing_openclaw_routing_config.yaml", env=PLANO_ENV)
+    assert config.routing.engine == "embedded"
+    assert any("overrides.llm_routing_model: ignored — 'Plano-Orchestrator' names no configured provider entry"
+               in w for w in config.warnings)
+    raw = {**V04, "model_providers": [*V04["model_providers"], {"model": "plano/router", "base_url": "https://r.example/v2",
+                                                                 "access_key": "rk"}],
+           "overrides": {"llm_routing_model": "plano/router", "orchestrator_model_context_length": 4096,
+                         "upstream_connect_timeout": "5s"}}
+    routed = parse(raw).routing
+    assert (routed.engine, routed.endpoint, routed.model, routed.token_budget) == \
+        ("plano-orchestrator", "https://r.example/v2", "router", 4096)
+    assert routed.endpoint_credential[0] == "authorization" and routed.endpoint_credential[1].reveal() == "Bearer rk"
+    assert any("overrides.upstream_connect_timeout: ignored" in w for w in parse(raw).warnings)
+    explicit = parse({**raw, "routing": {"engine": "arch-router", "endpoint": "http://ar:8000/v1"}})
+    assert (explicit.routing.engine, explicit.routing.endpoint) == ("arch-router", "http://ar:8000/v1")
