@@ -177,8 +177,9 @@ def test_the_decision_endpoint_polled_between_tool_calls_answers_the_pinned_mode
             # Tool output that reads like another task: never read, never decisive.
             {"role": "tool", "tool_call_id": f"c{step}", "content": POEM}]
         polled = httpx.post(f"{gateway.url}/routing/v1/chat/completions", json=body).json()
-        assert polled == {"model": "openai/gpt-4o", "route": "code_generation", "decision": "preference",
-                          "router_ms": None, "session_id": first["session_id"], "pinned": True}
+        assert len(polled.pop("trace_id")) == 32
+        assert polled == {"models": ["openai/gpt-4o"], "model": "openai/gpt-4o", "route": "code_generation",
+                          "decision": "preference", "router_ms": None, "session_id": first["session_id"], "pinned": True}
     assert fresh.log == []  # nothing went upstream
 
 

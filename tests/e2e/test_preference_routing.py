@@ -204,8 +204,9 @@ def test_decision_endpoint_answers_without_calling_any_upstream(gateway, script,
     assert len(decision["session_id"]) == 32 and decision["pinned"] is False  # a new user turn: decided
     literal = httpx.post(f"{gateway.url}/routing/v1/chat/completions",
                          json={"model": "o3", "messages": [{"role": "user", "content": "x"}]}).json()
-    assert literal == {"model": "openai/o3", "route": None, "decision": "literal", "router_ms": None,
-                       "session_id": None, "pinned": False}
+    assert len(literal.pop("trace_id")) == 32
+    assert literal == {"models": ["openai/o3"], "model": "openai/o3", "route": None, "decision": "literal",
+                       "router_ms": None, "session_id": None, "pinned": False}
     assert fresh.received == []
 
 
