@@ -24,8 +24,10 @@ import pytest
 
 from tests.agent_clients import SHELL, anthropic_turn, openai_turn
 from tests.agent_standin import FINAL, AgentStandIn
-from tests.e2e.test_claude_code import CLAUDE
+from tests.pinned import CLIENTS
 from tests.gateway import Gateway, eventually
+
+CLAUDE = CLIENTS / "claude"
 
 CODE = "write a python function that reverses a linked list"
 POEM = "write a short poem about autumn leaves"
