@@ -159,7 +159,8 @@ class AttemptRewriter:
             return ext_proc.immediate(400, error_body(_client_api(raw), error))
         if upstream.translation is not None:
             attempt.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=attempt.member.slug,
-                                                responses=upstream.responses)
+                                                responses=upstream.responses,
+                                                max_bytes=self.config.gateway.max_response_bytes)
         attempt.fitted = ", ".join(upstream.fitted)
         # Whatever an earlier attempt set for its own provider is overwritten or removed here.
         set_names = {name for name, _ in upstream.set_headers}

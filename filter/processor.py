@@ -261,7 +261,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, exc)
         if upstream.translation is not None:
             ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug,
-                                           responses=upstream.responses)
+                                           responses=upstream.responses,
+                                           max_bytes=self.config.gateway.max_response_bytes)
         # The answer's wire format, for counting its tokens (filter/observer.py).
         metadata["upstream_api"] = upstream_api(provider, ex.api).value
         return self._forward(ex, provider, upstream, metadata)

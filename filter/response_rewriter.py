@@ -36,10 +36,15 @@ _TRANSLATORS = {
 }
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
 class ResponseRewriter:
     def __init__(self, translation: ResponseTranslation, *, stream: bool, model: str,
-                 responses: ResponsesContext | None = None):
+                 responses: ResponsesContext | None = None, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
         self.stream = stream
+        self.max_bytes = max_bytes  # gateway.max_response_bytes: what a whole answer may hold here
+        self._size = 0
         self.model = model
         self.responses = responses  # set for Responses clients: what their answer repeats and keeps
         stream_class, self._convert, self._to_error = _TRANSLATORS[translation]
@@ -71,9 +76,17 @@ class ResponseRewriter:
                 out += self._stream_translator.finish()
             self._note_finished(getattr(self._stream_translator, "response", None))
             return out
-        self._buffered.append(chunk)
+        self._size += len(chunk)
+        if self._size <= self.max_bytes:
+            self._buffered.append(chunk)
+        else:
+            self._buffered.clear()  # held no longer; the client gets an error in its shape instead
         if not end_of_stream:
             return b""
+        if self._size > self.max_bytes:
+            return self._to_error(502, orjson.dumps({"error": {"message": (
+                f"the provider's answer is larger than the gateway's limit ({self.max_bytes} bytes, "
+                "gateway.max_response_bytes)"), "type": "server_error"}}))
         return self._translate_whole(b"".join(self._buffered))
 
     def _translate_whole(self, body: bytes) -> bytes:

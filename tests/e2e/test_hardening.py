@@ -335,3 +335,21 @@ def test_megabytes_of_preference_yaml_get_a_400_and_never_stall_other_requests(t
         assert answer.status_code == 400
         assert answer.json()["error"]["message"] == \
             "'metadata.archgw_preference_config' is longer than 65536 characters"
+
+
+# ---------------------------------------------------------------- large answers
+
+
+def test_a_translated_answer_over_the_response_limit_is_an_error_in_the_clients_shape(tmp_path):
+    from tests.standins import StandIn, anthropic_reply
+
+    with StandIn(lambda request: anthropic_reply(request, text="z" * (3 * 1024 * 1024))) as upstream:
+        config = {"llm_providers": [{"model": "anthropic/claude-x", "access_key": "k", "base_url": f"{upstream.url}/v1",
+                                     "default": True}],
+                  "routing": {"engine": "none"}, "gateway": {"max_response_bytes": 1024 * 1024}}
+        with Gateway(config, tmp_path) as gateway:
+            response = httpx.post(f"{gateway.url}/v1/chat/completions",
+                                  json={"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}, timeout=60)
+            error = response.json()
+            assert "type" not in error  # OpenAI's shape, not Anthropic's
+            assert "larger than the gateway's limit (1048576 bytes, gateway.max_response_bytes)" in error["error"]["message"]
