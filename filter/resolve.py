@@ -68,6 +68,10 @@ class RoutingPlan:
     # A route's pool: the models in the order that serves, and the chain Envoy walks for it.
     pools: Mapping[str, tuple[Provider, ...]] = field(default_factory=dict)
     route_chains: Mapping[str, Chain] = field(default_factory=dict)
+    # How a request that no route fits is served: the default provider, or the model the request
+    # named when it brought routes of its own.
+    fallback_kind: "DecisionKind" = None  # type: ignore[assignment]
+    fallback_chain: Chain | None = None
 
     def chain_for(self, route: str | None, provider: Provider) -> Chain | None:
         """The failover chain when `provider` serves `route` (None: the default's)."""
@@ -77,6 +81,8 @@ class RoutingPlan:
         return self.chains.get(provider.slug)
 
     def decision(self, kind: "DecisionKind", route: str | None, provider: Provider) -> Decision:
+        if route is None and provider is self.fallback and self.fallback_kind is not None:
+            return Decision(provider, self.fallback_kind, None, self.fallback_chain)
         models = self.pools.get(route, ()) if route else ()
         chain = self.chain_for(route, provider)
         # A pool of one, or a pinned model that is not the pool's first, needs no list of its own.
@@ -90,16 +96,14 @@ def resolve(config: Config, model: str | None, preferences: tuple[RequestPrefere
     `latency` (seconds per model slug, as Envoy observed) orders the pools that prefer the fastest."""
     plan = _routing_plan(config, preferences, latency)  # validates per-request preferences even when unused
 
-    if model:
-        provider = config.by_slug.get(model) or config.by_model_id.get(model)
-        if provider is not None:
-            return Decision(provider, DecisionKind.LITERAL, chain=config.provider_chains.get(provider.slug))
-        provider = config.aliases.get(model)
-        if provider is not None:
-            return Decision(provider, DecisionKind.ALIAS, chain=config.alias_chains.get(model))
-        provider = wildcard_provider(config, model)
-        if provider is not None:
-            return Decision(provider, DecisionKind.LITERAL)
+    named = _named(config, model) if model else None
+    if named is not None:
+        if preferences is not None and plan is not None:
+            # A request that brings its own routes asks to be routed (Plano's routing API); the
+            # model it names serves when no route fits.
+            return dataclasses.replace(plan, fallback=named.provider, fallback_kind=named.kind,
+                                       fallback_chain=named.chain)
+        return named
 
     routed_name = not model or model in config.routing.routed_models
     unknown_policy = config.routing.unknown_model
@@ -115,6 +119,20 @@ def resolve(config: Config, model: str | None, preferences: tuple[RequestPrefere
     if not model:
         raise GatewayError(400, f"no model given and no default model is configured; known models: {known}", param="model")
     raise GatewayError(404, f"model {model!r} is not configured; known models and aliases: {known}", param="model", code="model_not_found")
+
+
+def _named(config: Config, model: str) -> Decision | None:
+    """Rules 1–4: the model a request names, or None."""
+    provider = config.by_slug.get(model) or config.by_model_id.get(model)
+    if provider is not None:
+        return Decision(provider, DecisionKind.LITERAL, chain=config.provider_chains.get(provider.slug))
+    provider = config.aliases.get(model)
+    if provider is not None:
+        return Decision(provider, DecisionKind.ALIAS, chain=config.alias_chains.get(model))
+    provider = wildcard_provider(config, model)
+    if provider is not None:
+        return Decision(provider, DecisionKind.LITERAL)
+    return None
 
 
 def wildcard_provider(config: Config, model: str) -> Provider | None:

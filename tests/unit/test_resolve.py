@@ -195,3 +195,16 @@ def test_cheapest_puts_the_lowest_price_first_and_unpriced_last():
     decision = decide_route(resolve(pools_config("cheapest"), None, None), "code")
     # gpt-4o $2.50 + $10, claude-sonnet-4-6 $3 + $15 per million (pinned table); qwen has no price.
     assert [p.slug for p in decision.candidates] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6", "local/qwen"]
+
+
+def test_a_request_with_its_own_routes_is_routed_and_the_model_it_names_serves_when_none_fits():
+    config = make()
+    prefs = (RequestPreference(Route("deep", "hard maths"), ("smart",)),)
+    plan = resolve(config, "openai/gpt-4o", prefs)
+    assert isinstance(plan, RoutingPlan)
+    assert decide_route(plan, "deep").provider.slug == "anthropic/claude"
+    fallback = decide_route(plan, None)
+    assert (fallback.provider.slug, fallback.kind) == ("openai/gpt-4o", DecisionKind.LITERAL)
+    assert decide_route(resolve(config, "smart", prefs), None).kind is DecisionKind.ALIAS
+    # Without routes of its own, a named model is served as named.
+    assert resolve(config, "openai/gpt-4o", None).kind is DecisionKind.LITERAL
