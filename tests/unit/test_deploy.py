@@ -168,7 +168,8 @@ def test_kustomization_objects_match_kubernetes_schemas(path):
 
 @pytest.mark.parametrize(
     "path",
-    [DEPLOY / "kubernetes/sidecar/secret.example.yaml", DEPLOY / "vllm/arch-router.yaml"],
+    [DEPLOY / "kubernetes/sidecar/secret.example.yaml", DEPLOY / "vllm/arch-router.yaml",
+     DEPLOY / "vllm/plano-orchestrator.yaml"],
     ids=lambda p: p.name,
 )
 def test_plain_manifests_match_kubernetes_schemas(path):
