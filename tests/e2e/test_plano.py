@@ -244,3 +244,46 @@ def test_failover_attempts_use_each_members_base_url_and_host(forms):
     assert proxied.headers["authorization"] == "Bearer k3"
     assert claude_like.received[-1].path == "/v1/messages"
     assert claude_like.received[-1].headers["host"] == f"127.0.0.1:{claude_like.url.rsplit(':', 1)[1]}"
+
+
+# --------------------------------------------------------------------------- prefer: fastest
+
+
+def test_prefer_fastest_orders_the_pool_by_the_latency_envoy_observed(tmp_path):
+    from tests.gateway import eventually
+    from tests.standins import Reply
+
+    def slowly(request):
+        reply = openai_reply(request)
+        return Reply(status=reply.status, body=reply.body, content_type=reply.content_type, delay_s=0.3)
+
+    router = KeywordRouter({"hello": "chat"})
+    with StandIn(slowly) as slow, StandIn(openai_reply) as quick, StandIn(router) as r:
+        config = {
+            "version": "v0.4.0",
+            "model_providers": [
+                {"model": "openai/gpt-4o-mini", "access_key": "k", "base_url": quick.url, "default": True},
+                {"model": "local/slow", "base_url": slow.url},
+                {"model": "local/quick", "base_url": quick.url},
+            ],
+            "routing_preferences": [{"name": "chat", "description": "small talk", "models": ["local/slow", "local/quick"],
+                                     "selection_policy": {"prefer": "fastest"}}],
+            "routing": {"engine": "plano-orchestrator", "endpoint": f"{r.url}/v1", "timeout": "3s",
+                        "turn_pinning": False, "cache_size": 0},
+        }
+        with Gateway(config, tmp_path) as gateway:
+            decision_url = f"{gateway.url}/routing/v1/chat/completions"
+            body = {"messages": [{"role": "user", "content": "hello"}]}
+
+            def first():
+                return httpx.post(decision_url, json=body, timeout=10).json()["models"]
+
+            assert first() == ["local/slow", "local/quick"]  # nothing observed yet: as written
+
+            def observed():
+                for model in ("local/slow", "local/quick"):  # traffic for Envoy to time
+                    httpx.post(f"{gateway.url}/v1/chat/completions", timeout=10,
+                               json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+                assert first() == ["local/quick", "local/slow"]
+
+            eventually(observed, timeout=40)
