@@ -287,3 +287,48 @@ def test_prefer_fastest_orders_the_pool_by_the_latency_envoy_observed(tmp_path):
                 assert first() == ["local/quick", "local/slow"]
 
             eventually(observed, timeout=40)
+
+
+# --------------------------------------------------------------------------- wildcards, passthrough_auth, headers
+
+
+def test_wildcards_passthrough_auth_and_extra_headers_reach_the_provider(tmp_path):
+    from tests.gateway import eventually
+
+    with StandIn(openai_reply) as upstream:
+        config = {
+            "version": "v0.4.0",
+            "model_providers": [
+                {"model": "openai/gpt-4o", "access_key": "key-exact", "base_url": upstream.url, "default": True},
+                {"model": "openai/*", "access_key": "key-wild", "base_url": upstream.url},
+                {"model": "litellm/team-model", "base_url": f"{upstream.url}/litellm", "passthrough_auth": True,
+                 "headers": {"X-Org": "acme", "User-Agent": "$UA"}},
+                {"model": "chatgpt/*"},
+            ],
+            "routing": {"engine": "none"},
+        }
+        with Gateway(config, tmp_path, env={"UA": "KimiCLI/1.3"}) as gateway:
+            chat = client(gateway)
+            exact = chat.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "a"}])
+            wild = chat.chat.completions.with_raw_response.create(model="openai/gpt-5.2-codex",
+                                                                  messages=[{"role": "user", "content": "b"}])
+            own = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-virtual-team-key", max_retries=0)
+            own.chat.completions.create(model="litellm/team-model", messages=[{"role": "user", "content": "c"}])
+            with pytest.raises(openai.BadRequestError) as refused:
+                chat.chat.completions.create(model="chatgpt/gpt-5.2", messages=[{"role": "user", "content": "d"}])
+            metrics = f"http://127.0.0.1:{gateway.metrics_port}/metrics"
+
+            def counted():
+                text = httpx.get(metrics, timeout=10).text
+                assert 'model="openai/*"' in text and 'model="openai/gpt-5.2-codex"' not in text
+
+            eventually(counted, timeout=10)
+    assert exact.headers["x-switchyard-model"] == "openai/gpt-4o"
+    assert wild.headers["x-switchyard-model"] == "openai/gpt-5.2-codex"
+    first, second, third = upstream.received
+    assert (first.json["model"], first.headers["authorization"]) == ("gpt-4o", "Bearer key-exact")
+    assert (second.json["model"], second.headers["authorization"]) == ("gpt-5.2-codex", "Bearer key-wild")
+    assert third.path == "/litellm/chat/completions"
+    assert third.headers["authorization"] == "Bearer sk-virtual-team-key"  # the client's own key
+    assert (third.headers["x-org"], third.headers["user-agent"]) == ("acme", "KimiCLI/1.3")
+    assert "Responses API only" in refused.value.message
