@@ -467,3 +467,11 @@ def test_llm_routing_model_without_such_an_entry_is_reported_and_routing_setting
     assert any("overrides.upstream_connect_timeout: ignored" in w for w in parse(raw).warnings)
     explicit = parse({**raw, "routing": {"engine": "arch-router", "endpoint": "http://ar:8000/v1"}})
     assert (explicit.routing.engine, explicit.routing.endpoint) == ("arch-router", "http://ar:8000/v1")
+
+
+def test_the_v04_example_is_a_working_plano_file():
+    config = load_config(REPO / "examples" / "plano-v04.yaml", env=PLANO_ENV)
+    assert config.routing.engine == "plano-orchestrator"
+    assert config.routing.endpoint == "http://plano-orchestrator:8000/v1" and config.routing.model == "Plano-Orchestrator"
+    assert [p.slug for p in config.route_pools["complex reasoning"].order] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"]
+    assert "openai" in config.wildcards and config.warnings == ()
