@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import anthropic
@@ -60,8 +61,6 @@ def clean(providers):
     for server in providers:
         server.clear()
         server.script.queue.clear()
-    yield
-    time.sleep(0.05)
 
 
 @pytest.fixture
@@ -136,6 +135,42 @@ def test_streams_fail_over_before_the_first_byte(client, providers):
     assert b.received[0].json["stream"] is True
 
 
+def test_a_stream_is_never_retried_once_its_first_byte_was_sent(client, gateway, providers):
+    """`resilient` (local/solo, then openai/primary) dies mid-answer: the client already has part
+    of it, so no other attempt is made, on the same model or the next (either would send a
+    second, different answer into the same stream)."""
+    a, b, c = providers
+    cut = openai_reply(_received_stub(), text="one two three four")
+    # The role chunk, "one" and " two"; held until the client has them; then the connection drops.
+    cut.hold_after = cut.abort_after = 3
+    c.script.queue[:] = [cut]
+    received = b""
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=30,
+                      json={"model": "resilient", "messages": HELLO, "stream": True}) as response:
+        assert response.status_code == 200
+        try:
+            for piece in response.iter_raw():
+                received += piece
+                if b" two" in received:
+                    cut.release.set()
+        except httpx.RemoteProtocolError:
+            pass  # Envoy passes the cut on as it happened (or ends the stream with an error event)
+    cut.release.set()
+    body = received.decode(errors="replace")
+    assert response.headers["x-switchyard-model"] == "local/solo"
+    texts = [json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+             for line in body.splitlines() if line.startswith("data: {") and '"choices":[{' in line.replace(" ", "")]
+    assert "".join(texts).startswith("one two")
+    assert "three" not in body
+    assert (len(a.received), len(b.received), len(c.received)) == (0, 0, 1)
+
+
+def _received_stub():
+    from tests.standins import Received
+
+    return Received("POST", "/v1/chat/completions", {}, json.dumps({"model": "solo", "messages": HELLO, "stream": True}).encode())
+
+
 def test_anthropic_clients_fail_over_too(gateway, providers):
     a, b, c = providers
     claude = anthropic.Anthropic(base_url=gateway.url, api_key="client-key", max_retries=0)
@@ -195,13 +230,20 @@ def test_a_model_that_keeps_failing_is_skipped_for_the_cooldown(providers, tmp_p
             raw = client.chat.completions.with_raw_response.create(model="openai/primary", messages=HELLO)
             assert raw.headers["x-switchyard-model"] == "anthropic/backup"
         assert len(a.received) == 4
+        cooling_since = time.monotonic()
         a.clear()
         raw = client.chat.completions.with_raw_response.create(model="openai/primary", messages=HELLO)
         assert raw.headers["x-switchyard-model"] == "anthropic/backup"
         assert a.received == []  # in its cool-down: not even tried
-        time.sleep(COOLDOWN_S + 1.5)
-        raw = client.chat.completions.with_raw_response.create(model="openai/primary", messages=HELLO)
-        assert raw.headers["x-switchyard-model"] == "openai/primary"
+        # Ask until the primary serves again: never before the cool-down is over, and soon after.
+        while True:
+            raw = client.chat.completions.with_raw_response.create(model="openai/primary", messages=HELLO)
+            waited = time.monotonic() - cooling_since
+            if raw.headers["x-switchyard-model"] == "openai/primary":
+                break
+            assert a.received == [] and waited < COOLDOWN_S + 10, "the primary never came back"
+            time.sleep(0.2)  # pacing the polls, not waiting for an event
+        assert waited >= COOLDOWN_S - 0.5
 
 
 def test_many_concurrent_failovers_all_succeed(providers, tmp_path):

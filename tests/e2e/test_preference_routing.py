@@ -155,13 +155,15 @@ def test_no_route_or_a_router_failure_serves_the_default(client, script, fresh, 
 
 
 def test_a_router_past_its_deadline_serves_the_default_in_bounded_time(client, script, gateway):
+    """The router answers only after 20 s (40 times the deadline): the request is served by the
+    default model long before that, without waiting for it."""
     script.answer = RouterScript.reply('{"route": "code_generation"}')
-    script.answer.delay_s = 3.0
+    script.answer.delay_s = 20.0
     start = time.monotonic()
     headers = routed(client, [{"role": "user", "content": "write a slow function"}])
     elapsed = time.monotonic() - start
     assert headers["x-switchyard-model"] == "openai/gpt-4o-mini"
-    assert elapsed < ROUTER_TIMEOUT_S + 0.5
+    assert elapsed < script.answer.delay_s / 2  # not the router's time: the deadline's
     assert "missed its" in gateway.output()
 
 
@@ -233,10 +235,11 @@ def one_route_config(upstream, router_url: str, default: str, routed: str, route
 
 def test_connection_refused_serves_the_default_quickly(upstream, tmp_path):
     with refused_port() as dead, Gateway(one_route_config(upstream, f"http://127.0.0.1:{dead}/v1", "openai/fallback",
-                                                          "openai/coder", "code", timeout="1s"), tmp_path) as gateway:
+                                                          "openai/coder", "code", timeout="20s"), tmp_path) as gateway:
         start = time.monotonic()
-        response = httpx.post(f"{gateway.url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "code"}]})
-        assert time.monotonic() - start < 1.5
+        response = httpx.post(f"{gateway.url}/v1/chat/completions", timeout=30,
+                              json={"messages": [{"role": "user", "content": "code"}]})
+        assert time.monotonic() - start < 10  # a refused connection is known at once: no waiting for the 20 s deadline
         assert response.status_code == 200
         assert response.headers["x-switchyard-model"] == "openai/fallback"
         assert "router arch-router failed" in gateway.output()

@@ -14,7 +14,7 @@ import pytest
 
 from filter.config import parse_config
 from filter.render.bootstrap import render_bootstrap
-from tests.gateway import Gateway, start_envoy
+from tests.gateway import Gateway, eventually, start_envoy
 
 OPENAI_KEY = "sk-reliability-openai-5e7c1"
 ANTHROPIC_KEY = "sk-ant-reliability-88d02"
@@ -156,11 +156,16 @@ def test_provider_keys_appear_nowhere_in_a_full_runs_output(gateway, fresh):
         [os.sys.executable, "-m", "filter.runtime.cli", "render", str(gateway.path)], capture_output=True, text=True,
         env={**os.environ, "REL_OPENAI_KEY": OPENAI_KEY, "REL_ANTHROPIC_KEY": ANTHROPIC_KEY,
              "REL_CLIENT_KEYS": CLIENT_KEYS}, timeout=60).stdout
-    time.sleep(0.7)  # the access log is flushed every 500 ms
+    # Envoy flushes its access log in batches: wait until it holds the three requests.
+    eventually(lambda: _assert_at_least(gateway.output().count('"path":"/v1/'), 3), timeout=10)
     everything = gateway.output() + metrics + render
     for secret in (OPENAI_KEY, ANTHROPIC_KEY, "team-a-key-1", "team-b-key-2"):
         assert secret not in everything
     assert '"decision":"literal"' in gateway.output()  # the log really holds the requests
+
+
+def _assert_at_least(count: int, minimum: int) -> None:
+    assert count >= minimum, f"{count} access log lines, expected {minimum}"
 
 
 # ---------------------------------------------------------------- the filter down or stuck
