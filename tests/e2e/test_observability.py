@@ -177,3 +177,28 @@ def test_access_log_has_one_json_line_per_request_without_content_or_keys(gatewa
     assert all(isinstance(e["duration_ms"], int) for e in entries)
     log = gateway.output()
     assert KEY not in log and "write a function" not in log and "hello" not in log
+
+
+def test_usage_metrics_off_serves_requests_without_streaming_the_access_log(upstream, fresh, tmp_path):
+    """`gateway.usage_metrics: false`: Envoy gets no gRPC access log, so the workers count no
+    requests or tokens; the JSON access log and the answers are unchanged."""
+    config = {"llm_providers": [{"model": "openai/gpt-4o", "access_key": KEY, "base_url": f"{upstream.url}/v1",
+                                 "default": True}],
+              "routing": {"engine": "none"}, "gateway": {"usage_metrics": False}}
+    with Gateway(config, tmp_path) as gateway:
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="client", max_retries=0)
+        hello = [{"role": "user", "content": "hello"}]
+        assert client.chat.completions.create(model="gpt-4o", messages=hello).usage.prompt_tokens == 11
+        assert "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="gpt-4o", messages=hello, stream=True) if c.choices)
+
+        def logged():
+            lines = [json.loads(line) for line in gateway.output().splitlines()
+                     if line.startswith("{") and '"decision":"literal"' in line]
+            assert len(lines) == 2
+        eventually(logged, timeout=10)
+        envoy = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/stats?filter=grpc_access_log").text
+        assert envoy.strip() == ""  # no gRPC access logger at all
+        s = scrape(gateway)
+        assert total(s, "switchyard_requests_total") == 0
+        assert total(s, "gen_ai_client_token_usage_sum") == 0

@@ -212,6 +212,26 @@ def test_decision_endpoint_answers_without_calling_any_upstream(gateway, script,
     assert fresh.received == []
 
 
+def test_decision_endpoint_for_anthropic_clients(gateway, script, fresh):
+    """/routing/v1/messages reads a Messages body (system prompt apart, content blocks) and
+    answers errors in Anthropic's shape."""
+    script.route("creative_writing")
+    body = {"model": "auto", "max_tokens": 100, "system": "You are terse.",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "a limerick about routers"}]}]}
+    response = httpx.post(f"{gateway.url}/routing/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
+    assert response.status_code == 200
+    decision = response.json()
+    assert (decision["model"], decision["route"], decision["decision"]) == ("local/writer", "creative_writing",
+                                                                             "preference")
+    assert script.prompts == [ARCH_ROUTER_PROMPT.format(
+        routes=ROUTES_JSON, conversation='[{"role": "user", "content": "a limerick about routers"}]')]
+    bad = httpx.post(f"{gateway.url}/routing/v1/messages", json={"model": "nope", "max_tokens": 5,
+                                                                 "messages": [{"role": "user", "content": "x"}]})
+    assert bad.status_code == 404
+    assert bad.json()["type"] == "error" and bad.json()["error"]["type"] == "not_found_error"
+    assert fresh.received == []
+
+
 def test_repeated_identical_decisions_come_from_the_cache(gateway, script):
     script.route("creative_writing")
     body = {"messages": [{"role": "user", "content": "a haiku about caching, please"}]}
