@@ -77,6 +77,36 @@ REQUESTS = [
     ("/v1/chat/completions", {}, b'{"model": "gpt-4o", "messages": [{"role": "user"}], "n": 1e999}'),
 ]
 
+# What each of REQUESTS must give, whichever path serves it (fixed here, so that a bug shared by
+# both paths fails too): status, x-switchyard-model, and the (path, model) the provider gets.
+EXPECTED = [
+    (200, "groq/llama-3.3-70b", [("/openai/v1/chat/completions", "llama-3.3-70b")]),
+    (200, "openai/gpt-4o", [("/v1/chat/completions", "gpt-4o")]),
+    (200, "openai/gpt-4o", [("/v1/chat/completions", "gpt-4o")]),
+    (200, "local/qwen", [("/custom/api/chat/completions", "qwen")]),
+    (200, "anthropic/claude-sonnet-4-5", [("/v1/messages?beta=true", "claude-sonnet-4-5")]),
+    (200, "anthropic/claude-sonnet-4-5", [("/v1/messages", "claude-sonnet-4-5")]),
+    (200, "anthropic/claude-sonnet-4-5", [("/v1/messages", "claude-sonnet-4-5")]),  # translated
+    (200, "groq/llama-3.3-70b", [("/openai/v1/chat/completions", "llama-3.3-70b")]),  # translated
+    (200, "openai/gpt-4o", [("/v1/chat/completions", "gpt-4o")]),  # the default model
+    (404, None, []),
+    (400, None, []),
+    (400, None, []),
+    (400, None, []),
+    (415, None, []),
+    (400, None, []),
+    (400, None, []),
+]
+# Token usage in the metrics by model (input, output, cached input), from the stand-ins' fixed
+# usage: OpenAI 11 prompt tokens (3 cached) and 7 completion tokens a request; Anthropic 12 input
+# + 4 cache reads and 9 output, streamed (REQUESTS[5]) or not.
+EXPECTED_TOKENS = {
+    "openai/gpt-4o": (33, 21, 9),
+    "groq/llama-3.3-70b": (22, 14, 6),
+    "local/qwen": (11, 7, 3),
+    "anthropic/claude-sonnet-4-5": (48, 27, 12),
+}
+
 # Headers a provider sees whose values must match exactly.
 COMPARED_HEADERS = ("authorization", "x-api-key", "api-key", "anthropic-version", "anthropic-beta", "content-type")
 # Access log fields that differ between any two runs.
@@ -124,8 +154,12 @@ def test_clients_providers_logs_and_metrics_see_the_same_with_and_without_the_fa
         through_filter = send(slow, upstream, path, headers, body)
         through_fast_path = send(fast, upstream, path, headers, body)
         assert through_fast_path == through_filter, (path, headers, body)
+        status, model, calls = EXPECTED[REQUESTS.index((path, headers, body))]
+        assert (through_filter["status"], through_filter["model"]) == (status, model), (path, body)
+        assert [(u["path"], u["json"]["model"]) for u in through_filter["upstream"]] == calls, (path, body)
         forwarded += bool(through_filter["upstream"])
     assert forwarded == 9  # six fast; two translated and one to the default model; the rest are errors
+    assert eventually(lambda: _token_usage(fast, 9)) == EXPECTED_TOKENS
 
     eventually(lambda: _assert_equal(access_log(fast), access_log(slow)))
     eventually(lambda: _assert_equal(request_metrics(fast), request_metrics(slow)))
@@ -135,6 +169,21 @@ def test_clients_providers_logs_and_metrics_see_the_same_with_and_without_the_fa
 
 def _assert_equal(a, b):
     assert a == b
+
+
+def _token_usage(gateway: Gateway, answers: int) -> dict[str, tuple]:
+    """Token usage by model from /metrics, once it counts `answers` answers."""
+    samples = request_metrics(gateway)
+    counted = sum(v for (name, labels), v in samples.items()
+                  if name == "gen_ai_client_token_usage_count" and ("gen_ai_token_type", "output") in labels)
+    assert counted == answers, f"{counted} of {answers} answers counted so far"
+    usage: dict[str, list] = {}
+    for (name, labels), value in samples.items():
+        if name == "gen_ai_client_token_usage_sum":
+            labels = dict(labels)
+            kinds = usage.setdefault(labels["gen_ai_request_model"], [0, 0, 0])
+            kinds[["input", "output", "cached_input"].index(labels["gen_ai_token_type"])] += value
+    return {model: tuple(kinds) for model, kinds in usage.items()}
 
 
 def test_fast_requests_need_no_filter_and_the_rest_still_do(gateways, upstream):
