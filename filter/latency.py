@@ -6,8 +6,8 @@ provider until its answer ended, per attempt. The supervisor reads them from Env
 smooths each model's median of the last stats interval (`SMOOTHING`), and writes the result to a
 small JSON file in the gateway's private runtime directory; the workers read that file, at most
 once a second, when they order a pool. A model Envoy has not timed yet has no latency (ranked
-last). `switchyard workers` (Envoy in its own container) has no such file: pools keep their
-written order there.
+last). Under `switchyard workers` (Envoy in its own container of the same pod) the supervisor
+reads that Envoy's admin at 127.0.0.1:`gateway.admin_port`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +26,15 @@ SAMPLE_INTERVAL_S = 5.0  # Envoy's histograms change once per stats flush (5 s b
 SMOOTHING = 0.5  # weight of the newest interval's median
 STATS_PATH = "/stats?format=json&usedonly&filter=^cluster%5C.provider_.*%5C.upstream_rq_time$"
 _READ_EVERY_S = 1.0
+
+
+def fetch(admin_port: int) -> dict | None:
+    """Envoy's request-time histograms from its admin on loopback; None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}{STATS_PATH}", timeout=2) as answer:
+            return json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
 
 
 def wants_latency(config: Config) -> bool:

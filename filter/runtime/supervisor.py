@@ -325,10 +325,12 @@ class Supervisor:
     def _sample_latency(self) -> None:
         """Envoy's per-cluster request times → the workers' latency file (`prefer: fastest`)."""
         now = time.monotonic()
-        if self.envoy is None or now < self._next_latency_sample or not latency.wants_latency(self.config):
+        if now < self._next_latency_sample or not latency.wants_latency(self.config):
             return
         self._next_latency_sample = now + latency.SAMPLE_INTERVAL_S
-        stats = self._admin_json(latency.STATS_PATH)
+        # `switchyard workers`: the Envoy of the same pod, on its configured admin port.
+        port = self.admin_port if self.with_envoy else (self.config.gateway.admin_port or None)
+        stats = latency.fetch(port) if port else None
         if stats is None:
             return
         medians = latency.interval_medians(stats, latency.clusters_of(self.config))
