@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 SHORT = {
     "direct": "upstream\ndirect", "envoy": "bare\nEnvoy", "noop": "Envoy +\nno-op\nPython filter", "native": "Envoy alone\nroutes on\nmodel (study)", "fast_alias": "SY fast path\nalias", "fast_literal": "SY fast path\nliteral", "alias": "SY alias\n1 worker", "literal": "SY literal\n1 worker",
     "alias2": "SY alias\n2 workers", "alias_nometrics": "SY alias\nno usage\nmetrics",
-    "pref_uncached": "SY auto\nembedded\nuncached", "pref_cached": "SY auto\nembedded\ncached", "litellm": "LiteLLM\n2 workers",
+    "pref_uncached": "SY auto\nembedded\nuncached", "pref_uncached2": "SY auto\n2 workers\nuncached", "pref_cached": "SY auto\nembedded\ncached", "litellm": "LiteLLM\n2 workers",
 }
 COLOURS = {"direct": "#999999", "envoy": "#4c72b0", "noop": "#8172b3", "native": "#937860", "fast_alias": "#dd8452", "fast_literal": "#dd8452", "litellm": "#c44e52"}
 

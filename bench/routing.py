@@ -105,6 +105,7 @@ def main() -> int:
     args = parser.parse_args()
     data = Path(args.data)
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     engine = EmbeddedEngine()
     clinc_routes = load_routes(data / "clinc150" / "routes.yaml")
     clinc_test = load_cases(data / "clinc150", "test")
@@ -143,7 +144,8 @@ def main() -> int:
     body = "\n".join(rows + [
         "",
         f"Measured by `make bench-routing` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} cores, "
-        f"{time.monotonic() - started:.0f} s). Latency: one decision at a time through the engine's async path "
+        f"{time.monotonic() - started:.0f} s; 1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after: "
+        f"other work on the machine shows in the times). Latency: one decision at a time through the engine's async path "
         f"(tokenizer, encoder, scoring); decisions/s: {CONCURRENCY} in flight, micro-batched.",
     ])
     if not args.no_readme:
