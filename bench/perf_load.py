@@ -44,15 +44,16 @@ def lua_script(path: str, body: dict, *, vary: bool, delay_ms: float | None) -> 
         marker = "__COUNTER__"
         assert marker in text
         prefix, suffix = text.split(marker)
-        # A nonce per script: counters restart with every wrk run, and the prompts of an earlier
-        # run (the warm-up, the previous round) must not come back as decision-cache hits.
-        prefix += secrets.token_hex(4) + "-"
+        # Counters restart with every wrk run, so each script numbers its prompts from its own
+        # random base: the prompts of an earlier run (the warm-up, the previous round) must not
+        # come back as decision-cache hits. One number, so the prompt keeps its length in tokens.
+        base = secrets.randbelow(9 * 10**8) + 10**8
         lines += [
             f"local prefix = {_lua_string(prefix)}",
             f"local suffix = {_lua_string(suffix)}",
             "function request()",
             "  counter = counter + 1",
-            f"  return wrk.format('POST', {_lua_string(path)}, headers, prefix .. tostring(tid) .. '-' .. counter .. suffix)",
+            f"  return wrk.format('POST', {_lua_string(path)}, headers, prefix .. string.format('%d', {base} + tid * 10000000 + counter) .. suffix)",
             "end",
         ]
     else:

@@ -32,9 +32,11 @@ from router_model.embedded_text import content_words, routing_text
 from router_model.engine import Message, Route, RouterError
 
 RouteKey = tuple[tuple[str, str, tuple[str, ...]], ...]
-# A batch waits at most this long for company when the encoder is idle; under load batches
-# form while the previous one runs, without waiting.
-BATCH_WAIT_S = 0.0005
+# A batch waits this long for company when the encoder is idle (0: one turn of the event loop,
+# which gathers the requests that arrived together); under load batches form while the previous
+# one runs, without waiting. A timed wait costs a millisecond or more (the loop's timers are
+# that coarse) and bought nothing measurable.
+BATCH_WAIT_S = 0.0
 MAX_BATCH = 32
 
 
@@ -85,8 +87,13 @@ class EmbeddedEngine:
         self._cache_size = max(1, cache_size)
         self._indexes: OrderedDict[RouteKey, RouteIndex] = OrderedDict()
         self._lock = threading.Lock()  # index_for() may be called from several threads
+        # Tokenising and scoring on the event loop, the encoder call alone on the engine's thread.
+        prepare = getattr(self._encoder, "prepare", None)
+        run = getattr(self._encoder, "run", None)
         self._batcher: MicroBatcher[tuple[RouteIndex, str], Scored] = MicroBatcher(
-            self._score_batch, max_batch=max_batch, max_wait_s=batch_wait_s, thread_name="embedded-router")
+            run if run is not None else self._encoder.encode, max_batch=max_batch, max_wait_s=batch_wait_s,
+            prepare=lambda items: (prepare or list)([text for _, text in items]),
+            finish=self._score, thread_name="embedded-router")
         self._closed = False
 
     @property
@@ -130,8 +137,10 @@ class EmbeddedEngine:
 
     def _score_batch(self, items: Sequence[tuple[RouteIndex, str]]) -> list[Scored]:
         """One encoder call for all texts, then each route list scores its own queries."""
+        return self._score(items, self._encoder.encode([text for _, text in items]))
+
+    def _score(self, items: Sequence[tuple[RouteIndex, str]], queries: np.ndarray) -> list[Scored]:
         texts = [text for _, text in items]
-        queries = self._encoder.encode(texts)
         results: list[Scored | None] = [None] * len(items)
         groups: dict[int, list[int]] = {}
         for i, (index, _) in enumerate(items):

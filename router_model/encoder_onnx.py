@@ -10,6 +10,7 @@ pool sized to the machine).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -57,11 +58,13 @@ class OnnxEncoder:
         return [self.tokenizer.encode(t).ids for t in texts]
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.run(self.prepare(texts, batch_size))
+
+    def prepare(self, texts: Sequence[str], batch_size: int = 64) -> "Prepared":
+        """Token ids in padded blocks, texts of like length together (padding is wasted work)."""
         ids = self.token_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        blocks = []
         start = 0
         while start < len(order):
             first = len(ids[order[start]])
@@ -69,11 +72,25 @@ class OnnxEncoder:
             while end < len(order) and end - start < batch_size and len(ids[order[end]]) <= PAD_RATIO * first + 4:
                 end += 1
             chunk = order[start:end]
-            out[chunk] = self._run([ids[i] for i in chunk])
+            width = len(ids[chunk[-1]])
+            tokens = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                tokens[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            blocks.append((chunk, tokens, mask))
             start = end
+        return Prepared(len(ids), blocks)
+
+    def run(self, prepared: "Prepared") -> np.ndarray:
+        """The encoder calls alone (ONNX Runtime releases the GIL while it runs)."""
+        out = np.empty((prepared.count, self.dim), dtype=np.float32)
+        for chunk, tokens, mask in prepared.blocks:
+            out[chunk] = self.session.run(None, {"input_ids": tokens, "attention_mask": mask})[0]
         return out
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:
+        """One padded block as given (tests: a batch exactly as composed)."""
         width = max(len(row) for row in ids)
         tokens = np.zeros((len(ids), width), dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
@@ -81,3 +98,9 @@ class OnnxEncoder:
             tokens[i, : len(row)] = row
             mask[i, : len(row)] = 1
         return self.session.run(None, {"input_ids": tokens, "attention_mask": mask})[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    count: int
+    blocks: list[tuple[list[int], np.ndarray, np.ndarray]]
