@@ -1,6 +1,6 @@
 """``switchyard eval``: measure a routing engine on labelled conversations.
 
-    switchyard eval --routes ROUTES.yaml --cases CASES.jsonl [--engine embedded|arch-router]
+    switchyard eval --routes ROUTES.yaml --cases CASES.jsonl [--engine embedded|arch-router|plano-orchestrator]
                     [--endpoint URL] [--model NAME] [--timeout SECONDS] [--limit N] [--json]
                     [--min-confidence X] [--calibrate]
 
@@ -33,7 +33,7 @@ import yaml
 from router_model.engine import Route, RouterEngine, RouterError
 
 OTHER = "other"
-ENGINES = ("embedded", "arch-router")
+ENGINES = ("embedded", "arch-router", "plano-orchestrator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,13 @@ def make_engine(kind: str, endpoint: str | None, model: str, timeout: float,
             raise ValueError("--endpoint is required for --engine arch-router")
         from router_model.arch_router import ArchRouterEngine  # written alongside; imported only when asked
 
-        return ArchRouterEngine(endpoint, model=model, timeout=timeout)
+        return ArchRouterEngine(endpoint, model=model or "Arch-Router", timeout=timeout)
+    if kind == "plano-orchestrator":
+        if not endpoint:
+            raise ValueError("--endpoint is required for --engine plano-orchestrator")
+        from router_model.plano_orchestrator import PlanoOrchestratorEngine
+
+        return PlanoOrchestratorEngine(endpoint, model=model or "Plano-Orchestrator", timeout=timeout)
     raise ValueError(f"unknown engine {kind!r}")
 
 
@@ -292,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--routes", type=Path, required=True, help="ROUTES.yaml with routes: [{name, description}]")
     parser.add_argument("--cases", type=Path, required=True, help='CASES.jsonl: {"messages": [...], "expected": ...}')
     parser.add_argument("--engine", choices=ENGINES, default="embedded")
-    parser.add_argument("--endpoint", help="Arch-Router OpenAI-compatible base URL (arch-router engine)")
-    parser.add_argument("--model", default="Arch-Router", help="model name served at --endpoint")
+    parser.add_argument("--endpoint", help="the router's OpenAI-compatible base URL (arch-router, plano-orchestrator)")
+    parser.add_argument("--model", help="model name served at --endpoint (default: Arch-Router, Plano-Orchestrator)")
     parser.add_argument("--timeout", type=float, default=1.0, help="deadline of one decision, seconds")
     parser.add_argument("--limit", type=int, help="evaluate the first N cases only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")

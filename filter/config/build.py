@@ -484,13 +484,14 @@ class _Builder:
                 chosen = (endpoint, entry.model_id, credential)
                 used.add("llm_routing_model")
             elif entry is not None:
-                self.ignored("overrides.llm_routing_model", "the router named here (routing.engine and "
-                                                            "routing.endpoint are set and win)")
+                self.warnings.append(f"{self.file}: overrides.llm_routing_model: ignored — routing.engine or "
+                                     "routing.endpoint is set, and routing: wins")
                 used.add("llm_routing_model")
             else:
-                self.ignored("overrides.llm_routing_model", f"{name!r} names no configured provider entry: Plano would "
-                                                            "call its hosted router, Switchyard calls none (set "
-                                                            "routing.engine: plano-orchestrator and routing.endpoint)")
+                self.warnings.append(f"{self.file}: overrides.llm_routing_model: ignored — {name!r} names no "
+                                     "configured provider entry (Plano would call its hosted router; Switchyard "
+                                     "calls none: add an entry for the router or set routing.engine: "
+                                     "plano-orchestrator and routing.endpoint)")
                 used.add("llm_routing_model")
         for key in s.PlanoOverrides.model_fields:
             if key not in used and getattr(overrides, key) is not None:

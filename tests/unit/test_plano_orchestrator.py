@@ -232,3 +232,20 @@ async def _choose(router, routes, messages):
         return await router.choose(routes, messages)
     finally:
         await router.aclose()
+
+
+def test_switchyard_eval_scores_a_plano_orchestrator_endpoint(orchestrator, tmp_path, capsys):
+    from router_model.evaluate import main
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - name: travel\n    description: flights and hotels\n"
+                      "  - name: cooking\n    description: recipes\n")
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}], "expected": e}) + "\n"
+                             for q, e in [("a flight to Rome", "travel"), ("bake bread", "cooking")]))
+    orchestrator.answer = '{"route": ["travel"]}'
+    assert main(["--routes", str(routes), "--cases", str(cases), "--engine", "plano-orchestrator",
+                 "--endpoint", orchestrator.url, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["n"], result["accuracy"]) == (2, 0.5)
+    assert {body["model"] for body in orchestrator.bodies} == {"Plano-Orchestrator"}
