@@ -30,6 +30,8 @@ class ProviderDefaults:
     headers: tuple[tuple[str, str], ...] = ()
     # Serves OpenAI's Responses API only (`{prefix}/responses`), no Chat Completions.
     responses_only: bool = False
+    # The path prefix a host-only base_url gets, for providers without a base URL of their own.
+    default_prefix: str | None = None
 
 
 CATALOGUE: dict[str, ProviderDefaults] = {
@@ -44,6 +46,18 @@ CATALOGUE: dict[str, ProviderDefaults] = {
     "xai": ProviderDefaults("https://api.x.ai/v1", Interface.OPENAI),
     "together_ai": ProviderDefaults("https://api.together.xyz/v1", Interface.OPENAI),
     "ollama": ProviderDefaults("http://127.0.0.1:11434/v1", Interface.OPENAI, needs_key=False),
+    # The other providers Plano knows without a base_url (its envoy template's clusters and its
+    # CLI's provider defaults), all OpenAI-compatible.
+    "moonshotai": ProviderDefaults("https://api.moonshot.ai/v1", Interface.OPENAI),
+    "zhipu": ProviderDefaults("https://open.bigmodel.cn/api/paas/v4", Interface.OPENAI),
+    "xiaomi": ProviderDefaults("https://api.xiaomimimo.com/v1", Interface.OPENAI),
+    "digitalocean": ProviderDefaults("https://inference.do-ai.run/v1", Interface.OPENAI),
+    "vercel": ProviderDefaults("https://ai-gateway.vercel.sh/v1", Interface.OPENAI),
+    "openrouter": ProviderDefaults("https://openrouter.ai/api/v1", Interface.OPENAI),
+    "edenai": ProviderDefaults("https://api.edenai.run/v3", Interface.OPENAI),
+    # Plano requires a base_url for Qwen (DashScope's regions differ); a host alone gets
+    # DashScope's OpenAI-compatible path.
+    "qwen": ProviderDefaults(None, Interface.OPENAI, default_prefix="/compatible-mode/v1"),
     # A ChatGPT subscription (Plano's `chatgpt/*`): the Codex backend, Responses API only. The
     # client's own ChatGPT sign-in (Codex CLI's Bearer token) authorizes it, as in Plano, which also
     # sends `originator: codex_cli_rs` and the account id from $CHATGPT_ACCOUNT_ID when set.

@@ -85,6 +85,8 @@ def default_prefix(prefix: str, interface: Interface) -> str:
         return "/openai/deployments"  # then /{deployment}/chat/completions, as Plano builds it
     if known is not None and known.base_url is not None and known.interface is interface:
         return urlsplit(known.base_url).path.rstrip("/")
+    if known is not None and known.default_prefix is not None and known.interface is interface:
+        return known.default_prefix
     return "/v1"
 
 

@@ -475,3 +475,25 @@ def test_the_v04_example_is_a_working_plano_file():
     assert config.routing.endpoint == "http://plano-orchestrator:8000/v1" and config.routing.model == "Plano-Orchestrator"
     assert [p.slug for p in config.route_pools["complex reasoning"].order] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"]
     assert "openai" in config.wildcards and config.warnings == ()
+
+
+@pytest.mark.parametrize("model, host, prefix", [
+    ("moonshotai/kimi-k2", "api.moonshot.ai", "/v1"),
+    ("zhipu/glm-4.6", "open.bigmodel.cn", "/api/paas/v4"),
+    ("openrouter/anthropic/claude-sonnet-4", "openrouter.ai", "/api/v1"),
+    ("digitalocean/llama3.3-70b-instruct", "inference.do-ai.run", "/v1"),
+    ("vercel/openai/gpt-5", "ai-gateway.vercel.sh", "/v1"),
+    ("xiaomi/mimo-v2", "api.xiaomimimo.com", "/v1"),
+    ("edenai/openai/gpt-4o", "api.edenai.run", "/v3"),
+])
+def test_the_providers_plano_knows_need_no_base_url_either(model, host, prefix):
+    provider = parse({"model_providers": [{"model": model, "access_key": "k"}]}).providers[0]
+    assert (provider.upstream.host, provider.upstream.path_prefix) == (host, prefix)
+
+
+def test_qwen_needs_a_base_url_and_a_host_alone_gets_dashscopes_path():
+    assert "model_providers[0].base_url: is required for provider 'qwen'" in error_of(
+        {"model_providers": [{"model": "qwen/qwen-plus", "access_key": "k"}]})
+    qwen = parse({"model_providers": [{"model": "qwen/qwen-plus", "access_key": "k",
+                                       "base_url": "https://dashscope-intl.aliyuncs.com"}]}).providers[0]
+    assert qwen.upstream.path_prefix == "/compatible-mode/v1"
