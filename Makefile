@@ -6,18 +6,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/demo.yaml
+# Envoy's compiled extension (request metrics, see envoy/switchyard_metrics.c), built from source
+# with Debian's clang for wasm32-wasi; the toolchain is installed when missing.
+EXTENSIONS := envoy/switchyard_metrics.wasm
+WASM_CC := clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror -mexec-model=reactor -Wl,--strip-all
+WASM_PACKAGES := clang lld wasi-libc libclang-rt-14-dev-wasm32
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real clients the tests drive (Claude Code, Codex CLI), pinned by tests/clients/package-lock.json.
 CLIENTS := tests/clients/node_modules/.installed
 
 .PHONY: install run test validate render bench-routing soak bench mutation clean
 
-install: $(STAMP)
+install: $(STAMP) $(EXTENSIONS)
 
 # Re-installs only when the pins change; otherwise a no-op.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
+
+envoy/%.wasm: envoy/%.c envoy/proxy_wasm_abi.h
+	@command -v clang >/dev/null && command -v wasm-ld >/dev/null && test -f /usr/lib/wasm32-wasi/libc.a \
+	  && ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
+	  || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(WASM_PACKAGES))
+	$(WASM_CC) -o $@ $<
 
 run: install
 	$(VENV)/bin/switchyard up $(CONFIG)
@@ -92,4 +104,4 @@ mutation: install $(MUTATION_VENV)/.installed
 	nice -n 15 $(MUTATION_VENV)/bin/python tests/mutation.py $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) build mutants *.egg-info
+	rm -rf $(VENV) build mutants *.egg-info $(EXTENSIONS)

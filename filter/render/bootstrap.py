@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 import yaml
 
-from filter.render import fast_path
 from filter.config import Chain, Config, Provider
+from filter.render import fast_path
+from filter.render.metrics import EXTENSION_FILE, extension_code, metrics_filter, span_access_log, stats_tags, timing_headers
 
 def envoy_file(name: str):
     """A file of envoy/ in the source tree, or the copy the wheel ships as filter.envoy_templates
@@ -78,7 +79,12 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
 
     manager = _connection_manager(bootstrap)
     if gateway.usage_metrics:
-        manager["access_log"].append(usage_access_log())
+        # Last before the router: it sees the answer first, and counts every request.
+        code = extension_code(Path(str(envoy_file(EXTENSION_FILE))), inline=reload_dir is None)
+        manager["http_filters"].insert(len(manager["http_filters"]) - 1, metrics_filter(code))
+        bootstrap["stats_config"] = {"stats_tags": stats_tags()}
+    if gateway.otlp_endpoint:
+        manager["access_log"].append(span_access_log())
     if reload_dir is not None and gateway.fast_path:
         # Right before ext_proc: after the request body is decompressed.
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
@@ -160,7 +166,13 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
         request_headers_timeout=_duration(config.gateway.request_headers_timeout_s),
         idle_timeout=_duration(config.gateway.idle_timeout_s),
     )
-    return yaml.safe_load(text)
+    bootstrap = yaml.safe_load(text)
+    if config.gateway.usage_metrics:
+        virtual_host = _connection_manager(bootstrap)["route_config"]["virtual_hosts"][0]
+        add, remove = timing_headers()
+        virtual_host["response_headers_to_add"].extend(add)
+        virtual_host["response_headers_to_remove"] = remove
+    return bootstrap
 
 
 def _yaml_scalar(value: str) -> str:
@@ -193,30 +205,12 @@ def render_fragments(config: Config) -> dict[str, Any]:
         "clusters": bootstrap["static_resources"]["clusters"],
         "virtual_host": virtual_host,
         "local_reply_config": manager["local_reply_config"],
-        # The JSON access log and, with usage_metrics, the gRPC access log the metrics come from.
+        # The JSON access log and, with tracing, the gRPC access log the spans come from.
         "access_log": manager["access_log"],
+        # For the bootstrap's stats_config.stats_tags: labels on the metrics Envoy counts.
+        "stats_tags": bootstrap.get("stats_config", {}).get("stats_tags", []),
         # For the team's own virtual hosts: the gateway's filters stay out of their traffic.
         "typed_per_filter_config_for_other_hosts": {f["name"]: disabled for f in filters},
-    }
-
-
-def usage_access_log() -> dict[str, Any]:
-    """Envoy's gRPC access logger, streaming each finished request's entry to the filter workers
-    in batches (filter/observer.py turns them into metrics and spans). It carries the decision
-    metadata, the token counts Envoy read from the answer and the model that finally served."""
-    return {
-        "name": "envoy.access_loggers.http_grpc",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
-            "common_config": {
-                "log_name": "switchyard",
-                "grpc_service": {"envoy_grpc": {"cluster_name": "switchyard_filter"}},
-                "transport_api_version": "V3",
-                "buffer_flush_interval": "0.2s",
-                "buffer_size_bytes": 65536,
-            },
-            "additional_response_headers_to_log": ["x-switchyard-model"],
-        },
     }
 
 

@@ -66,7 +66,7 @@ async def serve(config_path: str, socket_path: str, state_dir: str) -> None:
                        password=settings.password.reveal() if settings.password else None, directory=state_dir)
     processor = Processor(config, router, metrics, spans, store, LatencyBoard(state_dir))
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
-    als_pb2_grpc.add_AccessLogServiceServicer_to_server(ResponseObserver(metrics, spans), server)
+    als_pb2_grpc.add_AccessLogServiceServicer_to_server(ResponseObserver(spans), server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     path = Path(socket_path)

@@ -1,0 +1,39 @@
+/* The few Proxy-Wasm ABI v0.2.1 host functions and types Switchyard's Envoy extensions use,
+ * declared from the specification (github.com/proxy-wasm/spec, abi-versions/v0.2.1). Host
+ * functions are imported from the "env" module; callbacks are exported by name. Every value the
+ * host returns through a `char **` is allocated with proxy_on_memory_allocate (malloc here) and
+ * belongs to the caller, which frees it. */
+#ifndef SWITCHYARD_PROXY_WASM_ABI_H
+#define SWITCHYARD_PROXY_WASM_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROXY_IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
+#define PROXY_EXPORT(name) __attribute__((export_name(#name)))
+
+enum proxy_status { PROXY_OK = 0, PROXY_NOT_FOUND = 1, PROXY_BAD_ARGUMENT = 2 };
+enum proxy_action { PROXY_CONTINUE = 0, PROXY_PAUSE = 1 };
+enum proxy_log_level { PROXY_LOG_TRACE, PROXY_LOG_DEBUG, PROXY_LOG_INFO, PROXY_LOG_WARN, PROXY_LOG_ERROR };
+enum proxy_buffer_type { PROXY_BUFFER_PLUGIN_CONFIGURATION = 7 };
+enum proxy_map_type { PROXY_MAP_RESPONSE_HEADERS = 2 };
+enum proxy_metric_type { PROXY_METRIC_COUNTER = 0 };
+
+PROXY_IMPORT(proxy_log) uint32_t proxy_log(uint32_t level, const char *message, size_t size);
+PROXY_IMPORT(proxy_get_buffer_bytes)
+uint32_t proxy_get_buffer_bytes(uint32_t buffer, size_t start, size_t max_size, char **data, size_t *size);
+PROXY_IMPORT(proxy_get_property)
+uint32_t proxy_get_property(const char *path, size_t path_size, char **value, size_t *value_size);
+PROXY_IMPORT(proxy_get_header_map_value)
+uint32_t proxy_get_header_map_value(uint32_t map, const char *key, size_t key_size, char **value, size_t *value_size);
+PROXY_IMPORT(proxy_remove_header_map_value)
+uint32_t proxy_remove_header_map_value(uint32_t map, const char *key, size_t key_size);
+PROXY_IMPORT(proxy_define_metric)
+uint32_t proxy_define_metric(uint32_t type, const char *name, size_t name_size, uint32_t *metric_id);
+PROXY_IMPORT(proxy_increment_metric) uint32_t proxy_increment_metric(uint32_t metric_id, int64_t delta);
+
+/* Maps (a property holding a protobuf Struct, for one) are serialized as: a 32-bit count N, N
+ * pairs of 32-bit (key size, value size), then each key and each value followed by a NUL byte.
+ * Integers are little-endian, as Wasm's memory is. */
+
+#endif

@@ -1,0 +1,98 @@
+"""Envoy's per-request counters (envoy/switchyard_metrics.c) read back as Prometheus families.
+
+The Wasm extension counts into plain Envoy counters whose names carry their labels as
+`;name=.=value;.;` (values percent-encoded): `switchyard_requests_total;…` for requests, and for
+each histogram `<family>_bin;…;le=.=<bound>;.;` (the observations that fell in that bucket, not
+cumulative) and `<family>_sum;…` (in nanoseconds for durations). This module turns Envoy's
+`/stats?format=json` answer into the families of `filter.metrics.REQUEST_FAMILIES`: cumulative
+buckets, `_count`, sums in seconds. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from urllib.parse import unquote
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from filter.metrics import REQUEST_FAMILIES, Family
+
+PREFIX = "wasmcustom."  # Envoy's namespace for counters that Wasm code defines
+# The admin query that returns exactly those counters.
+STATS_PATH = "/stats?format=json&usedonly&filter=%5Ewasmcustom%5C."
+_TAG = re.compile(r";([A-Za-z_]+)=\.=(.*?);\.;")
+DROPPED = "switchyard_metrics_dropped_total"
+
+
+def parse_name(name: str) -> tuple[str, dict[str, str]]:
+    """`wasmcustom.x_bin;a=.=1;.;le=.=0.5;.;` → ("x_bin", {"a": "1", "le": "0.5"})."""
+    name = name.removeprefix(PREFIX)
+    base, _, tags = name.partition(";")
+    return base, {key: unquote(value) for key, value in _TAG.findall(";" + tags)}
+
+
+def families(stats: dict) -> list[Metric]:
+    """Envoy's `/stats?format=json` answer → the request families (and the extension's own
+    counter of label sets it could not define, when there are any)."""
+    counters: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
+    bins: dict[str, dict[tuple[str, ...], dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    sums: dict[str, dict[tuple[str, ...], int]] = defaultdict(lambda: defaultdict(int))
+    by_stat = {f"{f.name}_total" if f.buckets is None else f.name: f for f in REQUEST_FAMILIES}
+    dropped = 0
+    for stat in stats.get("stats", []):
+        if not isinstance(stat, dict) or not isinstance(stat.get("value"), int) or "name" not in stat:
+            continue  # histograms and text stats: not ours
+        base, labels = parse_name(stat["name"])
+        value = stat["value"]
+        if base == DROPPED:
+            dropped += value
+            continue
+        for suffix, into in (("_bin", bins), ("_sum", sums)):
+            family = by_stat.get(base.removesuffix(suffix)) if base.endswith(suffix) else None
+            if family is not None and family.buckets is not None:
+                key = tuple(labels.get(label, "") for label in family.labels)
+                if suffix == "_bin":
+                    into[family.name][key][labels.get("le", "+Inf")] += value
+                else:
+                    into[family.name][key] += value
+                break
+        else:
+            family = by_stat.get(base)
+            if family is not None and family.buckets is None:
+                counters[family.name][tuple(labels.get(label, "") for label in family.labels)] += value
+
+    out: list[Metric] = []
+    for family in REQUEST_FAMILIES:
+        if family.buckets is None:
+            metric = CounterMetricFamily(family.name, family.help, labels=family.labels)
+            for key, value in sorted(counters[family.name].items()):
+                metric.add_metric(key, value)
+        else:
+            metric = HistogramMetricFamily(family.name, family.help, labels=family.labels)
+            keys = set(bins[family.name]) | set(sums[family.name])
+            for key in sorted(keys):
+                metric.add_metric(key, _cumulative(family, bins[family.name][key]),
+                                  _sum(family, sums[family.name][key]))
+        out.append(metric)
+    if dropped:
+        metric = CounterMetricFamily("switchyard_metrics_dropped", "Request observations Envoy could not count: "
+                                     "too many distinct label sets")
+        metric.add_metric([], dropped)
+        out.append(metric)
+    return out
+
+
+def _cumulative(family: Family, counts: dict[str, int]) -> list[tuple[str, float]]:
+    assert family.buckets is not None
+    running, buckets = 0, []
+    for bound in family.buckets:
+        running += counts.get(bound, 0)
+        buckets.append((floatToGoString(float(bound)), running))  # `le` as prometheus_client writes it
+    buckets.append(("+Inf", running + counts.get("+Inf", 0)))
+    return buckets
+
+
+def _sum(family: Family, total: int) -> float:
+    return total / 1e9 if family.seconds else float(total)
