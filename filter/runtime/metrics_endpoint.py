@@ -30,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from filter import envoy_stats
 from filter.metrics import MULTIPROC_ENV
 
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 1024  # idle ones cost a few KB each, never a thread
 MAX_REQUEST_BYTES = 8192
 REQUEST_TIMEOUT_S = 10.0
 ENVOY_TIMEOUT_S = 2.0
@@ -85,6 +85,7 @@ class MetricsEndpoint:
         """Bind now (an OSError reaches the caller), then serve from a thread of its own."""
         family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
         sock = socket.create_server((self.address, self.port), family=family, backlog=128)
+        self.port = sock.getsockname()[1]  # port 0: the one the system picked
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
 

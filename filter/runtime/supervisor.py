@@ -101,7 +101,7 @@ class Supervisor:
         self._latency: dict[str, float] = {}  # seconds per model, smoothed (filter/latency.py)
         self._next_latency_sample = 0.0
         # /metrics merges Envoy's request counters, read from its admin on loopback.
-        self.metrics = MetricsEndpoint(config.gateway.metrics_port, "0.0.0.0",
+        self.metrics = MetricsEndpoint(config.gateway.metrics_port, config.gateway.metrics_address,
                                        admin_port=lambda: self.admin_port or config.gateway.admin_port)
         self.envoy_restarts: list[float] = []
         # The ports Envoy really listens on (known once it is up; the same after a restart).

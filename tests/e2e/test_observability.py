@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 import openai
@@ -180,8 +181,8 @@ def test_access_log_has_one_json_line_per_request_without_content_or_keys(gatewa
 
 
 def test_usage_metrics_off_serves_requests_without_streaming_the_access_log(upstream, fresh, tmp_path):
-    """`gateway.usage_metrics: false`: Envoy gets no gRPC access log, so the workers count no
-    requests or tokens; the JSON access log and the answers are unchanged."""
+    """`gateway.usage_metrics: false`: Envoy counts no requests or tokens (no metrics extension,
+    and no gRPC access log either); the JSON access log and the answers are unchanged."""
     config = {"llm_providers": [{"model": "openai/gpt-4o", "access_key": KEY, "base_url": f"{upstream.url}/v1",
                                  "default": True}],
               "routing": {"engine": "none"}, "gateway": {"usage_metrics": False}}
@@ -202,3 +203,39 @@ def test_usage_metrics_off_serves_requests_without_streaming_the_access_log(upst
         s = scrape(gateway)
         assert total(s, "switchyard_requests_total") == 0
         assert total(s, "gen_ai_client_token_usage_sum") == 0
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of the sockets listening on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hexport = local.partition(":")
+            if state == "0A" and int(hexport, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_metrics_listen_on_loopback_and_idle_connections_take_no_thread(gateway, traffic):
+    port = gateway.config["gateway"]["metrics_port"]
+    assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only: gateway.metrics_address's default
+    supervisor = gateway.process.pid
+
+    def threads() -> int:
+        status = open(f"/proc/{supervisor}/status").read()
+        return int(status.split("Threads:")[1].split()[0])
+
+    before = threads()
+    idle = []
+    try:
+        for _ in range(300):  # connections that never send a request
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert scraped.status_code == 200 and "switchyard_requests_total" in scraped.text
+        assert threads() <= before + 2
+        assert httpx.post(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 405
+        assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=10).status_code == 404
+    finally:
+        for connection in idle:
+            connection.close()

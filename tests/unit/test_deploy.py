@@ -325,8 +325,8 @@ def test_probes_and_ports_match_the_config(path, tmp_path):
     listener, gateway = config.listener.port, config.gateway
     envoy, filt = pod.envoy(), pod.filter()
 
-    # Kubelet probes reach the pod IP, never the pod's loopback.
-    assert config.listener.address == "0.0.0.0"
+    # Kubelet probes (and Prometheus) reach the pod IP, never the pod's loopback.
+    assert config.listener.address == "0.0.0.0" and gateway.metrics_address == "0.0.0.0"
     assert envoy["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": listener}
     assert envoy["livenessProbe"]["tcpSocket"]["port"] == listener
     assert [p["containerPort"] for p in envoy["ports"]] == [listener]
