@@ -8,6 +8,12 @@
 -- boolean or null, `model` a plain string, and no per-request routing preferences. Anything else,
 -- or any doubt, goes to the filter, which stays the authority on errors.
 --
+-- With gateway.client_keys, every request (fast or not) is authenticated here first, as the
+-- filter would: the presented key's salted SHA-256 digest is compared in constant time with every
+-- configured key's digest (the virtual host's metadata holds digests and names, never keys); a
+-- miss is answered with the filter's own 401 body, in the client's API shape; a match names the
+-- client (`client` metadata) for the access log, the metrics and rate limits.
+--
 -- Every step mirrors the filter's: the body's model becomes the provider's id (only those bytes
 -- change), client credentials are removed (the provider's key is added by the credential
 -- injector of the provider's cluster), the path becomes the provider's, the W3C trace is
@@ -209,6 +215,112 @@ function fast_model(s)
   return nil
 end
 
+
+-- ---------------------------------------------------------------- client keys
+
+local bit = require("bit")
+local band, bor, bxor, bnot, rshift, lshift, ror, tobit = bit.band, bit.bor, bit.bxor, bit.bnot, bit.rshift, bit.lshift, bit.ror, bit.tobit
+local char, rep = string.char, string.rep
+
+local K = { -- the first 32 bits of the fractional parts of the cube roots of the first 64 primes
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+}
+local w = {} -- the message schedule, reused
+-- SHA-256 (FIPS 180-4) of a string, as 64 lower-case hex digits. Global: the unit tests call it.
+function sha256_hex(message)
+  local length = #message
+  local bits = length * 8
+  local tail = char(128) .. rep("\0", (55 - length) % 64)
+  local hi, lo = math.floor(bits / 4294967296), bits % 4294967296
+  tail = tail .. char(band(rshift(hi, 24), 255), band(rshift(hi, 16), 255), band(rshift(hi, 8), 255), band(hi, 255),
+                      band(rshift(lo, 24), 255), band(rshift(lo, 16), 255), band(rshift(lo, 8), 255), band(lo, 255))
+  message = message .. tail
+  local h0, h1, h2, h3, h4, h5, h6, h7 = 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
+  for block = 1, #message, 64 do
+    for i = 0, 15 do
+      local a, b, c, d = byte(message, block + i * 4, block + i * 4 + 3)
+      w[i] = bor(lshift(a, 24), lshift(b, 16), lshift(c, 8), d)
+    end
+    for i = 16, 63 do
+      local x, y = w[i - 15], w[i - 2]
+      local s0 = bxor(ror(x, 7), ror(x, 18), rshift(x, 3))
+      local s1 = bxor(ror(y, 17), ror(y, 19), rshift(y, 10))
+      w[i] = tobit(w[i - 16] + s0 + w[i - 7] + s1)
+    end
+    local a, b, c, d, e, f, g, h = h0, h1, h2, h3, h4, h5, h6, h7
+    for i = 0, 63 do
+      local S1 = bxor(ror(e, 6), ror(e, 11), ror(e, 25))
+      local ch = bxor(band(e, f), band(bnot(e), g))
+      local t1 = tobit(h + S1 + ch + K[i + 1] + w[i])
+      local S0 = bxor(ror(a, 2), ror(a, 13), ror(a, 22))
+      local maj = bxor(band(a, b), band(a, c), band(b, c))
+      local t2 = tobit(S0 + maj)
+      h, g, f, e, d, c, b, a = g, f, e, tobit(d + t1), c, b, a, tobit(t1 + t2)
+    end
+    h0, h1, h2, h3 = tobit(h0 + a), tobit(h1 + b), tobit(h2 + c), tobit(h3 + d)
+    h4, h5, h6, h7 = tobit(h4 + e), tobit(h5 + f), tobit(h6 + g), tobit(h7 + h)
+  end
+  return bit.tohex(h0) .. bit.tohex(h1) .. bit.tohex(h2) .. bit.tohex(h3) .. bit.tohex(h4) .. bit.tohex(h5) .. bit.tohex(h6) .. bit.tohex(h7)
+end
+
+local function strip(value)
+  return value:match("^%s*(.-)%s*$")
+end
+
+-- The keys a client presents, as filter/inbound.py's client_credentials reads them: x-api-key,
+-- and Authorization's token when the scheme is Bearer (in any case).
+local function credentials(headers)
+  local found = {}
+  local api_key = strip(headers:get("x-api-key") or "")
+  if api_key ~= "" then found[#found + 1] = api_key end
+  local authorization = strip(headers:get("authorization") or "")
+  local space = find(authorization, " ", 1, true)
+  if space and lower(sub(authorization, 1, space - 1)) == "bearer" then
+    local token = strip(sub(authorization, space + 1))
+    if token ~= "" then found[#found + 1] = token end
+  end
+  return found
+end
+
+-- The configured digests, rebuilt only when the routes' version of them changes (a reload).
+local keys_version, key_digests, key_names, key_salt = nil, {}, {}, ""
+
+local function load_keys(virtual_host, version)
+  local entries = virtual_host:get("client_keys") or {}
+  key_digests, key_names = {}, {}
+  for i, entry in ipairs(entries) do
+    key_digests[i], key_names[i] = entry.sha256, entry.name
+  end
+  key_salt, keys_version = virtual_host:get("client_key_salt") or "", version
+end
+
+-- The name of the client key presented, or nil. Every presented key is compared with every
+-- configured digest over all 64 digits: no early exit that leaks which one is close.
+local function client_of(headers)
+  local matched = nil
+  for _, presented in ipairs(credentials(headers)) do
+    local digest = sha256_hex(key_salt .. presented)
+    for i = 1, #key_digests do
+      local expected, difference = key_digests[i], 0
+      for j = 1, 64 do difference = bor(difference, bxor(byte(digest, j), byte(expected, j) or 0)) end
+      if difference == 0 and matched == nil then matched = key_names[i] end
+    end
+  end
+  return matched
+end
+
+local function api_of(path)
+  if find(path, "^/v1/messages") or find(path, "^/routing/v1/messages") then return "anthropic" end
+  return "openai"
+end
+
 -- ---------------------------------------------------------------- the request
 
 local function random_hex(digits)
@@ -257,10 +369,34 @@ local function eligible_model(handle, headers)
   return model, raw, first, last
 end
 
+-- The filter's 401 (its bytes are rendered into the virtual host's metadata), with the
+-- metadata the filter would set for the access log and the request's span.
+local function refuse(handle, headers, virtual_host)
+  local path = headers:get(":path") or "/"
+  local api = api_of(path)
+  local trace, parent, flags = trace_of(headers:get("traceparent"))
+  local metadata = handle:streamInfo():dynamicMetadata()
+  metadata:set(NAMESPACE, "api", api)
+  metadata:set(NAMESPACE, "path", path:match("^[^?]*")) -- logged: never the query, which may hold a key
+  metadata:set(NAMESPACE, "trace_id", trace)
+  metadata:set(NAMESPACE, "parent_span", parent)
+  metadata:set(NAMESPACE, "request_span", random_hex(16))
+  metadata:set(NAMESPACE, "trace_flags", flags)
+  handle:respond({[":status"] = "401", ["content-type"] = "application/json"}, virtual_host:get("unauthorized_" .. api))
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
   local spoofed = headers:get(FLAG) ~= nil
   headers:remove(FLAG)
+  local virtual_host = handle:virtualHost():metadata()
+  local version = virtual_host:get("client_keys_version")
+  if version then -- gateway.client_keys: every request presents one, fast or not
+    if version ~= keys_version then load_keys(virtual_host, version) end
+    local client = client_of(headers)
+    if not client then return refuse(handle, headers, virtual_host) end
+    handle:streamInfo():dynamicMetadata():set(NAMESPACE, "client", client)
+  end
   local model, raw, first, last = eligible_model(handle, headers)
   headers = handle:headers() -- handles do not outlive the wait for the body
   if model then headers:add(FLAG, model) end

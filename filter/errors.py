@@ -32,6 +32,12 @@ class GatewayError(Exception):
         self.param = param
 
 
+def unauthorized() -> GatewayError:
+    """A request without a valid client key (gateway.client_keys); Envoy's fast path answers the
+    same bytes (filter/render/fast_path.py renders them from here)."""
+    return GatewayError(401, "missing or invalid API key for this gateway", code="invalid_api_key")
+
+
 # OpenAI names few error types; Anthropic has one per class of failure (one table for the gateway's
 # own errors and for translated provider errors: filter.translation.errors).
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}

@@ -22,7 +22,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from filter import echo, ext_proc
 from filter.catalog import Catalog
 from filter.config import Chain, Config, Provider
-from filter.errors import ClientApi, GatewayError, error_body
+from filter.errors import ClientApi, GatewayError, error_body, unauthorized
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.count_tokens import count_answer, estimate_input_tokens
 from filter.embeddings import build_embeddings_request, embeddings_decision
@@ -176,8 +176,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if self._client_keys:
             ex.client = self._authorized(ex.headers)
         if self._client_keys and ex.client is None:
-            return self._error(ex, GatewayError(401, "missing or invalid API key for this gateway",
-                                                code="invalid_api_key"))
+            return self._error(ex, unauthorized())
         route = ENDPOINTS.get(path.rstrip("/") or "/")
         if route is None:
             return self._error(ex, GatewayError(404, f"unknown path {path!r}; Switchyard serves "
@@ -397,6 +396,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         """What Envoy's access log (and so the metrics and spans, filter/observer.py) learns of every
         request, answered here or forwarded."""
         metadata = {"api": ex.api.value, "path": ex.path}
+        if ex.client is not None:  # the key's name: logs, metrics and limits read it
+            metadata["client"] = ex.client
         if ex.trace is not None:
             metadata.update(ex.trace.as_metadata())
         return metadata

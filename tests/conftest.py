@@ -40,20 +40,3 @@ def fresh(upstream):
     upstream.behaviour = provider_behaviour
     yield upstream
     upstream.behaviour = provider_behaviour
-
-
-# Tests that assert that the filter is on every request's path; with the fast path on, literal
-# and alias requests are not, by design (tests/e2e/test_fast_path.py shows what is the same).
-FILTER_ON_EVERY_REQUEST = {
-    "tests/e2e/test_reliability.py::test_a_stuck_filter_times_out_into_a_json_error_and_nothing_upstream",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    from tests.gateway import FAST_PATH_RUN
-
-    if not FAST_PATH_RUN:
-        return
-    kept = [item for item in items if item.nodeid not in FILTER_ON_EVERY_REQUEST]
-    config.hook.pytest_deselected(items=[item for item in items if item.nodeid in FILTER_ON_EVERY_REQUEST])
-    items[:] = kept

@@ -572,10 +572,6 @@ class _Builder:
         d = Gateway()
         fast_path = section.fast_path if section.fast_path is not None else d.fast_path
         client_keys = self._client_keys(section.client_keys, lookup, pools)
-        if fast_path and client_keys:
-            # Envoy alone cannot compare client keys yet: the filter checks them.
-            raise self.fail("gateway.fast_path", "cannot be used with gateway.client_keys: fast requests never reach "
-                                                 "the filter, which is what checks client keys")
         if section.store is not None and plano_store is not None:
             raise self.fail("routing.session_cache", "the store is set twice: keep gateway.store")
         limits = section.limits or s.GatewayLimits()

@@ -226,11 +226,11 @@ class Gateway:
     max_request_bytes: int = 16 * 1024 * 1024
     max_response_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
-    # Stream Envoy's access log to the workers (batched, after the answer) for the metrics.
+    # Count requests, upstream duration, time to first token and tokens inside Envoy.
     usage_metrics: bool = True
     # Literal and alias requests that need nothing of Python are checked, rewritten and sent by
     # Envoy alone (filter/render/fast_path.py); everything else still goes through the filter.
-    fast_path: bool = False
+    fast_path: bool = True
     # When set, every request must present one of these (Bearer or x-api-key), else 401.
     client_keys: tuple[ClientKey, ...] = ()
     default_limits: RateLimits | None = None

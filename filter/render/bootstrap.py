@@ -65,14 +65,22 @@ def filter_sockets(config: Config, runtime_dir: Path | None = None) -> list[Path
     return sockets
 
 
+# Where `switchyard render`'s Envoy reads provider keys: one file per key, named after the
+# variable of `access_key: $NAME` (deploy/ mounts the provider-key Secret here).
+DEFAULT_KEYS_DIR = Path("/var/run/secrets/switchyard/provider-keys")
+
+
 def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener_port: int | None = None,
-                     admin_port: int | None = None, max_connections: int | None = None) -> dict[str, Any]:
-    """The Envoy bootstrap. With `reload_dir`, routes and provider clusters are not inlined but
-    read from files there (RDS and CDS over the filesystem), so that `write_reloadable` can change
-    them while Envoy runs, without dropping a connection. The fast path needs `reload_dir` too:
-    provider keys reach Envoy as SDS files there, never inside the bootstrap. The keyword
-    arguments override the configuration: the ports Envoy was given the first time (a restarted
-    Envoy keeps ports chosen by the system), a connection limit lowered to the open-file limit."""
+                     admin_port: int | None = None, max_connections: int | None = None,
+                     keys_dir: Path = DEFAULT_KEYS_DIR) -> dict[str, Any]:
+    """The Envoy bootstrap. With `reload_dir` (`switchyard up`), routes and provider clusters are
+    not inlined but read from files there (RDS and CDS over the filesystem), so that
+    `write_reloadable` can change them while Envoy runs, without dropping a connection; the fast
+    path's provider keys are private SDS files there. Without it (`switchyard render`), everything
+    is inline and Envoy reads each key from its file in `keys_dir`. Keys are never in the
+    bootstrap or the routes. The other keyword arguments override the configuration: the ports
+    Envoy was given the first time (a restarted Envoy keeps ports chosen by the system), a
+    connection limit lowered to the open-file limit."""
     gateway = config.gateway
     bootstrap = _template(config, listener_port=listener_port, admin_port=admin_port, max_connections=max_connections)
     resources = bootstrap["static_resources"]
@@ -85,7 +93,7 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
         bootstrap["stats_config"] = {"stats_tags": stats_tags()}
     if gateway.otlp_endpoint:
         manager["access_log"].append(span_access_log())
-    if reload_dir is not None and gateway.fast_path:
+    if gateway.fast_path:
         # Right before ext_proc: after the request body is decompressed.
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
         manager["http_filters"].insert(position, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
@@ -95,8 +103,12 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
     ]
 
     if reload_dir is None:
-        manager["route_config"]["virtual_hosts"][0]["routes"] = provider_routes(config) + [_unrouted()]
-        resources["clusters"].extend(provider_clusters(config))
+        routes = fast_routes(config, from_files=True) + provider_routes(config) + [_unrouted()]
+        manager["route_config"]["virtual_hosts"][0]["routes"] = routes
+        resources["clusters"].extend(provider_clusters(config, keys_dir, from_files=True))
+        secrets = [fast_path.file_key_secret(p, keys_dir) for p in fast_path.fast_providers(config, from_files=True).values()]
+        if any(secrets):
+            resources["secrets"] = [s for s in secrets if s is not None]
     else:
         name = manager.pop("route_config")["name"]
         manager["rds"] = {"route_config_name": name, "config_source": _file_source(reload_dir / ROUTES_FILE)}
@@ -167,8 +179,11 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
         idle_timeout=_duration(config.gateway.idle_timeout_s),
     )
     bootstrap = yaml.safe_load(text)
+    virtual_host = _connection_manager(bootstrap)["route_config"]["virtual_hosts"][0]
+    keys = fast_path.client_key_metadata(config)
+    if keys:
+        virtual_host["metadata"] = {"filter_metadata": {fast_path.LUA_FILTER: keys}}
     if config.gateway.usage_metrics:
-        virtual_host = _connection_manager(bootstrap)["route_config"]["virtual_hosts"][0]
         add, remove = timing_headers()
         virtual_host["response_headers_to_add"].extend(add)
         virtual_host["response_headers_to_remove"] = remove
@@ -191,11 +206,11 @@ def _connection_manager(bootstrap: dict[str, Any]) -> dict[str, Any]:
     return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
-def render_fragments(config: Config) -> dict[str, Any]:
+def render_fragments(config: Config, keys_dir: Path = DEFAULT_KEYS_DIR) -> dict[str, Any]:
     """The pieces a team pastes into an Envoy of its own (see the README's "Envoy includes"):
-    the HTTP filters to put before its router, the clusters to add, and the virtual host whose
-    routes send requests to the providers the filter picks."""
-    bootstrap = render_bootstrap(config)
+    the HTTP filters to put before its router, the clusters and key files to add, and the
+    virtual host whose routes send requests to the providers (fast routes included)."""
+    bootstrap = render_bootstrap(config, keys_dir=keys_dir)
     manager = _connection_manager(bootstrap)
     virtual_host = manager["route_config"]["virtual_hosts"][0]
     filters = [f for f in manager["http_filters"] if f["name"] != "envoy.filters.http.router"]
@@ -203,6 +218,8 @@ def render_fragments(config: Config) -> dict[str, Any]:
     return {
         "http_filters": filters,
         "clusters": bootstrap["static_resources"]["clusters"],
+        # For static_resources.secrets: where Envoy reads each provider key (file paths, no keys).
+        "secrets": bootstrap["static_resources"].get("secrets", []),
         "virtual_host": virtual_host,
         "local_reply_config": manager["local_reply_config"],
         # The JSON access log and, with tracing, the gRPC access log the spans come from.
@@ -214,19 +231,19 @@ def render_fragments(config: Config) -> dict[str, Any]:
     }
 
 
-def render_yaml(config: Config) -> str:
-    return yaml.safe_dump(render_bootstrap(config), sort_keys=False)
+def render_yaml(config: Config, keys_dir: Path = DEFAULT_KEYS_DIR) -> str:
+    return yaml.safe_dump(render_bootstrap(config, keys_dir=keys_dir), sort_keys=False)
 
 
 def _forwarded(config: Config) -> list[Provider]:
     return [p for p in config.providers if p.upstream is not None]
 
 
-def fast_routes(config: Config) -> list[dict[str, Any]]:
-    """One route per model name that Envoy serves alone (filter/fast_path.py); empty when off."""
+def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]]:
+    """One route per model name that Envoy serves alone (filter/render/fast_path.py); empty when off."""
     timeout = _duration(config.listener.timeout_s)
     return [fast_path.envoy_route(route, timeout, _authority(route.decision.provider))
-            for route in fast_path.fast_routes(config)]
+            for route in fast_path.fast_routes(config, from_files)]
 
 
 def provider_routes(config: Config) -> list[dict[str, Any]]:
@@ -290,16 +307,18 @@ def failover_cluster_name(p: Provider) -> str:
     return f"{p.cluster}_failover"
 
 
-def provider_clusters(config: Config, keys_dir: Path | None = None) -> list[dict[str, Any]]:
-    """One cluster per provider, then the failover members' and chains'. With `keys_dir` (the
-    fast path's), a fast provider's cluster sets its key from the SDS file there."""
+def provider_clusters(config: Config, keys_dir: Path | None = None, from_files: bool = False) -> list[dict[str, Any]]:
+    """One cluster per provider, then the failover members' and chains'. With `keys_dir`, a fast
+    provider's cluster sets its key: from the SDS file there (`switchyard up`), or `from_files`
+    from the bootstrap's secret that names its key file (`switchyard render`)."""
     clusters = [_provider_cluster(p, p.cluster) for p in _forwarded(config)]
-    keyed = fast_path.fast_providers(config) if keys_dir is not None else {}
+    keyed = fast_path.fast_providers(config, from_files) if keys_dir is not None else {}
     for cluster in clusters:
         filters = [upstream_header_rules()]
         provider = keyed.get(cluster["name"])
         if provider is not None:
-            injector = fast_path.credential_injector(provider, _file_source(keys_dir / _key_file(provider)))
+            sds = None if from_files else _file_source(keys_dir / _key_file(provider))
+            injector = fast_path.credential_injector(provider, sds)
             if injector is not None:
                 filters.append(injector)
         cluster["typed_extension_protocol_options"] = _upstream_filters({"http_protocol_options": {}}, filters)

@@ -6,8 +6,11 @@ path: a literal or alias name (precedence rules 1–3) of a provider that speaks
 natively — an OpenAI-compatible provider for /v1/chat/completions, an Anthropic one for
 /v1/messages — with no failover chain. Such a name gets a route of its own that Envoy's Lua filter
 selects after checking the body (envoy/fast_path.lua); the route carries what the rewrite needs
-as metadata and turns ext_proc off. The provider's key reaches Envoy as an SDS secret in a file
-(never in the routes or the bootstrap) and is set by a credential injector on its cluster.
+as metadata and turns ext_proc off. The provider's key reaches Envoy from a file, never from the
+routes or the bootstrap, and is set by a credential injector on its cluster: `switchyard up`
+writes private SDS files; `switchyard render` points Envoy at one file per key in a directory
+(in Kubernetes, the provider-key Secret mounted as files), named after the environment variable
+the configuration reads it from (`access_key: $OPENAI_API_KEY` → `<dir>/OPENAI_API_KEY`).
 
 Everything else — errors, preference routing, translation, failover, echo, Azure — goes through
 the filter as before. Pure functions: a `Config` in, Envoy configuration dicts out.
@@ -15,13 +18,16 @@ the filter as before. Pure functions: a `Config` in, Envoy configuration dicts o
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from filter.config import Config, Provider
-from filter.errors import ClientApi
+from filter.errors import ClientApi, error_body, unauthorized
 from filter.providers import Interface
 from filter.resolve import Decision, DecisionKind, resolve
 from filter.upstream import (ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, credential_header, provider_path, responses_only,
@@ -44,8 +50,10 @@ class FastRoute:
         return f"fast:{self.api.value}:{self.name}"
 
 
-def fast_routes(config: Config) -> list[FastRoute]:
-    """Every (client API, model name) that Envoy may serve alone, resolved as the filter would."""
+def fast_routes(config: Config, from_files: bool = False) -> list[FastRoute]:
+    """Every (client API, model name) that Envoy may serve alone, resolved as the filter would.
+    With `from_files` (keys read from a directory), providers whose key is written in the
+    configuration itself are left to the filter: no file holds their key."""
     if not config.gateway.fast_path:
         return []
     names = dict.fromkeys([*config.by_slug, *config.by_model_id, *config.aliases])
@@ -59,15 +67,33 @@ def fast_routes(config: Config) -> list[FastRoute]:
         provider = decision.provider
         if provider.passthrough_auth or provider.headers or responses_only(provider):
             continue  # the client's credential or extra headers: the filter sets them (filter/upstream.py)
+        if from_files and provider.access_key is not None and key_file_name(provider) is None:
+            continue
         for api, interfaces in _NATIVE.items():
-            if decision.provider.interface in interfaces and decision.provider.upstream is not None:
+            if provider.interface in interfaces and provider.upstream is not None:
                 routes.append(FastRoute(api, name, decision))
     return routes
 
 
-def fast_providers(config: Config) -> dict[str, Provider]:
+def fast_providers(config: Config, from_files: bool = False) -> dict[str, Provider]:
     """The providers some fast route sends to, by cluster: their clusters carry their key."""
-    return {r.decision.provider.cluster: r.decision.provider for r in fast_routes(config)}
+    return {r.decision.provider.cluster: r.decision.provider for r in fast_routes(config, from_files)}
+
+
+def literal_key_providers(config: Config) -> list[Provider]:
+    """Providers the fast path could serve but `switchyard render` leaves to the filter: their
+    key is written in the configuration, so no key file exists for Envoy to read."""
+    keyed = fast_providers(config, from_files=True)
+    return [p for p in fast_providers(config).values() if p.cluster not in keyed]
+
+
+def key_file_name(provider: Provider) -> str | None:
+    """The file name a rendered Envoy reads the provider's key from: the environment variable of
+    `access_key: $NAME`. None for a key written in the configuration, or no key."""
+    key = provider.access_key
+    if key is None or not key.source.startswith("$"):
+        return None
+    return key.source[1:].strip("{}")
 
 
 def lua_filter(source: str) -> dict[str, Any]:
@@ -120,40 +146,85 @@ def envoy_route(route: FastRoute, timeout: str, authority: str) -> dict[str, Any
     }
 
 
+def client_key_metadata(config: Config, salt: bytes | None = None) -> dict[str, Any]:
+    """What the Lua filter checks client keys against (the virtual host's metadata): each key's
+    name and its salted SHA-256 digest, never the key; a version that changes with them; and the
+    filter's own 401 bodies. Empty without gateway.client_keys or without the fast path (the
+    filter checks them then). The salt is new at each render unless given (tests)."""
+    keys = config.gateway.client_keys
+    if not (config.gateway.fast_path and keys):
+        return {}
+    salt_hex = (salt if salt is not None else os.urandom(16)).hex()
+    entries = [{"name": key.name, "sha256": hashlib.sha256((salt_hex + key.key.reveal()).encode()).hexdigest()}
+               for key in keys]
+    return {
+        "client_keys_version": hashlib.sha256(orjson.dumps([salt_hex, entries])).hexdigest()[:16],
+        "client_key_salt": salt_hex,
+        "client_keys": entries,
+        **{f"unauthorized_{api.value}": error_body(api, unauthorized()).decode() for api in ClientApi},
+    }
+
+
 def key_secret_name(provider: Provider) -> str:
     return f"{provider.cluster}_key"
 
 
-def key_secret(provider: Provider) -> dict[str, Any] | None:
-    """The SDS resource holding the value of the provider's credential header; None without a key."""
+def _credential(provider: Provider) -> tuple[str, str, str] | None:
+    """(header, prefix, key): the header the filter sets is `prefix + key` (`Bearer ` for
+    OpenAI-compatible providers); None without a key."""
     credential = credential_header(provider)
+    if credential is None or provider.access_key is None:
+        return None
+    header, value = credential
+    key = provider.access_key.reveal()
+    return header, value[: len(value) - len(key)], key
+
+
+def key_secret(provider: Provider) -> dict[str, Any] | None:
+    """The SDS resource `switchyard up` writes to a private file: the provider's key; None
+    without a key."""
+    credential = _credential(provider)
     if credential is None:
         return None
     return {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
         "name": key_secret_name(provider),
-        "generic_secret": {"secret": {"inline_string": credential[1]}},
+        "generic_secret": {"secret": {"inline_string": credential[2]}},
     }
 
 
-def credential_injector(provider: Provider, sds_config: dict[str, Any]) -> dict[str, Any] | None:
+def file_key_secret(provider: Provider, keys_dir: Path) -> dict[str, Any] | None:
+    """The bootstrap secret of a rendered Envoy: the path of the file holding the key (never the
+    key); None without a key file."""
+    name = key_file_name(provider)
+    if name is None:
+        return None
+    return {"name": key_secret_name(provider), "generic_secret": {"secret": {"filename": str(keys_dir / name)}}}
+
+
+def credential_injector(provider: Provider, sds_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """The upstream filter of a fast provider's cluster that sets its key (the filter sets the
-    same key on the requests it forwards there, so it is harmless to them); None without a key."""
-    credential = credential_header(provider)
+    same key on the requests it forwards there, so it is harmless to them); None without a key.
+    `sds_config` None: the secret is one of the bootstrap's own (`file_key_secret`)."""
+    credential = _credential(provider)
     if credential is None:
         return None
+    header, prefix, _ = credential
+    secret: dict[str, Any] = {"name": key_secret_name(provider)}
+    if sds_config is not None:
+        secret["sds_config"] = sds_config
+    generic: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
+        "header": header,
+        "credential": secret,
+    }
+    if prefix:
+        generic["header_value_prefix"] = prefix
     return {
         "name": "envoy.filters.http.credential_injector",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
             "overwrite": True,
-            "credential": {
-                "name": "envoy.http.injected_credentials.generic",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
-                    "header": credential[0],
-                    "credential": {"name": key_secret_name(provider), "sds_config": sds_config},
-                },
-            },
+            "credential": {"name": "envoy.http.injected_credentials.generic", "typed_config": generic},
         },
     }

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("config")
     render.add_argument("--fragments", action="store_true",
                         help="print the pieces to include in an Envoy config of your own instead")
+    render.add_argument("--keys-dir", default=None, metavar="DIR",
+                        help="where Envoy reads provider keys, one file per `access_key: $NAME` named NAME "
+                             "(default: /var/run/secrets/switchyard/provider-keys)")
     health = commands.add_parser("health", help="exit 0 when every filter worker answers gRPC health as serving "
                                                "(a probe for `switchyard workers` in its own container)")
     health.add_argument("config")
@@ -56,15 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "render":
         import yaml
 
-        from filter.render.bootstrap import render_fragments, render_yaml
+        from pathlib import Path
 
-        if config.gateway.fast_path:
-            print("switchyard: gateway.fast_path applies to `switchyard up` only, which hands Envoy the provider "
-                  "keys as private files; this bootstrap sends every request through the filter", file=sys.stderr)
+        from filter.render.bootstrap import DEFAULT_KEYS_DIR, render_fragments, render_yaml
+        from filter.render.fast_path import literal_key_providers
+
+        keys_dir = Path(args.keys_dir) if args.keys_dir else DEFAULT_KEYS_DIR
+        for provider in literal_key_providers(config):  # the fast path needs a key file
+            print(f"switchyard: {provider.slug}: its access_key is written in the configuration, not read from "
+                  f"$NAME, so Envoy has no file to read it from ({keys_dir}/NAME): its requests go through "
+                  "the filter", file=sys.stderr)
         if args.fragments:
-            sys.stdout.write(yaml.safe_dump(render_fragments(config), sort_keys=False))
+            sys.stdout.write(yaml.safe_dump(render_fragments(config, keys_dir), sort_keys=False))
         else:
-            sys.stdout.write(render_yaml(config))
+            sys.stdout.write(render_yaml(config, keys_dir))
         return 0
     from filter.runtime.supervisor import Supervisor
 

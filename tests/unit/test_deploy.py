@@ -28,6 +28,7 @@ import yaml
 
 from filter.render.bootstrap import render_bootstrap
 from filter.config import load_config
+from filter.render.bootstrap import DEFAULT_KEYS_DIR
 from tests.dashboard_metrics import base_metric_name, dashboard_metric_names, promql_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +41,8 @@ ENVOY = BIN / "envoy"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 
 SIDECAR_EXAMPLE = DEPLOY / "kubernetes/examples/app-with-sidecar"
+# Where the Envoy containers mount the provider-key Secret: `switchyard render`'s default.
+KEYS_DIR = str(DEFAULT_KEYS_DIR)
 GATEWAY = DEPLOY / "kubernetes/gateway"
 
 FILTER_METRICS = {
@@ -310,8 +313,15 @@ def test_provider_keys_come_from_the_secret(path):
     for container in (pod.render(), pod.filter()):
         refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
         assert refs == ["switchyard-provider-keys"], container["name"]
-    # Envoy never sees a key: the filter adds the provider's auth header.
+    # Envoy reads the keys as files (the fast path), never from its environment.
     assert "envFrom" not in pod.envoy() and "env" not in pod.envoy()
+    keys = pod.volume_at(pod.envoy(), KEYS_DIR)
+    assert keys["secret"]["secretName"] == "switchyard-provider-keys"
+    assert [m["readOnly"] for m in pod.envoy()["volumeMounts"] if m["mountPath"] == KEYS_DIR] == [True]
+    # No other container mounts the key files.
+    for container in pod.all_containers():
+        if container is not pod.envoy():
+            assert KEYS_DIR not in {m["mountPath"] for m in container.get("volumeMounts", [])}
     # The example Secret provides every variable the config references.
     secret = yaml.safe_load((DEPLOY / "kubernetes/sidecar/secret.example.yaml").read_text())
     assert set(_dummy_env(objects)) <= set(secret["stringData"])
@@ -396,10 +406,22 @@ def test_config_validates_renders_and_envoy_accepts_it(path, tmp_path):
     rendered = subprocess.run([str(SWITCHYARD), "render", str(config_file)], capture_output=True, text=True,
                               env=run_env, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
-    bootstrap = tmp_path / "envoy.yaml"
-    bootstrap.write_text(rendered.stdout)
     for value in env.values():
-        assert value not in rendered.stdout, "a provider key leaked into Envoy's bootstrap"
+        assert value not in rendered.stdout and value not in rendered.stderr, "a provider key leaked into the render"
+    # The fast path is on: Envoy reads each key from the file the Secret's mount puts at
+    # KEYS_DIR/<NAME>, for every name the Secret holds.
+    parsed = yaml.safe_load(rendered.stdout)
+    files = [s["generic_secret"]["secret"]["filename"] for s in parsed["static_resources"]["secrets"]]
+    secret = yaml.safe_load((DEPLOY / "kubernetes/sidecar/secret.example.yaml").read_text())
+    assert files and all(Path(f).parent == Path(KEYS_DIR) and Path(f).name in secret["stringData"] for f in files)
+    assert "switchyard.fast_path" in rendered.stdout and "fast:openai:" in rendered.stdout
+    # `envoy --mode validate` opens the key files: give it the same names, in a directory of ours.
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in env:
+        (keys / name).write_text(env[name])
+    bootstrap = tmp_path / "envoy.yaml"
+    bootstrap.write_text(rendered.stdout.replace(KEYS_DIR, str(keys)))
     checked = subprocess.run(
         [str(ENVOY), "--mode", "validate", "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn"],
         capture_output=True, text=True, timeout=60,

@@ -30,12 +30,26 @@ def envoy_validate(bootstrap_yaml: str, tmp_path: Path) -> subprocess.CompletedP
                            "--log-level", "error"], capture_output=True, text=True, timeout=60)
 
 
+def key_files(env: dict[str, str], tmp_path: Path) -> Path:
+    """A directory with one file per variable, as the Secret's mount gives Envoy in Kubernetes
+    (`envoy --mode validate` opens the files the bootstrap names)."""
+    keys = tmp_path / "keys"
+    keys.mkdir(exist_ok=True)
+    for name, value in env.items():
+        (keys / name).write_text(value)
+    return keys
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_envoy_accepts_the_rendered_bootstrap_of_every_example(example, tmp_path):
-    config = load_config(example, env=example_env(example))
-    result = envoy_validate(render_yaml(config), tmp_path)
+    env = example_env(example)
+    config = load_config(example, env=env)
+    rendered = render_yaml(config, key_files(env, tmp_path))
+    result = envoy_validate(rendered, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
+    for value in env.values():
+        assert value not in rendered
 
 
 def test_render_command_shows_no_secret_values(tmp_path):
@@ -79,7 +93,8 @@ def test_one_cluster_per_forwarded_provider_with_tls_only_for_https():
 def test_routes_match_the_routing_header_and_rewrite_the_host():
     bootstrap = render_bootstrap(_config())
     manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    routes = [r for r in manager["route_config"]["virtual_hosts"][0]["routes"]
+              if not r["name"].startswith("fast:")]  # the fast path's routes come first
     first = routes[0]
     assert first["match"]["headers"][0] == {"name": "x-switchyard-provider", "string_match": {"exact": "provider_openai_gpt-4o"}}
     assert first["route"]["host_rewrite_literal"] == "api.openai.com"
@@ -155,8 +170,11 @@ static_resources:
 def test_fragments_merge_into_a_foreign_bootstrap_that_envoy_accepts(tmp_path):
     """What the README tells teams to do with `switchyard render --fragments`."""
     example = REPO / "examples" / "providers.yaml"
-    result = subprocess.run([sys.executable, "-m", "filter.runtime.cli", "render", "--fragments", str(example)], cwd=REPO,
-                            capture_output=True, text=True, timeout=60, env={**example_env(example), "PATH": "/usr/bin:/bin"})
+    env = example_env(example)
+    keys = key_files(env, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "filter.runtime.cli", "render", "--fragments", "--keys-dir", str(keys),
+                             str(example)], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**env, "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     fragments = yaml.safe_load(result.stdout)
     bootstrap = yaml.safe_load(FOREIGN_BOOTSTRAP)
@@ -173,8 +191,14 @@ def test_fragments_merge_into_a_foreign_bootstrap_that_envoy_accepts(tmp_path):
     team_host = manager["route_config"]["virtual_hosts"][0]
     team_host["typed_per_filter_config"] = fragments["typed_per_filter_config_for_other_hosts"]
     bootstrap["static_resources"]["clusters"].extend(fragments["clusters"])
+    bootstrap["static_resources"]["secrets"] = fragments["secrets"]
     validated = envoy_validate(yaml.safe_dump(bootstrap), tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     names = {f["name"] for f in fragments["http_filters"]}
-    assert {"envoy.filters.http.ext_proc", "switchyard.metrics"} <= names
+    assert {"envoy.filters.http.ext_proc", "switchyard.metrics", "switchyard.fast_path"} <= names
+    # The fast path comes along: its routes, and key files (never keys) for the providers it serves.
+    assert any(r["name"].startswith("fast:") for r in virtual_host["routes"])
+    assert {s["generic_secret"]["secret"]["filename"] for s in fragments["secrets"]} <= {str(keys / n) for n in env}
+    for value in env.values():
+        assert value not in result.stdout
     assert {c["name"] for c in fragments["clusters"]} >= {"switchyard_filter", "provider_openai_gpt-4o"}

@@ -3,6 +3,7 @@ filter's own parser, and which model names it serves."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import orjson
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from lupa import luajit21
 
 from filter.render import fast_path
-from filter.config import ConfigError, parse_config
+from filter.config import parse_config
 from filter.render.bootstrap import envoy_file
 from filter.errors import ClientApi, GatewayError
 from filter.inbound import parse_client_request
@@ -209,11 +210,6 @@ def test_each_fast_name_is_served_by_the_model_the_filter_would_pick():
     assert fast_path.fast_routes(_config(gateway={"fast_path": False})) == []
 
 
-def test_the_fast_path_refuses_client_keys_with_a_clear_error():
-    with pytest.raises(ConfigError, match="gateway.fast_path: cannot be used with gateway.client_keys"):
-        _config(gateway={"client_keys": ["c1"]})
-
-
 # ---------------------------------------------------------------- one nesting limit for both paths
 
 
@@ -244,3 +240,32 @@ def test_any_depth_over_the_limit_is_the_same_clear_400(levels):
     refused = filter_view(_nested(levels, "tools"))
     assert isinstance(refused, GatewayError) and refused.status == 400
     assert "nested more than 254 levels deep" in refused.message
+
+
+# ---------------------------------------------------------------- client keys
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.binary(max_size=300))
+def test_the_lua_sha256_is_sha256(message):
+    runtime = luajit21.LuaRuntime(encoding=None)
+    runtime.execute(envoy_file("fast_path.lua").read_bytes())
+    assert runtime.globals().sha256_hex(message) == hashlib.sha256(message).hexdigest().encode()
+
+
+def test_envoy_gets_salted_digests_and_names_of_client_keys_never_the_keys():
+    config = _config(gateway={"client_keys": ["c1", {"name": "team-a", "key": "secret-of-team-a"}]})
+    salt = bytes(range(16))
+    metadata = fast_path.client_key_metadata(config, salt)
+    assert metadata["client_key_salt"] == salt.hex()
+    assert metadata["client_keys"] == [
+        {"name": "key-1", "sha256": hashlib.sha256((salt.hex() + "c1").encode()).hexdigest()},
+        {"name": "team-a", "sha256": hashlib.sha256((salt.hex() + "secret-of-team-a").encode()).hexdigest()},
+    ]
+    assert "secret-of-team-a" not in json.dumps(metadata)
+    # A new render salts anew; a changed key set changes the version the Lua filter watches.
+    assert fast_path.client_key_metadata(config)["client_key_salt"] != salt.hex()
+    other = fast_path.client_key_metadata(_config(gateway={"client_keys": ["c2"]}), salt)
+    assert other["client_keys_version"] != metadata["client_keys_version"]
+    # Without the fast path the filter checks the keys: Envoy gets nothing.
+    assert fast_path.client_key_metadata(_config(gateway={"fast_path": False, "client_keys": ["c1"]}), salt) == {}
