@@ -19,7 +19,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway import REPO, SWITCHYARD, Gateway, eventually
+from filter.runtime.supervisor import envoy_binary
+from tests.gateway import REPO, SWITCHYARD, Gateway, eventually, free_port
 
 OPENAI_KEY = "sk-fast-path-openai-91b2"
 GROQ_KEY = "gsk-fast-path-groq-3c4d"
@@ -239,14 +240,120 @@ def test_provider_keys_stay_out_of_envoys_config_and_the_key_files_are_private(g
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_render_prints_the_filter_only_bootstrap_because_keys_need_files(gateways, tmp_path):
-    """`switchyard render` is for an Envoy of one's own: it keeps every request on the filter
-    rather than print provider keys, and says so."""
-    fast, _ = gateways
-    done = subprocess.run([*SWITCHYARD, "render", str(fast.path)], cwd=REPO, capture_output=True, text=True,
-                          env=fast.env, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "switchyard.fast_path" not in done.stdout and "gateway.fast_path applies to `switchyard up` only" in done.stderr
+def _wait_until(check, what: str, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not come up:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.05)
+
+
+def test_a_rendered_envoy_serves_the_fast_path_with_keys_read_from_files(upstream, tmp_path):
+    """What a Kubernetes pod runs: `switchyard render` (keys from files named after their $ENV,
+    never in the bootstrap), `switchyard workers`, and Envoy on the rendered bootstrap. Fast
+    requests get the key from its file, client keys are checked by Envoy, and one /metrics
+    scrape counts the requests of both paths."""
+    port, admin, metrics = free_port(), free_port(), free_port()
+    config = {
+        "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": port}},
+        "llm_providers": [
+            {"model": "openai/gpt-4o", "access_key": "$FP_OPENAI_KEY", "base_url": f"{upstream.url}/v1", "default": True},
+            {"model": "anthropic/claude-sonnet-4-5", "access_key": "$FP_ANTHROPIC_KEY", "base_url": f"{upstream.url}/v1"},
+        ],
+        "model_aliases": {"fast-model": {"target": "openai/gpt-4o"}},
+        "routing": {"engine": "none"},
+        "gateway": {"admin_port": admin, "filter_port": free_port(), "metrics_port": metrics,
+                    "client_keys": [{"name": "team-a", "key": "$FP_CLIENT_KEY"}]},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "FP_OPENAI_KEY": OPENAI_KEY, "FP_ANTHROPIC_KEY": ANTHROPIC_KEY, "FP_CLIENT_KEY": "client-team-a"}
+    # The Secret, mounted as files. Here the files differ from the filter's environment, so that
+    # the provider shows who set the key: Envoy alone (the fast path) or the filter.
+    keys = tmp_path / "provider-keys"
+    keys.mkdir()
+    (keys / "FP_OPENAI_KEY").write_text(OPENAI_KEY + "-file")
+    (keys / "FP_ANTHROPIC_KEY").write_text(ANTHROPIC_KEY + "-file")
+    rendered = subprocess.run([*SWITCHYARD, "render", "--keys-dir", str(keys), str(path)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    for secret in (OPENAI_KEY, ANTHROPIC_KEY, "client-team-a"):
+        assert secret not in rendered.stdout and secret not in rendered.stderr
+    bootstrap = tmp_path / "envoy.yaml"
+    bootstrap.write_text(rendered.stdout)
+
+    workers_log, envoy_log = tmp_path / "workers.log", tmp_path / "envoy.log"
+    with open(workers_log, "wb") as out:
+        workers = subprocess.Popen([*SWITCHYARD, "workers", str(path)], cwd=REPO, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    envoy = None
+    try:
+        _wait_until(lambda: b"ready" in workers_log.read_bytes(), "the filter workers", workers, workers_log)
+        with open(envoy_log, "wb") as out:
+            envoy = subprocess.Popen([envoy_binary(), "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn",
+                                      "--base-id", str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 401
+            except httpx.HTTPError:
+                return False
+        _wait_until(answers, "Envoy", envoy, envoy_log)
+
+        client = {"authorization": "Bearer client-team-a"}
+        fast = send_through(port, upstream, {"model": "fast-model", "messages": HI}, client)
+        assert fast["status"] == 200 and fast["model"] == "openai/gpt-4o"
+        assert fast["upstream"].headers["authorization"] == f"Bearer {OPENAI_KEY}-file"  # Envoy, from its file
+        claude = send_through(port, upstream, {"model": "claude-sonnet-4-5", "max_tokens": 9, "messages": HI},
+                              {"x-api-key": "client-team-a"}, path="/v1/messages")
+        assert claude["status"] == 200 and claude["upstream"].headers["x-api-key"] == f"{ANTHROPIC_KEY}-file"
+        assert "authorization" not in claude["upstream"].headers
+        filtered = send_through(port, upstream, {"messages": HI}, client)  # no model: the filter decides
+        assert filtered["status"] == 200 and filtered["model"] == "openai/gpt-4o"
+        assert filtered["upstream"].headers["authorization"] == f"Bearer {OPENAI_KEY}-file"  # the injector's, again
+        # With the filter workers frozen, the fast path still serves.
+        frozen = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(workers.pid)], capture_output=True,
+                                                      text=True).stdout.split()]
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            alone = send_through(port, upstream, {"model": "openai/gpt-4o", "messages": HI}, client)
+            assert alone["status"] == 200 and alone["upstream"].json["model"] == "gpt-4o"
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        refused = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "fast-model", "messages": HI},
+                             headers={"authorization": "Bearer wrong"}, timeout=10)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+
+        def counted():
+            text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for family in text_string_to_metric_families(text) for s in family.samples}
+            served: dict[tuple[str, str], float] = {}
+            for (name, labels), value in samples.items():
+                labels = dict(labels)
+                if name == "switchyard_requests_total" and labels["client"] == "team-a":
+                    key = (labels["decision"], labels["status_class"])
+                    served[key] = served.get(key, 0) + value
+            assert served == {("alias", "2xx"): 1, ("literal", "2xx"): 2, ("default", "2xx"): 1}
+            assert samples[("switchyard_envoy_stats_up", ())] == 1
+        eventually(counted)
+        for secret in (OPENAI_KEY, ANTHROPIC_KEY, "client-team-a"):
+            assert secret not in envoy_log.read_text() and secret not in workers_log.read_text()
+    finally:
+        for process in (envoy, workers):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=20)
+
+
+def send_through(port: int, upstream, body: dict, headers: dict, path: str = "/v1/chat/completions") -> dict:
+    upstream.clear()
+    response = httpx.post(f"http://127.0.0.1:{port}{path}", json=body, headers=headers, timeout=10)
+    received = upstream.received[-1] if upstream.received else None
+    return {"status": response.status_code, "model": response.headers.get("x-switchyard-model"), "upstream": received}
 
 
 def test_a_reload_changes_fast_aliases_and_keys_at_once(upstream, tmp_path):
