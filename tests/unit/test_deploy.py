@@ -488,8 +488,10 @@ def test_dockerfile_builds_the_cli_image():
     assert users and not users[-1].startswith(("root", "0")), "the image must not run as root"
     # Everything the package is built from is copied in, and allowed by the .dockerignore.
     ignore = (DEPLOY / "container/Dockerfile.dockerignore").read_text()
-    for path in ("pyproject.toml", "filter/", "router_model/", "envoy/"):
+    for path in ("pyproject.toml", "filter/", "router_model/", "envoy/", "Makefile"):
         assert f"COPY {path}" in text and f"!{path}" in ignore
+    # The compiled extension is built inside the image from its source, never taken from the context.
+    assert "envoy/*.wasm" in ignore.splitlines() and "make envoy/switchyard_metrics.wasm" in text
     assert "pip wheel --wheel-dir /wheels ." in text and "--no-index" in text
 
 
