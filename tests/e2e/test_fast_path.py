@@ -20,7 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from filter.runtime.supervisor import envoy_binary
-from tests.gateway import REPO, SWITCHYARD, Gateway, eventually, free_port
+from tests.gateway import REPO, SWITCHYARD, Gateway, eventually
 
 OPENAI_KEY = "sk-fast-path-openai-91b2"
 GROQ_KEY = "gsk-fast-path-groq-3c4d"
@@ -253,16 +253,16 @@ def test_a_rendered_envoy_serves_the_fast_path_with_keys_read_from_files(upstrea
     never in the bootstrap), `switchyard workers`, and Envoy on the rendered bootstrap. Fast
     requests get the key from its file, client keys are checked by Envoy, and one /metrics
     scrape counts the requests of both paths."""
-    port, admin, metrics = free_port(), free_port(), free_port()
     config = {
-        "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": port}},
+        "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": 0}},
         "llm_providers": [
             {"model": "openai/gpt-4o", "access_key": "$FP_OPENAI_KEY", "base_url": f"{upstream.url}/v1", "default": True},
             {"model": "anthropic/claude-sonnet-4-5", "access_key": "$FP_ANTHROPIC_KEY", "base_url": f"{upstream.url}/v1"},
         ],
         "model_aliases": {"fast-model": {"target": "openai/gpt-4o"}},
         "routing": {"engine": "none"},
-        "gateway": {"admin_port": admin, "filter_port": free_port(), "metrics_port": metrics,
+        # The volume the filter and Envoy containers share for the workers' sockets.
+        "gateway": {"admin_port": 0, "metrics_port": 0, "socket_dir": str(tmp_path / "sockets"),
                     "client_keys": [{"name": "team-a", "key": "$FP_CLIENT_KEY"}]},
     }
     path = tmp_path / "config.yaml"
@@ -282,16 +282,24 @@ def test_a_rendered_envoy_serves_the_fast_path_with_keys_read_from_files(upstrea
     bootstrap = tmp_path / "envoy.yaml"
     bootstrap.write_text(rendered.stdout)
 
-    workers_log, envoy_log = tmp_path / "workers.log", tmp_path / "envoy.log"
-    with open(workers_log, "wb") as out:
-        workers = subprocess.Popen([*SWITCHYARD, "workers", str(path)], cwd=REPO, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    envoy = None
+    workers_log, envoy_log, admin_file = tmp_path / "workers.log", tmp_path / "envoy.log", tmp_path / "admin.address"
+    workers = None
+    with open(envoy_log, "wb") as out:  # Envoy picks its ports (0) and says which
+        envoy = subprocess.Popen([envoy_binary(), "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn",
+                                  "--admin-address-path", str(admin_file), "--base-id", str(os.getpid() % 60000)],
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        _wait_until(lambda: admin_file.exists() and admin_file.read_text().strip(), "Envoy's admin", envoy, envoy_log)
+        admin = int(admin_file.read_text().strip().rsplit(":", 1)[1])
+        listeners = httpx.get(f"http://127.0.0.1:{admin}/listeners?format=json", timeout=5).json()["listener_statuses"]
+        port = listeners[0]["local_address"]["socket_address"]["port_value"]
+        # The workers' /metrics reads Envoy's counters from its admin: the port Envoy chose.
+        path.write_text(yaml.safe_dump({**config, "gateway": {**config["gateway"], "admin_port": admin}}))
+        with open(workers_log, "wb") as out:
+            workers = subprocess.Popen([*SWITCHYARD, "workers", str(path)], cwd=REPO, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         _wait_until(lambda: b"ready" in workers_log.read_bytes(), "the filter workers", workers, workers_log)
-        with open(envoy_log, "wb") as out:
-            envoy = subprocess.Popen([envoy_binary(), "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn",
-                                      "--base-id", str(port)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        metrics = int(re.search(rb"metrics on :(\d+)/metrics", workers_log.read_bytes()).group(1))
 
         def answers() -> bool:
             try:

@@ -218,7 +218,7 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def test_metrics_listen_on_loopback_and_idle_connections_take_no_thread(gateway, traffic):
-    port = gateway.config["gateway"]["metrics_port"]
+    port = gateway.metrics_port
     assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only: gateway.metrics_address's default
     supervisor = gateway.process.pid
 
