@@ -1,9 +1,10 @@
 """`make bench BENCH_ARGS=--fast-path-costs`: what each part of the fast path costs.
 
-Starts a Switchyard gateway with `gateway.fast_path: true` (its filter worker consumes the access
-log), then Envoy again from the same bootstrap with one part taken out per variant — the same
-route, cluster and key files, the same worker — and drives the alias path of each with wrk in
-interleaved rounds. The difference between a variant and "as shipped" is what that part costs.
+Starts a Switchyard gateway in its default configuration (the fast path, the JSON access log, the
+metrics extension), then Envoy again from the same bootstrap with one part taken out, added or
+swapped per variant — the same routes, clusters and key files, the same worker — and drives the
+alias path of each with wrk in interleaved rounds. The difference between a variant and "as
+shipped" is what that part costs.
 Writes bench/fast_path_costs.md (printed too). Variants are measurements only: none of them is a
 configuration Switchyard offers.
 """
@@ -20,6 +21,7 @@ import yaml
 
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
+from filter.render.metrics import METRICS_FILTER, span_access_log
 from filter.runtime.supervisor import envoy_binary
 
 
@@ -41,21 +43,56 @@ def _without_logs(*kinds: str):
     return mutate
 
 
+def _with_logs(*logs):
+    def mutate(bootstrap: dict) -> None:
+        _manager(bootstrap)["access_log"].extend(copy.deepcopy(list(logs)))
+    return mutate
+
+
+def _then(*mutations):
+    def mutate(bootstrap: dict) -> None:
+        for m in mutations:
+            m(bootstrap)
+    return mutate
+
+
 STDOUT_LOG, GRPC_LOG = "envoy.access_loggers.stdout", "envoy.access_loggers.http_grpc"
+TOKEN_FILTERS = ("envoy.filters.http.json_to_metadata", "envoy.filters.http.lua")
+# The built-in alternative for the request counter: Envoy's stats access logger, its labels filled
+# from the same metadata (it cannot write `2xx` nor relabel a fallback: status is the code here).
+STATS_LOGGER = {
+    "name": "envoy.access_loggers.stats",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stats.v3.Config",
+        "stat_prefix": "switchyard_builtin",
+        "counters": [{"stat": {"name": "requests", "tags": [
+            {"name": name, "value_format": fmt} for name, fmt in (
+                ("client_api", "%DYNAMIC_METADATA(switchyard:api)%"), ("provider", "%DYNAMIC_METADATA(switchyard:provider)%"),
+                ("model", "%DYNAMIC_METADATA(switchyard:model)%"), ("decision", "%DYNAMIC_METADATA(switchyard:decision)%"),
+                ("route", "%DYNAMIC_METADATA(switchyard:route)%"), ("status", "%RESPONSE_CODE%"),
+                ("client", "%DYNAMIC_METADATA(switchyard:client)%"))]}, "value_fixed": 1}],
+    },
+}
 VARIANTS = {
-    "as shipped": lambda b: None,
+    "as shipped (the default configuration)": lambda b: None,
     "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
-    "without the gRPC access log (metrics)": _without_logs(GRPC_LOG),
-    "without either access log": _without_logs(STDOUT_LOG, GRPC_LOG),
-    "without the token-count filters": _without_filters("envoy.filters.http.json_to_metadata", "envoy.filters.http.lua"),
+    "without the metrics extension": _without_filters(METRICS_FILTER),
+    "without the metrics extension, requests counted by the stats access logger": _then(
+        _without_filters(METRICS_FILTER), _with_logs(STATS_LOGGER)),
+    "without the token-count filters": _without_filters(*TOKEN_FILTERS),
     "without the (per-route disabled) ext_proc filter": _without_filters("envoy.filters.http.ext_proc"),
+    "with tracing's gRPC access log (spans)": _with_logs(span_access_log()),
+    "before this round: gRPC access log for the metrics, no extension": _then(
+        _without_filters(METRICS_FILTER), _with_logs(span_access_log())),
+    "the fast path's Lua alone (no logs, no metrics, no token filters, no ext_proc)": _then(
+        _without_logs(STDOUT_LOG), _without_filters(METRICS_FILTER, *TOKEN_FILTERS, "envoy.filters.http.ext_proc")),
 }
 
 
 def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connections: int, threads: int,
             out: Path, running: list) -> int:
     upstream = fleet.upstream()
-    gateway = fleet.switchyard("syfast", upstream, workers=1, engine="none", fast_path=True)
+    gateway = fleet.switchyard("syfast", upstream, workers=1, engine="none")
     argv = Path(f"/proc/{gateway.processes['envoy']}/cmdline").read_bytes().split(b"\0")
     shipped = yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
 

@@ -208,8 +208,9 @@ class Fleet:
         return System(name, url, {"envoy": proc.pid, "upstream": upstream.processes["upstream"]})
 
     def switchyard(self, name: str, upstream: System, *, workers: int, engine: str,
-                   usage_metrics: bool = True, fast_path: bool = False) -> System:
-        config = switchyard_config(upstream.url, engine=engine, usage_metrics=usage_metrics, fast_path=fast_path)
+                   usage_metrics: bool = True, fast_path: bool = True, tracing: bool = False) -> System:
+        config = switchyard_config(upstream.url, engine=engine, usage_metrics=usage_metrics, fast_path=fast_path,
+                                   tracing=tracing)
         gateway = Gateway(config, self.workdir, workers=workers)
         self.gateways.append(gateway)
         gateway.start(timeout=180)
@@ -291,8 +292,10 @@ ROUTES = [  # the descriptions of examples/demo.yaml
 ]
 
 
-def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool, fast_path: bool = False) -> dict:
-    """Two OpenAI-compatible models on the stand-in, an alias, and (embedded engine) two routes."""
+def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool, fast_path: bool = True,
+                      tracing: bool = False) -> dict:
+    """Two OpenAI-compatible models on the stand-in, an alias, and (embedded engine) two routes.
+    With `tracing`, spans go to the stand-in (it answers any POST), exported as in production."""
     providers = []
     for model, route, description in ROUTES:
         entry: dict = {"model": model, "access_key": KEY, "base_url": upstream_url + "/v1"}
@@ -305,7 +308,8 @@ def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool, fa
         "llm_providers": providers,
         "model_aliases": {"fast": {"target": "gpt-4o-mini"}},
         "routing": {"engine": engine},
-        "gateway": {"usage_metrics": usage_metrics, "fast_path": fast_path},
+        "gateway": {"usage_metrics": usage_metrics, "fast_path": fast_path,
+                    **({"tracing": {"otlp_endpoint": upstream_url + "/v1/traces"}} if tracing else {})},
     }
 
 
