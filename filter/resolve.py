@@ -70,7 +70,7 @@ class RoutingPlan:
     route_chains: Mapping[str, Chain] = field(default_factory=dict)
     # How a request that no route fits is served: the default provider, or the model the request
     # named when it brought routes of its own.
-    fallback_kind: "DecisionKind" = None  # type: ignore[assignment]
+    fallback_kind: DecisionKind | None = None
     fallback_chain: Chain | None = None
 
     def chain_for(self, route: str | None, provider: Provider) -> Chain | None:
@@ -80,7 +80,7 @@ class RoutingPlan:
             return chain
         return self.chains.get(provider.slug)
 
-    def decision(self, kind: "DecisionKind", route: str | None, provider: Provider) -> Decision:
+    def decision(self, kind: DecisionKind, route: str | None, provider: Provider) -> Decision:
         if route is None and provider is self.fallback and self.fallback_kind is not None:
             return Decision(provider, self.fallback_kind, None, self.fallback_chain)
         models = self.pools.get(route, ()) if route else ()
