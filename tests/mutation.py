@@ -10,6 +10,7 @@ printed with its diff and makes the run fail. `--readme` writes the table into R
 
     make mutation                               # every module
     make mutation MUTATION_ARGS="resolve inbound"   # some of them
+    make mutation MUTATION_ARGS="translation.*"     # a package: its modules one by one
 """
 
 from __future__ import annotations
@@ -35,9 +36,23 @@ MODULES: dict[str, tuple[str, str]] = {
     "resolve": ("filter.resolve", "filter/resolve.py"),
     "inbound": ("filter.inbound", "filter/inbound.py"),
     "upstream": ("filter.upstream", "filter/upstream.py"),
-    "translation": ("filter.translation", "filter/translation"),
+    "translation.common": ("filter.translation.common", "filter/translation/common.py"),
+    "translation.errors": ("filter.translation.errors", "filter/translation/errors.py"),
+    "translation.requests": ("filter.translation.requests", "filter/translation/requests.py"),
+    "translation.responses": ("filter.translation.responses", "filter/translation/responses.py"),
+    "translation.responses_chat": ("filter.translation.responses_chat", "filter/translation/responses_chat.py"),
+    "translation.responses_common": ("filter.translation.responses_common", "filter/translation/responses_common.py"),
+    "translation.responses_messages": ("filter.translation.responses_messages", "filter/translation/responses_messages.py"),
+    "translation.sse": ("filter.translation.sse", "filter/translation/sse.py"),
+    "translation.streams": ("filter.translation.streams", "filter/translation/streams.py"),
+    "translation.usage": ("filter.translation.usage", "filter/translation/usage.py"),
     "arch_prompt": ("router_model.arch_prompt", "router_model/arch_prompt.py"),
-    "config": ("filter.config", "filter/config"),
+    "plano_orchestrator_prompt": ("router_model.plano_orchestrator_prompt", "router_model/plano_orchestrator_prompt.py"),
+    "config.build": ("filter.config.build", "filter/config/build.py"),
+    "config.schema": ("filter.config.schema", "filter/config/schema.py"),
+    "config.loader": ("filter.config.loader", "filter/config/loader.py"),
+    "config.errors": ("filter.config.errors", "filter/config/errors.py"),
+    "config.model": ("filter.config.model", "filter/config/model.py"),
 }
 KILLED = {"killed", "timeout", "caught by type check"}
 
@@ -88,7 +103,7 @@ def run_module(name: str, limit_s: float, children: int) -> float:
 def equivalents() -> list[dict]:
     if not EQUIVALENT.exists():
         return []
-    return tomllib.loads(EQUIVALENT.read_text())["equivalent"]
+    return tomllib.loads(EQUIVALENT.read_text()).get("equivalent", [])
 
 
 def changed_lines(diff: str) -> tuple[str, str]:
@@ -179,7 +194,7 @@ def link(project: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"modules to test: {', '.join(MODULES)} (default: all)")
-    parser.add_argument("--limit", type=float, default=900.0, help="wall-clock seconds per module (default 900)")
+    parser.add_argument("--limit", type=float, default=1200.0, help="wall-clock seconds per module (default 1200)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--score-only", action="store_true", help="read the last results, run nothing")
     parser.add_argument("--readme", action="store_true", help="write the score into README.md")
@@ -187,8 +202,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.link:
         return link(args.link)
-    names = args.modules or list(MODULES)
-    unknown = set(names) - set(MODULES)
+    import fnmatch
+
+    names = [n for pattern in args.modules or ["*"] for n in MODULES if fnmatch.fnmatchcase(n, pattern)]
+    unknown = {p for p in args.modules if not any(fnmatch.fnmatchcase(n, p) for n in MODULES)}
     if unknown:
         parser.error(f"unknown module(s) {', '.join(sorted(unknown))}; known: {', '.join(MODULES)}")
     os.chdir(REPO)
