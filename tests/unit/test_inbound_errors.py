@@ -263,3 +263,51 @@ def test_embeddings_inputs_openai_accepts(data):
 ])
 def test_client_credentials(headers, keys):
     assert client_credentials(headers) == keys
+
+
+# ---------------------------------------------------------------- the bounds of preference text
+
+
+def metadata_error(text: str) -> str:
+    return refused(ClientApi.CHAT, {"messages": HI, "metadata": {"archgw_preference_config": text}}).message
+
+
+NOT_AN_ENTRY = f"'{WHERE}[0]' must be an object with a 'model' string"
+TOO_LARGE = f"'{WHERE}' is too large or too deeply nested"
+
+
+def test_json_text_is_read_as_json_whatever_its_size_within_the_byte_limit():
+    # 10,001 numbers: more nodes than YAML is allowed, fine for JSON (and refused for what it says).
+    numbers = "[" + ",".join(["1"] * 10_001) + "]"
+    assert metadata_error(numbers) == NOT_AN_ENTRY
+    assert metadata_error("  \n" + numbers) == NOT_AN_ENTRY  # leading blanks are still JSON
+    big_object = json.dumps({"k": list(range(10_001))})
+    assert metadata_error(big_object) == f"'{WHERE}' must be a list of {{model, routing_preferences}}"
+
+
+def test_yaml_node_limit_is_10000():
+    assert metadata_error("[" + ", ".join(["x"] * 9_999) + "]") == NOT_AN_ENTRY  # 10,000 nodes
+    assert metadata_error("[" + ", ".join(["x"] * 10_000) + "]") == TOO_LARGE
+
+
+def test_yaml_depth_limit_is_16_and_closing_a_collection_goes_back_one_level():
+    assert metadata_error("- " * 16 + "x") == NOT_AN_ENTRY
+    assert metadata_error("- " * 17 + "x") == TOO_LARGE
+    # Eight levels, a two-level excursion closed again, then nine more: 17 deep.
+    assert metadata_error("[" * 8 + "[[x]], " + "[" * 9 + "x" + "]" * 9 + "]" * 8) == TOO_LARGE
+    # Fifteen levels closed, then sixteen: 17 deep with the outer list.
+    assert metadata_error("[" + "[" * 15 + "x" + "]" * 15 + ", " + "[" * 16 + "x" + "]" * 16 + "]") == TOO_LARGE
+    assert metadata_error("[" + "[" * 14 + "x" + "]" * 14 + ", " + "[" * 15 + "x" + "]" * 15 + "]") == NOT_AN_ENTRY
+
+
+def test_a_yaml_anchor_is_refused_even_without_an_alias():
+    assert metadata_error("- &a {model: x, routing_preferences: []}\n") == (
+        f"'{WHERE}': YAML anchors and aliases are not accepted")
+
+
+def test_objects_nested_too_deeply_are_refused_too():
+    def nested(levels: int) -> bytes:
+        return b'{"messages": [{"role": "user", "content": "x"}], "x": ' + b'{"a": ' * (levels - 1) + b"1" + b"}" * (levels - 1) + b"}"
+
+    assert parse_client_request(ClientApi.CHAT, nested(254)).model is None
+    assert refused(ClientApi.CHAT, nested(255)).message == "request body is nested more than 254 levels deep"
