@@ -243,3 +243,67 @@ def test_parse_route_answer(answer: str | None, expected: str | None) -> None:
 def test_unparseable_answer_raises(garbage: str) -> None:
     with pytest.raises(RouterError):
         parse_route_answer(garbage, NAMES)
+
+
+# --- edges, value by value ---------------------------------------------------------------------
+
+
+def test_token_estimate_rounds_each_turn_up() -> None:
+    # 40 chars = 10 tokens; 37 chars = ceil(9.25) = 10 tokens: three turns are 30 > 29.
+    messages = [{"role": "assistant", "content": "a" * 37}, {"role": "assistant", "content": "b" * 37},
+                {"role": "user", "content": "c" * 40}]
+    assert [m["content"][0] for m in trim_conversation(messages, token_budget=29)] == ["b", "c"]
+    assert [m["content"][0] for m in trim_conversation(messages, token_budget=30)] == ["a", "b", "c"]
+
+
+def test_a_conversation_without_a_user_turn_keeps_the_newest_assistant_turns() -> None:
+    messages = [{"role": "assistant", "content": "x" * 40}, {"role": "assistant", "content": "y" * 40}]
+    assert trim_conversation(messages, token_budget=20) == [{"role": "assistant", "content": "x" * 40},
+                                                            {"role": "assistant", "content": "y" * 40}]
+    assert trim_conversation(messages, token_budget=19) == [{"role": "assistant", "content": "y" * 40}]
+
+
+def test_the_default_budget_is_2048_tokens() -> None:
+    out = trim_conversation([{"role": "user", "content": "q" * 10_000}])
+    assert len(out[0]["content"]) == 2048 * 4
+
+
+def test_a_budget_of_one_token_is_valid_and_zero_is_not() -> None:
+    assert trim_conversation([{"role": "user", "content": "hey"}], token_budget=1) == [{"role": "user", "content": "hey"}]
+    with pytest.raises(ValueError, match="^token_budget must be positive$"):
+        trim_conversation([{"role": "user", "content": "x"}], token_budget=0)
+
+
+def test_odd_messages_and_parts_are_skipped() -> None:
+    messages = ["not a message", {"role": "user", "content": ["plain", 5, {"type": "text", "text": 7},
+                                                              {"type": "text", "text": "block"}]}]
+    assert trim_conversation(messages) == [{"role": "user", "content": "plain\nblock"}]
+
+
+def test_cut_middle_at_its_edges() -> None:
+    text = "abcdefghij"
+    assert cut_middle(text, 10) == text  # exactly the limit: untouched
+    assert cut_middle(text, 5) == "abcde"  # room for the marker only: the head
+    assert cut_middle(text, 6) == "a" + CUT_MARKER  # one character kept: the head's
+    assert cut_middle(text, 7) == "a" + CUT_MARKER + "j"
+
+
+def test_answers_with_text_around_an_object() -> None:
+    names = {"summarize", "code_generation"}
+    assert parse_route_answer('{"route": "summarize"}.', names) == "summarize"
+    assert parse_route_answer('I pick {"route": "summarize", "why": {"score": 1}}', names) == "summarize"
+    padded = '{"route": "summarize"' + " " * (2048 - len('{"route": "summarize"}')) + "}"
+    assert len(padded) == 2048 and parse_route_answer(padded, names) == "summarize"
+    with pytest.raises(RouterError, match=r"^router answer too long \(2049 chars\)$"):
+        parse_route_answer(padded + "x", names)
+
+
+def test_a_route_named_other_is_still_no_route() -> None:
+    assert parse_route_answer('{"route": "other"}', {"other", "summarize"}) is None
+
+
+def test_router_errors_say_what_was_wrong() -> None:
+    with pytest.raises(RouterError, match="^unparseable router answer$"):
+        parse_route_answer("no idea", NAMES)
+    with pytest.raises(RouterError, match="^unexpected router answer type: int$"):
+        parse_route_answer("42", NAMES)
