@@ -21,9 +21,12 @@ from tokenizers import Tokenizer
 from router_model.embedded_encoder import packaged_model_dir
 from router_model.encoder_cache import encoder_graph
 
-# Routing reads one user turn; its intent sits in the first words. Longer turns are cut: the
-# cost of an encoder call grows with its longest text.
-MAX_TOKENS = 128
+# Routing reads one user turn. Longer turns are cut to their first HEAD_TOKENS and last
+# TAIL_TOKENS word pieces (the intent is usually said first, or asked last after pasted code):
+# an encoder call costs in proportion to its longest text. CLINC150 val, SNIPS train and the
+# coding dev set (at most 37 pieces) score the same at 32 as at 128.
+MAX_TOKENS = 64
+TAIL_TOKENS = 16
 PRECISION = "int8"
 # A batch is cut where its next text is this much longer than its first (padding is wasted work).
 PAD_RATIO = 1.5
@@ -49,13 +52,21 @@ class OnnxEncoder:
         self.max_tokens = max_tokens
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_tokens)
+        self.tokenizer.no_truncation()
+        self.head = max_tokens - min(TAIL_TOKENS, max_tokens // 4)
         with encoder_graph(model_dir, precision, max_tokens) as path:
             self.session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return [self.tokenizer.encode(t).ids for t in texts]
+        """Word-piece ids with [CLS] and [SEP], at most ``max_tokens``: head and tail of long texts."""
+        out = []
+        for text in texts:
+            ids = self.tokenizer.encode(text).ids
+            if len(ids) > self.max_tokens:
+                ids = ids[: self.head] + ids[self.head - self.max_tokens :]
+            out.append(ids)
+        return out
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.run(self.prepare(texts, batch_size))

@@ -162,3 +162,14 @@ asyncio.run(main())
     ratio, threads = _python(code, env).split()
     assert float(ratio) < 1.3
     assert int(threads) < 20
+
+
+def test_a_long_turn_is_cut_to_its_head_and_tail(encoder: OnnxEncoder) -> None:
+    code = " ".join(f"x{i} = compute(x{i - 1})" for i in range(1, 80))
+    text = f"why does this loop never finish? {code} it hangs after the last assignment"
+    full = encoder.tokenizer.encode(text).ids
+    cut = encoder.token_ids([text])[0]
+    assert len(full) > 2 * encoder.max_tokens and len(cut) == encoder.max_tokens
+    assert cut[: encoder.head] == full[: encoder.head]  # [CLS] and the question
+    assert cut[encoder.head :] == full[encoder.head - encoder.max_tokens :]  # the closing words and [SEP]
+    assert encoder.token_ids(["book a flight"])[0] == encoder.tokenizer.encode("book a flight").ids
