@@ -198,7 +198,7 @@ function fast_model(s)
       elseif key == "stream" then
         if raw ~= "true" and raw ~= "false" and raw ~= "null" then return nil end
       elseif key == "metadata" then -- per-request preferences live here, maybe escaped
-        if find(raw, "\\", 1, true) or find(raw, "archgw_preference_config", 1, true) then return nil end
+        if find(raw, "\\", 1, true) or find(raw, "_preference_config", 1, true) then return nil end
       end
     end
     if not after then return nil end

@@ -15,6 +15,7 @@ from filter.errors import ClientApi, GatewayError
 from router_model.engine import Route
 
 PREFERENCE_METADATA_KEY = "archgw_preference_config"
+PLANO_METADATA_KEY = "plano_preference_config"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,12 @@ def take_preferences(body: dict[str, Any]) -> tuple[RequestPreference, ...] | No
     present = False
 
     metadata = body.get("metadata")
+    if isinstance(metadata, dict) and PLANO_METADATA_KEY in metadata:
+        # Plano 0.4 removes this key before forwarding and routes on nothing in it: so do we.
+        del metadata[PLANO_METADATA_KEY]
+        if not metadata:
+            del body["metadata"]
+            metadata = None
     if isinstance(metadata, dict) and PREFERENCE_METADATA_KEY in metadata:
         present = True
         raw = metadata.pop(PREFERENCE_METADATA_KEY)

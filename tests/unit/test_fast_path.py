@@ -115,6 +115,7 @@ def test_what_clients_send_takes_the_fast_path_and_only_model_changes(lua, body,
     b'{"model": "gpt 4o", "messages": [{}]}',
     b'{"model": "gpt-4o", "messages": [{}], "routing_preferences": []}',
     b'{"model": "gpt-4o", "messages": [{}], "metadata": {"archgw_preference_config": []}}',
+    b'{"model": "gpt-4o", "messages": [{}], "metadata": {"plano_preference_config": []}}',
     b'{"model": "gpt-4o", "messages": [{}], "metadata": {"archgw_\\u0070reference_config": []}}',
     b'{"model": "gpt-4o", "messages": [' + b"[" * 300 + b"]" * 300 + b"]}",
 ])

@@ -134,3 +134,10 @@ def test_json_and_yaml_strings_read_the_same_as_before():
         request = parse({"messages": MESSAGES, "metadata": {"archgw_preference_config": text}})
         assert [(p.route.name, p.route.description, p.models) for p in request.preferences] == [
             ("code", "writing code: functions, tests", ("openai/gpt-4o",)), ("math", "proofs", ("openai/gpt-4o",))]
+
+
+def test_plano_preference_config_is_removed_and_not_routed_on_as_in_plano():
+    request = parse({"messages": MESSAGES, "metadata": {"plano_preference_config": "[...]", "trace": "keep-me"}})
+    assert request.preferences is None and request.body["metadata"] == {"trace": "keep-me"}
+    alone = parse({"messages": MESSAGES, "metadata": {"plano_preference_config": [{"model": "x"}]}})
+    assert "metadata" not in alone.body
