@@ -393,7 +393,7 @@ class RoutingSection(Section):
     routed_models: list[Str] | None = None
     unknown_model: choice("reject", "route", "default") | None = None
     cache_size: bounded(0, 1_000_000) | None = None
-    min_confidence: number(-1_000, 1_000) | None = None
+    min_confidence: number(0, 1) | None = None  # a confidence: the best route's share, 0-1
     turn_pinning: Bool | None = None
     harness_envelopes: list[Str] | None = None
     session_ttl: duration(30 * DAY_S) | None = None

@@ -215,10 +215,12 @@ def test_session_and_routing_defaults_and_settings():
     assert routing.turn_pinning is True and routing.session_ttl_s == 600.0 and routing.session_max_entries == 10_000
     assert routing.harness_envelopes == ("system-reminder", "user-prompt-submit-hook", "environment_details")
     assert routing.min_confidence is None
-    custom = parse({**V04, "routing": {"turn_pinning": False, "session_ttl": "2m", "min_confidence": 4.5,
+    custom = parse({**V04, "routing": {"turn_pinning": False, "session_ttl": "2m", "min_confidence": 0.35,
                                        "harness_envelopes": ["env"]}}).routing
     assert (custom.turn_pinning, custom.session_ttl_s, custom.min_confidence, custom.harness_envelopes) == \
-        (False, 120.0, 4.5, ("env",))
+        (False, 120.0, 0.35, ("env",))
+    assert "routing.min_confidence: must be between 0 and 1, got 4.5" in \
+        error_of({**V04, "routing": {"min_confidence": 4.5}})
     assert "routing.harness_envelopes[0]: '<x>' is not a tag name" in \
         error_of({**V04, "routing": {"harness_envelopes": ["<x>"]}})
     assert "routing.route_on_user_only: contradicts routing.turn_pinning" in \
