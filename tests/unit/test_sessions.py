@@ -150,11 +150,21 @@ def test_the_router_reads_only_the_users_words_and_the_assistants_text():
 def test_a_roo_code_loop_reads_as_its_task():
     body = roo_code_request("add a --verbose flag to the CLI", 2)
     turns = view(CHAT, body)
-    assert turns[0] == {"role": "user", "content": "<task>\nadd a --verbose flag to the CLI\n</task>"}
+    assert turns[0] == {"role": "user", "content": "add a --verbose flag to the CLI"}  # without Roo's <task> tag
     assert [t["role"] for t in turns] == ["user", "assistant", "assistant"]
     seen = json.dumps(turns)
     for hidden in ("Roo, a highly skilled", "VSCode", "haiku", "read_file", "src/mod_0.py"):
         assert hidden not in seen, hidden
+
+
+def test_only_a_tag_around_the_whole_turn_is_taken_off():
+    def first(text):
+        return view(CHAT, {"messages": [{"role": "user", "content": text}]})[0]["content"]
+
+    assert first("<feedback>\nuse tabs\n</feedback>") == "use tabs"
+    assert first("<task>a</task> and <b>b</b>") == "<task>a</task> and <b>b</b>"  # not one wrapper
+    assert first("explain <code>x</code>") == "explain <code>x</code>"
+    assert first("<task></task>") == "<task></task>"
 
 
 def test_a_turn_of_envelopes_only_is_not_shown():
