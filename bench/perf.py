@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import fast_path_costs, perf_routing
+from bench.agent_load import MARKER, agent_loop_script, loop_bodies
 from bench.perf_load import StreamClient, WrkResult, lua_script, run_wrk
 from bench.perf_procs import BENCH_VENV, BUILD, REPO, Fleet, System, chat_body, http, rss_mb
 
@@ -37,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 CHAT = "/v1/chat/completions"
 PREFERENCE_PROMPT = "write a python function that merges two sorted lists (request __COUNTER__)"
 PREFERENCE_FIXED = "write a python function that merges two sorted lists"
+AGENT_STEPS = 5  # tool steps per user turn in the agent-loop load (bench/agent_load.py)
 
 
 # Bare Envoy plus a Python ext_proc filter that does nothing (bench/noop_filter.py): the best any
@@ -59,6 +61,7 @@ class Target:
     body: dict
     vary: bool = False
     expect_model: str | None = None  # x-switchyard-model the answer must carry
+    agent_steps: int | None = None  # an agent-loop load: one wrk connection per thread, loops of steps
     rounds: list[WrkResult] = field(default_factory=list)
     router_ms: list[float] = field(default_factory=list)  # decision times (preference targets)
     cpu: list[dict[str, float]] = field(default_factory=list)  # per round: label → CPU s per 1,000 req
@@ -100,6 +103,12 @@ def targets(include_litellm: bool) -> list[Target]:
                chat_body("auto", PREFERENCE_PROMPT), vary=True, expect_model="openai/gpt-4o-mini"),
         Target("pref_cached", "Switchyard 1 worker, `auto` embedded engine, one prompt (cache hits)", "syemb",
                chat_body("auto", PREFERENCE_FIXED), expect_model="openai/gpt-4o-mini"),
+        Target("agent_pinned", f"Switchyard 1 worker, embedded engine, agent loop (user turn + {AGENT_STEPS} tool steps), "
+               "turn pinning on (default)", "syemb", loop_bodies("auto", AGENT_STEPS)[0], agent_steps=AGENT_STEPS,
+               expect_model="openai/gpt-4o-mini"),
+        Target("agent_unpinned", f"Switchyard 1 worker, embedded engine, agent loop (user turn + {AGENT_STEPS} tool steps), "
+               "`routing.turn_pinning: false`", "syembnp", loop_bodies("auto", AGENT_STEPS)[0], agent_steps=AGENT_STEPS,
+               expect_model="openai/gpt-4o-mini"),
     ]
     if include_litellm:
         found.append(Target("litellm", "LiteLLM proxy, 2 workers", "litellm", chat_body("fast")))
@@ -186,6 +195,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
         "sy1nm": lambda: fleet.switchyard("sy1nm", up, workers=1, engine="none", usage_metrics=False, fast_path=False),
         "syemb": lambda: fleet.switchyard("syemb", up, workers=1, engine="embedded"),
         "syemb2": lambda: fleet.switchyard("syemb2", up, workers=2, engine="embedded"),
+        "syembnp": lambda: fleet.switchyard("syembnp", up, workers=1, engine="embedded", turn_pinning=False),
         "litellm": lambda: fleet.litellm(up, workers=2),
     }
     for name, start in starters.items():
@@ -194,8 +204,11 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     log(f"all up in {time.monotonic() - started:.0f}s")
 
     for target in plan:  # each path answers correctly before it is timed
-        status, headers, body = http(systems[target.system].url + CHAT, {**target.body, "messages": [
-            {"role": "user", "content": target.body["messages"][0]["content"].replace("__COUNTER__", "check")}]})
+        check = {**target.body, "messages": [
+            {"role": "user", "content": target.body["messages"][0]["content"].replace("__COUNTER__", "check")}]}
+        if target.agent_steps:
+            check = json.loads(json.dumps(target.body).replace(MARKER, "check"))
+        status, headers, body = http(systems[target.system].url + CHAT, check)
         if status != 200:
             raise RuntimeError(f"{target.key}: status {status}: {body[:300]!r}")
         if target.expect_model and headers.get("x-switchyard-model") != target.expect_model:
@@ -207,7 +220,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     log(f"warm-up: {len(plan)} targets × 2s")
     for target in plan:
         run_wrk(systems[target.system].url + CHAT, _script(target), workdir, seconds=2, connections=conns,
-                threads=threads, procs=running)
+                threads=_threads(target, threads, conns), procs=running)
 
     for r in range(rounds):
         order = plan[r % len(plan):] + plan[:r % len(plan)]
@@ -218,7 +231,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
             decisions.mark()
             before = system.cpu()
             result = run_wrk(system.url + CHAT, _script(target), workdir, seconds=seconds, connections=conns,
-                             threads=threads, procs=running)
+                             threads=_threads(target, threads, conns), procs=running)
             after = system.cpu()
             target.rounds.append(result)
             if target.vary:
@@ -323,7 +336,14 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
 
 
 def _script(target: Target, delay_ms: float | None = None) -> str:
+    if target.agent_steps:
+        return agent_loop_script(CHAT, target.body["model"], target.agent_steps)
     return lua_script(CHAT, target.body, vary=target.vary, delay_ms=delay_ms)
+
+
+def _threads(target: Target, threads: int, connections: int) -> int:
+    # An agent's steps are sequential: one connection per wrk thread keeps each loop in order.
+    return connections if target.agent_steps else threads
 
 
 # --------------------------------------------------------------------------- results
@@ -444,6 +464,19 @@ def _envoy_version() -> str:
     return out.strip().splitlines()[-1] if out.strip() else "?"
 
 
+def _agent_summary(res: dict) -> list[str]:
+    rows = {r["key"]: r for r in res["rows"]}
+    if "agent_pinned" not in rows or "agent_unpinned" not in rows:
+        return []
+    on, off = rows["agent_pinned"], rows["agent_unpinned"]
+    return [f"Agent loop (bench/agent_load.py: {res['connections']} wrk threads × 1 connection, each running "
+            f"loops of one new user turn and {AGENT_STEPS} tool steps): with turn pinning {on['rps']:.0f} req/s, "
+            f"p50 {on['p50_ms']:.2f} ms, {on['gateway_cpu_per_1k']:.3f} gateway CPU s per 1k requests; with "
+            f"`turn_pinning: false` {off['rps']:.0f} req/s, p50 {off['p50_ms']:.2f} ms, "
+            f"{off['gateway_cpu_per_1k']:.3f} CPU s per 1k: **{on['rps'] / off['rps']:.2f}×** the throughput "
+            f"(tool steps pay no router call).", ""]
+
+
 def render_markdown(res: dict) -> str:
     def ms(v):
         return "–" if v is None else f"{v:.2f}"
@@ -477,6 +510,7 @@ def render_markdown(res: dict) -> str:
         "upstream or wrk. Round-by-round req/s are in `results.json`. On the uncached preference path a "
         "decision that misses `routing.timeout` (1 s) is served by the default model, still a 200.",
         "",
+        *_agent_summary(res),
         "## Latency at 25 % of each Switchyard path's maximum",
         "",
         "Paced with wrk's `delay()` (each connection waits a random 0.5–1.5× the mean gap before each request); "
@@ -512,6 +546,7 @@ def render_markdown(res: dict) -> str:
     names = {"syfast": "Switchyard fast path, 1 worker", "sy1": "Switchyard 1 worker, engine none", "sy2": "Switchyard 2 workers, engine none",
              "sy1nm": "Switchyard 1 worker, engine none, usage_metrics off",
              "syemb": "Switchyard 1 worker, embedded engine", "syemb2": "Switchyard 2 workers, embedded engine",
+             "syembnp": "Switchyard 1 worker, embedded engine, turn pinning off",
              "envoy": "bare Envoy", "litellm": "LiteLLM proxy"}
     for system, procs in res["rss_loaded_mb"].items():
         for label, value in procs.items():

@@ -34,7 +34,9 @@ def lua_script(path: str, body: dict, *, vary: bool, delay_ms: float | None) -> 
     text = json.dumps(body, separators=(",", ":"))
     lines = [
         "local counter = 0",
-        "local tid = 0",
+        # A global: setup()'s thread:set() sets the thread's global `tid`, which a local would hide
+        # (every thread then counted "0-1", "0-2", … and repeated the others' prompts).
+        "tid = 0",
         "local threads = 0",
         "function setup(thread) threads = threads + 1; thread:set('tid', threads) end",
         "function init(args) math.randomseed(tonumber(tid) * 7919 + os.time()) end",

@@ -208,9 +208,10 @@ class Fleet:
         return System(name, url, {"envoy": proc.pid, "upstream": upstream.processes["upstream"]})
 
     def switchyard(self, name: str, upstream: System, *, workers: int, engine: str,
-                   usage_metrics: bool = True, fast_path: bool = True, tracing: bool = False) -> System:
+                   usage_metrics: bool = True, fast_path: bool = True, tracing: bool = False, **routing) -> System:
         config = switchyard_config(upstream.url, engine=engine, usage_metrics=usage_metrics, fast_path=fast_path,
                                    tracing=tracing)
+        config["routing"].update(routing)
         gateway = Gateway(config, self.workdir, workers=workers)
         self.gateways.append(gateway)
         gateway.start(timeout=180)
