@@ -49,12 +49,16 @@ def explicit_key(affinity: str, client: str | None, model: str | None) -> Sessio
     return SessionKey(affinity, "x:" + _digest(("explicit", client or "", model or "", affinity)), True)
 
 
-def implicit_key(conversation: Conversation, client: str | None, model: str | None) -> SessionKey:
+def implicit_key(conversation: Conversation, client: str | None, model: str | None) -> SessionKey | None:
+    """None when the request holds no user message (a Responses continuation that names only its
+    `previous_response_id`): nothing would tell its conversation from another's."""
     first = next((s for s in conversation.said if s.role == "user"), None)
-    words = first.texts if first is not None else ()
+    if first is None:
+        return None
+    words = first.texts
     # Attachments by content; cache_control markers move between requests of one conversation.
     media = tuple(orjson.dumps({k: v for k, v in part.items() if k != "cache_control"}, option=orjson.OPT_SORT_KEYS)
-                  for part in (first.media if first is not None else ()) if isinstance(part, dict))
+                  for part in first.media if isinstance(part, dict))
     digest = _digest(("implicit", client or "", model or "", conversation.system, "\n".join(conversation.tools),
                       *words, *media))
     return SessionKey(digest, "i:" + digest, False)

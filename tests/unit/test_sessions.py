@@ -396,3 +396,19 @@ def test_without_a_store_every_request_is_decided_on_the_users_words():
     assert router.views[0] == [{"role": "user", "content": "fix the failing test"}]
     with pytest.raises(GatewayError):
         decide(sessions, router, claude_code_request("x", 0), headers={"x-model-affinity": "\x00bad"})
+
+
+def test_a_request_without_any_user_message_has_no_implicit_session(sessions):
+    """A Responses continuation by previous_response_id carries only the tool output: sharing a
+    key with every other such request would pin it to another conversation's model."""
+    router = Router()
+    body = {"model": "auto", "previous_response_id": "resp_1", "instructions": "You are Codex.",
+            "input": [{"type": "function_call_output", "call_id": "c1", "output": "ok"}]}
+    plan = resolve(CONFIG, "auto", None)
+    for _ in range(2):
+        result = asyncio.run(sessions.decide(plan, RESPONSES, body, "auto", {}, None, lambda v: router(plan, v)))
+        assert (result.session, result.outcome) == (None, None)
+    assert len(router.views) == 2
+    pinned = asyncio.run(sessions.decide(plan, RESPONSES, body, "auto", {"x-model-affinity": "codex-1"}, None,
+                                         lambda v: router(plan, v)))
+    assert pinned.session == "codex-1"
