@@ -2,11 +2,16 @@
 shared by every filter worker of the machine. No service to run.
 
 Why SQLite (measured with `python -m bench.store`, figures in docs/design-notes.md): every worker
-sees every other's writes at once (Envoy spreads the steps of one agent loop across workers), a
-write costs tens of microseconds, WAL lets readers and the one writer proceed together, and it
-ships with Python. The state is disposable (pins, counters, stored answers live minutes), so
-`synchronous=OFF`: nothing waits on the disk. Each operation is one short transaction run on a
-single thread of the worker, so a lock held by another worker never stalls the event loop.
+sees every other's writes at once (Envoy spreads the steps of one agent loop across workers), an
+operation costs about ten microseconds, WAL lets readers and the one writer proceed together, and
+it ships with Python. The state is disposable (pins, counters, stored answers live minutes), so
+`synchronous=OFF`: nothing waits on the disk.
+
+Each operation is one short transaction, tried first on the event loop with a connection that
+never waits for a lock: a thread hop would cost four times the operation. When another worker
+holds the write lock at that moment (its transactions take microseconds), the operation is done
+instead on the worker's store thread, which may wait; the event loop never does. WAL checkpoints
+run on that thread too, never inside a request's commit.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ BUSY_TIMEOUT_MS = 1000
 # Expired counters are swept every this many increments (a bounded, indexed delete).
 SWEEP_EVERY = 256
 SWEEP_BATCH = 512
+# The write-ahead log is folded back into the database on the store thread every this many writes.
+CHECKPOINT_EVERY = 512
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -67,34 +74,65 @@ class EmbeddedStore:
     def __init__(self, directory: str | Path, *, clock: Callable[[], float] = time.time):
         self.path = Path(directory) / FILE_NAME
         self._clock = clock
-        # One thread per worker: SQLite calls block, the event loop must not.
+        # The store thread: operations that must wait for a lock, checkpoints, opening the file.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchyard-store")
-        self._db: sqlite3.Connection | None = None
+        self._thread_db: sqlite3.Connection | None = None  # used on the store thread only
+        self._loop_db: sqlite3.Connection | None = None  # used on the event loop only; never waits
         self._adds = 0
+        self._writes = 0
+        self.deferred = 0  # operations that found the lock taken and went to the store thread
 
     # ------------------------------------------------------------------ plumbing
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                 check_same_thread=False)
+    def _open(self, wait_s: float) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on the store thread (`_checkpoint`)
+        return db
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        if self._thread_db is None:
+            db = self._open(BUSY_TIMEOUT_MS / 1000)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")
             db.executescript(_SCHEMA)
-            self._db = db
-        return self._db
+            self._thread_db = db
+        return self._thread_db
 
     async def _run(self, operation, *args, write: bool = True):
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self._transaction, operation, args, write)
+            if self._loop_db is not None:
+                try:
+                    result = self._transaction(self._loop_db, operation, args, write)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                        raise
+                    self.deferred += 1
+                    result = await self._on_thread(operation, args, write)
+            else:  # the first operation opens the file (and may wait for another worker creating it)
+                result = await self._on_thread(operation, args, write)
+                self._loop_db = self._loop_db or self._open(0.0)
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store {self.path}: {exc}") from None
         except RuntimeError as exc:  # the executor is shut down: the worker is stopping
             raise StoreError(f"embedded store closed: {exc}") from None
+        if write:
+            self._writes += 1
+            if self._writes % CHECKPOINT_EVERY == 0:
+                self._executor.submit(self._checkpoint)
+        return result
 
-    def _transaction(self, operation, args, write: bool):
-        db = self._connect()
+    async def _on_thread(self, operation, args, write: bool):
+        def run():
+            return self._transaction(self._thread_connection(), operation, args, write)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    def _checkpoint(self) -> None:
+        try:  # PASSIVE: copies what no reader needs, waits for no one
+            self._thread_connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.debug("embedded store checkpoint: %s", exc)
+
+    def _transaction(self, db: sqlite3.Connection, operation, args, write: bool):
         # IMMEDIATE: a writer takes the lock up front, so two workers never deadlock upgrading a read.
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -136,9 +174,12 @@ class EmbeddedStore:
 
     async def aclose(self) -> None:
         def close():
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            if self._thread_db is not None:
+                self._thread_db.close()
+                self._thread_db = None
+        if self._loop_db is not None:
+            self._loop_db.close()
+            self._loop_db = None
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, close)
         finally:

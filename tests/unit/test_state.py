@@ -8,6 +8,7 @@ import asyncio
 import multiprocessing
 import os
 import socket
+import sqlite3
 import ssl
 import subprocess
 import threading
@@ -244,6 +245,30 @@ def test_embedded_eviction_drops_expired_entries_before_live_ones(tmp_path):
         clock.now += 6  # "old" has expired, "live" has not
         await store.put(table, "new", b"3")
         assert await store.get(table, "live") == b"2" and await store.get(table, "new") == b"3"
+        await store.aclose()
+
+    run(scenario())
+
+
+def test_embedded_store_never_blocks_the_event_loop_on_another_workers_lock(tmp_path):
+    """While another process holds the write lock, an operation waits on the store thread and
+    the event loop keeps running; it completes once the lock is released."""
+    store = EmbeddedStore(tmp_path)
+
+    async def scenario():
+        await store.put(SESSIONS, "k", b"before")  # the file exists; the event-loop connection is open
+        other = sqlite3.connect(store.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another worker's transaction holds the write lock
+        write = asyncio.create_task(store.put(SESSIONS, "k", b"after"))
+        ticks = 0
+        while ticks < 20:  # the loop runs on while the write waits
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not write.done() and store.deferred == 1
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(write, 5)
+        assert await store.get(SESSIONS, "k") == b"after"
         await store.aclose()
 
     run(scenario())
