@@ -21,6 +21,7 @@ import yaml
 from filter.config import Chain, Config, Provider
 from filter.render import fast_path
 from filter.render.metrics import EXTENSION_FILE, extension_code, metrics_filter, span_access_log, stats_tags, timing_headers
+from filter.state.base import OPERATION_TIMEOUT_S
 
 def envoy_file(name: str):
     """A file of envoy/ in the source tree, or the copy the wheel ships as filter.envoy_templates
@@ -34,8 +35,9 @@ def envoy_file(name: str):
 TEMPLATE = envoy_file("bootstrap.template.yaml")
 ROUTING_HEADER = "x-switchyard-provider"
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
-# The filter answers within the router's deadline; this margin covers parsing and gRPC.
-MESSAGE_TIMEOUT_MARGIN_S = 0.5
+# The filter answers within the router's deadline plus a session's read and write in the shared
+# store (each bounded, filter/state/base.py); this margin covers parsing and gRPC.
+MESSAGE_TIMEOUT_MARGIN_S = 0.5 + 2 * OPERATION_TIMEOUT_S
 
 
 # Where `switchyard render` and `switchyard workers` (Envoy and the filter in separate containers)

@@ -9,8 +9,9 @@ Two kinds of data, both expiring:
   fixed-window rate limits (requests, tokens) and budgets per period (`filter/state/windows.py`
   names the keys).
 
-Every operation is a coroutine and may raise `StoreError` (unreachable, timed out, busy). Callers
-degrade on it — a session routes cold, a limit fails open — and never fail a request because of it.
+Every operation is a coroutine that answers, or raises `StoreError` (unreachable, timed out,
+busy), within `OPERATION_TIMEOUT_S`. Callers degrade on it — a session routes cold, a limit fails
+open — and never fail a request because of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
+
+# The longest any store operation takes before it gives up: Envoy's ext_proc message timeout
+# leaves room for the operations a request makes (filter/render/bootstrap.py).
+OPERATION_TIMEOUT_S = 0.25
 
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_KEY_CHARS = 512

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from filter.state.base import Increment, StoreError, Table, check_key, check_value
+from filter.state.base import OPERATION_TIMEOUT_S, Increment, StoreError, Table, check_key, check_value
 
 log = logging.getLogger("switchyard.state")
 
@@ -124,7 +124,11 @@ class EmbeddedStore:
     async def _on_thread(self, operation, args, write: bool):
         def run():
             return self._transaction(self._thread_connection(), operation, args, write)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):  # the thread may go on; the request does not wait
+                return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except TimeoutError:
+            raise StoreError(f"embedded store {self.path}: no answer within {OPERATION_TIMEOUT_S * 1000:.0f} ms") from None
 
     def _checkpoint(self) -> None:
         try:  # PASSIVE: copies what no reader needs, waits for no one

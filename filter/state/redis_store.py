@@ -24,11 +24,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from filter.state.base import Increment, StoreError, Table, check_key, check_value
+from filter.state.base import OPERATION_TIMEOUT_S, Increment, StoreError, Table, check_key, check_value
 
 log = logging.getLogger("switchyard.state")
 
-OPERATION_TIMEOUT_S = 0.25
 MAX_CONNECTIONS = 64
 # After a failure Redis is not asked again for this long, doubling up to the maximum.
 FIRST_PAUSE_S = 0.5

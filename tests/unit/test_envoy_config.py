@@ -116,7 +116,7 @@ def test_ext_proc_filter_is_configured_as_the_design_says():
     assert ext_proc["processing_mode"]["response_header_mode"] == "SKIP"
     assert ext_proc["processing_mode"]["response_body_mode"] == "NONE"
     assert ext_proc["allow_mode_override"] is True
-    assert ext_proc["message_timeout"] == "2.500s"  # router deadline + margin
+    assert ext_proc["message_timeout"] == "3.000s"  # router deadline + a session's two store operations + margin
     assert ext_proc["metadata_options"]["receiving_namespaces"]["untyped"] == ["switchyard"]
     filter_cluster = bootstrap["static_resources"]["clusters"][0]
     sockets = [e["endpoint"]["address"]["pipe"]["path"]
