@@ -69,8 +69,9 @@ def _last_user_text(messages: list[dict]) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return " ".join(
-                p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+            return " ".join(  # a part's text may be anything a client sent: only strings are echoed
+                p["text"] for p in content
+                if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
             )
     return ""
 
