@@ -61,6 +61,11 @@ class Increment:
 class Store(Protocol):
     kind: str  # "embedded" | "redis": for logs and metrics labels
 
+    async def start(self) -> None:
+        """Get ready before the first request (open the file, reach the server). Never raises:
+        a store that is not there yet is only logged, and requests degrade until it is."""
+        ...
+
     async def get(self, table: Table, key: str) -> bytes | None:
         """The live value, or None. With `table.refresh_on_read` the entry's TTL starts again."""
         ...

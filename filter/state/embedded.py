@@ -147,6 +147,15 @@ class EmbeddedStore:
         db.execute("COMMIT")
         return result
 
+    async def start(self) -> None:
+        """Create the file and its schema (another worker may be doing it too: this waits for it),
+        so that the first request does not pay for it."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._thread_connection)
+            self._loop_db = self._loop_db or self._open(0.0)
+        except sqlite3.Error as exc:
+            log.warning("embedded store %s cannot be opened (%s): sessions degrade until it can", self.path, exc)
+
     # ------------------------------------------------------------------ tables
 
     async def get(self, table: Table, key: str) -> bytes | None:

@@ -153,6 +153,12 @@ class RedisStore:
         self._pause.succeeded(self.where)
         return result
 
+    async def start(self) -> None:
+        try:
+            await self._call(self._redis.ping)  # connects, authenticates, and loads nothing
+        except StoreError:
+            pass  # logged by the pause; requests degrade until Redis answers
+
     # ------------------------------------------------------------------ tables
 
     async def get(self, table: Table, key: str) -> bytes | None:
