@@ -20,10 +20,12 @@ PLANO_METADATA_KEY = "plano_preference_config"
 
 @dataclass(frozen=True, slots=True)
 class RequestPreference:
-    """A per-request route and the configured model names that may serve it (first wins)."""
+    """A per-request route and the configured model names that may serve it (first wins, unless
+    `prefer` reorders them as a configured route's `selection_policy` does)."""
 
     route: Route
     models: tuple[str, ...]
+    prefer: str = "none"  # Plano's selection_policy.prefer: cheapest | fastest | none
 
 
 @dataclass(slots=True)
@@ -280,7 +282,11 @@ def _top_level_preferences(raw: Any) -> list[RequestPreference]:
         models = pref.get("models")
         if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
             raise _bad(f"'{where}.models' must be a non-empty list of model names", "routing_preferences")
-        out.append(RequestPreference(route, tuple(models)))
+        policy = pref.get("selection_policy")
+        prefer = "none" if policy is None else policy.get("prefer", "none") if isinstance(policy, dict) else None
+        if prefer not in ("cheapest", "fastest", "none"):
+            raise _bad(f"'{where}.selection_policy' must be {{prefer: cheapest|fastest|none}}", "routing_preferences")
+        out.append(RequestPreference(route, tuple(models), prefer))
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Mapping
 from enum import Enum
 
 from filter import pools
-from filter.config import Chain, Config, Provider
+from filter.config import Chain, Config, Provider, RoutePool
 from filter.errors import GatewayError
 from filter.inbound import RequestPreference
 from router_model.engine import Route
@@ -170,9 +170,11 @@ def _routing_plan(config: Config, preferences: tuple[RequestPreference, ...] | N
     orders: dict[str, tuple[Provider, ...]] = {}
     chains: dict[str, Chain] = {}
     for pref in preferences:
-        providers = tuple(_lookup(config, name, pref.route.name) for name in pref.models)
+        written = tuple(_lookup(config, name, pref.route.name) for name in pref.models)
         if pref.route.name in owners:
             raise GatewayError(400, f"routing preference {pref.route.name!r} is given twice", param="routing_preferences")
+        pool = RoutePool(pref.route, written, pref.prefer, pools.static_order(written, pref.prefer))  # type: ignore[arg-type]
+        providers = pools.order(pool, latency)
         owners[pref.route.name] = providers[0]
         orders[pref.route.name] = providers
         # A request's own pool fails over when the configuration renders that order already.

@@ -141,3 +141,13 @@ def test_plano_preference_config_is_removed_and_not_routed_on_as_in_plano():
     assert request.preferences is None and request.body["metadata"] == {"trace": "keep-me"}
     alone = parse({"messages": MESSAGES, "metadata": {"plano_preference_config": [{"model": "x"}]}})
     assert "metadata" not in alone.body
+
+
+def test_a_requests_routes_carry_plano_s_selection_policy():
+    request = parse({"messages": MESSAGES, "routing_preferences": [
+        {"name": "r", "description": "d", "models": ["a", "b"], "selection_policy": {"prefer": "fastest"}}]})
+    assert request.preferences[0].prefer == "fastest"
+    with pytest.raises(GatewayError) as caught:
+        parse({"messages": MESSAGES, "routing_preferences": [
+            {"name": "r", "description": "d", "models": ["a"], "selection_policy": {"prefer": "best"}}]})
+    assert caught.value.status == 400 and "selection_policy" in caught.value.message

@@ -208,3 +208,13 @@ def test_a_request_with_its_own_routes_is_routed_and_the_model_it_names_serves_w
     assert decide_route(resolve(config, "smart", prefs), None).kind is DecisionKind.ALIAS
     # Without routes of its own, a named model is served as named.
     assert resolve(config, "openai/gpt-4o", None).kind is DecisionKind.LITERAL
+
+
+def test_a_requests_own_pool_follows_its_selection_policy():
+    config = pools_config()
+    prefs = (RequestPreference(Route("code", "writing code"), ("anthropic/claude-sonnet-4-6", "openai/gpt-4o"), "cheapest"),)
+    decision = decide_route(resolve(config, None, prefs), "code")
+    assert [p.slug for p in decision.candidates] == ["openai/gpt-4o", "anthropic/claude-sonnet-4-6"]
+    fastest = (RequestPreference(Route("code", "writing code"), ("anthropic/claude-sonnet-4-6", "openai/gpt-4o"), "fastest"),)
+    decision = decide_route(resolve(config, None, fastest, {"openai/gpt-4o": 0.2, "anthropic/claude-sonnet-4-6": 0.9}), "code")
+    assert decision.provider.slug == "openai/gpt-4o"
