@@ -64,6 +64,7 @@ class Score:
     killed: int = 0
     equivalent: list[str] = field(default_factory=list)
     survivors: list[str] = field(default_factory=list)  # neither killed nor listed as equivalent
+    unchecked: int = 0  # not run yet (a run stopped at its limit, or never started)
     seconds: float = 0.0
 
     @property
@@ -133,6 +134,9 @@ def score(name: str) -> Score:
         data.load()
         for mutant, code in sorted(data.exit_code_by_key.items()):
             result.total += 1
+            if code is None:
+                result.unchecked += 1
+                continue
             if status_by_exit_code[code] in KILLED:
                 result.killed += 1
                 continue
@@ -151,8 +155,14 @@ def table(scores: list[Score]) -> str:
     lines = ["| module | mutants | killed | score | equivalent (listed below) | other survivors | time |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in scores:
+        if s.unchecked == s.total:
+            lines.append(f"| {s.module} | {s.total} | – | not run yet | – | – | – |")
+            continue
+        unrun = f" (incl. {s.unchecked} not run)" if s.unchecked else ""
         lines.append(f"| {s.module} | {s.total} | {s.killed} | {s.percent:.1f} % | {len(s.equivalent)} | "
-                     f"{len(s.survivors)} | {s.seconds:.0f} s |")
+                     f"{len(s.survivors)}{unrun} | {s.seconds:.0f} s |")
+    # A module's mutants not run count against it; modules not run at all are left out of the sum.
+    scores = [s for s in scores if s.unchecked < s.total]
     total = sum(s.total for s in scores)
     killed = sum(s.killed for s in scores)
     lines.append(f"| **all** | {total} | {killed} | **{100.0 * killed / max(total, 1):.1f} %** | "
@@ -169,6 +179,7 @@ def equivalent_table() -> str:
 
 
 def write_readme(scores: list[Score], seconds: float) -> None:
+    """The table of this run's modules (with --score-only: the last results of each)."""
     readme = REPO / "README.md"
     text = readme.read_text()
     start, end = "<!-- mutation:start -->", "<!-- mutation:end -->"
@@ -231,7 +242,7 @@ def main() -> int:
               f"{sum(len(s.survivors) for s in scores)} (diffs in {(OUT / 'survivors.txt').relative_to(REPO)})")
     if args.readme:
         write_readme(scores, time.monotonic() - started)
-    return 1 if survivors else 0
+    return 1 if survivors or any(s.unchecked for s in scores) else 0
 
 
 if __name__ == "__main__":

@@ -194,3 +194,42 @@ def test_client_named_means_by_slug_id_or_alias():
     assert not named("fast", "openai/gpt-4o") and not named("auto", "groq/llama-3.3-70b")
     request = parse_client_request(ClientApi.CHAT, json.dumps({"messages": HI}).encode())
     assert not client_named(request, P["openai/gpt-4o"], CONFIG.aliases)
+
+
+def test_only_known_query_parameters_reach_anthropic_all_of_them_in_order():
+    assert anthropic_query("?beta=true&x=1&beta=false") == "?beta=true&beta=false"
+
+
+def test_the_path_is_the_same_in_the_request_and_its_header():
+    for api, body, slug in ((ClientApi.CHAT, {"messages": HI}, "openai/gpt-4o"),
+                            (ClientApi.MESSAGES, {"max_tokens": 5, "messages": HI}, "anthropic/claude-sonnet-4-5"),
+                            (ClientApi.RESPONSES, {"input": "hi"}, "openai/gpt-4o")):
+        up = build(api, body, slug)
+        assert up.path == dict(up.set_headers)[":path"]
+
+
+def test_by_default_a_native_request_is_the_clients_own_choice_and_not_fitted():
+    from filter.catalog import ModelSpec
+
+    up = build(ClientApi.CHAT, {"model": "x", "max_tokens": 5000, "messages": HI}, "groq/llama-3.3-70b",
+               spec=ModelSpec(max_output_tokens=100))
+    assert sent(up)[1]["max_tokens"] == 5000 and up.fitted == ()
+
+
+def test_a_native_responses_request_the_gateway_chose_is_fitted_as_a_responses_request():
+    from filter.catalog import ModelSpec
+
+    up = build(ClientApi.RESPONSES, {"model": "auto", "input": "hi", "max_output_tokens": 5000}, "openai/gpt-4o",
+               spec=ModelSpec(max_output_tokens=100), client_named_model=False)
+    body = sent(up)[1]
+    assert body["max_output_tokens"] == 100 and "max_tokens" not in body and "max_completion_tokens" not in body
+
+
+def test_a_responses_only_provider_refuses_other_apis_clearly():
+    config = parse_config({"llm_providers": [{"model": "chatgpt/gpt-5", "default": True}]},
+                          "t.yaml", {"CHATGPT_ACCOUNT_ID": "acct"})
+    request = parse_client_request(ClientApi.CHAT, json.dumps({"messages": HI}).encode())
+    with pytest.raises(TranslationError) as caught:
+        build_upstream_request(request, config.providers[0], {}, "")
+    assert (caught.value.param, caught.value.message) == (
+        "model", "chatgpt models are served through OpenAI's Responses API only (POST /v1/responses)")
