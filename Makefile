@@ -66,6 +66,7 @@ soak: install
 # The CLINC150 domain routing benchmark (../shared/data/clinc150); writes its figures into README.md.
 bench-routing: install
 	$(PY) -m bench.routing
+	$(PY) -m bench.agent_routing
 
 # Request-path performance side by side (upstream alone, bare Envoy, Switchyard, LiteLLM) with wrk:
 # bench/results.md and bench/results.png. Not part of `make test`. `make bench BENCH_ARGS=--quick`

@@ -33,8 +33,7 @@ from filter.sessions.envelopes import Envelopes
 from filter.sessions.view import router_view
 from router_model.clinc150 import OTHER, load_cases
 from router_model.embedded import EmbeddedEngine
-from router_model.embedded_scoring import fuse, pick, route_features
-from router_model.embedded_text import content_words, routing_text
+from router_model.embedded_text import routing_text
 from router_model.engine import Route
 from tests.agent_shapes import claude_code_request, roo_code_request
 
@@ -63,23 +62,23 @@ def after(api: ClientApi, body: dict) -> list[dict]:
 
 
 class Scorer:
-    """The embedded engine's decisions, many at once: each distinct text it decides on
-    (`routing_text`) is encoded once, in batches, and scored as `EmbeddedEngine.decide` scores
-    it. A sample is checked against `decide` itself, so a change of the engine cannot go unseen."""
+    """The embedded engine's decisions, many at once (`EmbeddedEngine.score_many`): each distinct
+    text it decides on (`routing_text`) is scored once. A sample is checked against `decide`."""
 
     def __init__(self, engine: EmbeddedEngine, routes: list[Route]):
         self.engine, self.routes, self.memo = engine, routes, {}
-        self.index = engine.index_for(routes)
 
     def decide_all(self, conversations: list[list[dict]]) -> list[str]:
         texts = [routing_text(m) for m in conversations]
-        new = sorted({t for t in texts if t and t not in self.memo})
-        for start in range(0, len(new), 256):
-            chunk = new[start:start + 256]
-            for text, query in zip(chunk, self.engine._encoder.encode(chunk)):
-                fused = fuse(route_features(query, content_words(text), self.index), self.engine._knobs)
-                best = pick(fused, self.engine._knobs.threshold)
-                self.memo[text] = OTHER if best is None else self.index.names[best]
+        first: dict[str, list[dict]] = {}
+        for text, messages in zip(texts, conversations):
+            if text and text not in self.memo:
+                first.setdefault(text, messages)
+        pending = list(first.items())
+        for start in range(0, len(pending), 256):
+            chunk = pending[start:start + 256]
+            for (text, _), scored in zip(chunk, self.engine.score_many([(self.routes, m) for _, m in chunk])):
+                self.memo[text] = OTHER if scored is None or scored.route is None else scored.route
         return [self.memo.get(t, OTHER) for t in texts]
 
 
