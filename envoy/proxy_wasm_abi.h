@@ -31,9 +31,9 @@ uint32_t proxy_remove_header_map_value(uint32_t map, const char *key, size_t key
 PROXY_IMPORT(proxy_define_metric)
 uint32_t proxy_define_metric(uint32_t type, const char *name, size_t name_size, uint32_t *metric_id);
 PROXY_IMPORT(proxy_increment_metric) uint32_t proxy_increment_metric(uint32_t metric_id, int64_t delta);
+PROXY_IMPORT(proxy_set_tick_period_milliseconds) uint32_t proxy_set_tick_period_milliseconds(uint32_t period);
 
-/* Maps (a property holding a protobuf Struct, for one) are serialized as: a 32-bit count N, N
- * pairs of 32-bit (key size, value size), then each key and each value followed by a NUL byte.
- * Integers are little-endian, as Wasm's memory is. */
+/* A property that is a protobuf message (the request's `metadata`, for one) comes serialized;
+ * integers and durations as 8 little-endian bytes, as Wasm's memory is. */
 
 #endif

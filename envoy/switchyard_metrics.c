@@ -13,6 +13,9 @@
  *   gen_ai_server_time_to_first_token_seconds{gen_ai_provider_name,gen_ai_request_model}
  *   gen_ai_client_token_usage{gen_ai_provider_name,gen_ai_request_model,gen_ai_token_type}
  *
+ * Counts are gathered in the module and added to Envoy's counters every 100 ms (a timer of the
+ * plugin's root context on each Envoy worker thread): one host call per label set that moved.
+ *
  * Stat names carry their labels as `;name=.=value;.;` (value percent-encoded outside a safe set),
  * so that the bootstrap's stats_tags turn them into labels and /metrics can read them back.
  *
@@ -176,11 +179,19 @@ typedef struct {
   uint32_t id;
   char *name;
   size_t size;
+  int64_t pending;   /* counted here, not yet added to Envoy's counter */
+  int32_t next_dirty; /* the next entry with a pending count, + 1 (0: none) */
+  bool dirty;
 } metric_entry;
 
 static metric_entry table[TABLE_SIZE];
 static int metric_count;
 static uint32_t dropped_id;
+static int64_t dropped_pending;
+/* Entries with pending counts, as a list through next_dirty: each tick adds them to Envoy's
+ * counters, one host call per label set that moved instead of one per observation. */
+static int32_t first_dirty;
+#define FLUSH_PERIOD_MS 100
 
 static uint32_t fnv1a(const char *data, size_t size) {
   uint32_t h = 2166136261u;
@@ -192,9 +203,32 @@ static bool define(const char *name, size_t size, uint32_t *id) {
   return proxy_define_metric(PROXY_METRIC_COUNTER, name, size, id) == PROXY_OK;
 }
 
-static void count_dropped(void) {
-  if (dropped_id == 0 && !define("switchyard_metrics_dropped_total", strlen("switchyard_metrics_dropped_total"), &dropped_id)) return;
-  proxy_increment_metric(dropped_id, 1);
+static void count_dropped(void) { dropped_pending++; }
+
+static void pend(metric_entry *e, int64_t delta) {
+  e->pending += delta;
+  if (!e->dirty) {
+    e->dirty = true;
+    e->next_dirty = first_dirty;
+    first_dirty = (int32_t)(e - table) + 1;
+  }
+}
+
+/* Adds every pending count to its Envoy counter. */
+static void flush(void) {
+  while (first_dirty != 0) {
+    metric_entry *e = &table[first_dirty - 1];
+    first_dirty = e->next_dirty;
+    e->dirty = false;
+    e->next_dirty = 0;
+    if (e->pending > 0) proxy_increment_metric(e->id, e->pending);
+    e->pending = 0;
+  }
+  if (dropped_pending > 0 && (dropped_id != 0 || define("switchyard_metrics_dropped_total",
+                                                          strlen("switchyard_metrics_dropped_total"), &dropped_id))) {
+    proxy_increment_metric(dropped_id, dropped_pending);
+    dropped_pending = 0;
+  }
 }
 
 static void add(const name_builder *b, int64_t delta) {
@@ -218,13 +252,13 @@ static void add(const name_builder *b, int64_t delta) {
         return;
       }
       memcpy(copy, b->text, b->size);
-      *e = (metric_entry){hash, id, copy, b->size};
+      *e = (metric_entry){.hash = hash, .id = id, .name = copy, .size = b->size};
       metric_count++;
-      proxy_increment_metric(id, delta);
+      pend(e, delta);
       return;
     }
     if (e->hash == hash && e->size == b->size && memcmp(e->name, b->text, b->size) == 0) {
-      proxy_increment_metric(e->id, delta);
+      pend(e, delta);
       return;
     }
   }
@@ -284,24 +318,86 @@ static slice response_header(const char *key, char **owned) {
   return (slice){value, value_size};
 }
 
-/* Calls `visit` for every (key, value) of a serialized map. */
-static void each_pair(slice map, void (*visit)(slice key, slice value, void *into), void *into) {
-  if (map.size < 4) return;
-  uint32_t count;
-  memcpy(&count, map.data, 4);
-  if (count > 1024 || 4 + (size_t)count * 8 > map.size) return;
-  size_t at = 4 + (size_t)count * 8;
-  for (uint32_t i = 0; i < count; i++) {
-    uint32_t key_size, value_size;
-    memcpy(&key_size, map.data + 4 + i * 8, 4);
-    memcpy(&value_size, map.data + 8 + i * 8, 4);
-    if (at + key_size + 1 + value_size + 1 > map.size) return;
-    slice key = {map.data + at, key_size};
-    at += key_size + 1;
-    slice value = {map.data + at, value_size};
-    at += value_size + 1;
-    visit(key, value, into);
+/* The request's whole dynamic metadata comes as one serialized envoy.config.core.v3.Metadata
+ * (one host call; reading the namespaces as maps costs Envoy several times more). A minimal
+ * protobuf reader: Metadata{1: map<string, Struct> filter_metadata}, Struct{1: map<string,
+ * Value> fields}, Value{2: double number_value, 3: string string_value} (map entries are
+ * {1: key, 2: value}); everything else is skipped. */
+static bool varint(slice *in, uint64_t *out) {
+  uint64_t value = 0;
+  for (int shift = 0; shift < 64 && in->size > 0; shift += 7) {
+    unsigned char c = (unsigned char)in->data[0];
+    in->data++, in->size--;
+    value |= (uint64_t)(c & 0x7f) << shift;
+    if (c < 0x80) {
+      *out = value;
+      return true;
+    }
   }
+  return false;
+}
+
+/* The next field of a message: its number, wire type and (for length-delimited) its bytes. */
+static bool field(slice *in, uint32_t *number, uint32_t *type, slice *bytes) {
+  uint64_t tag, length;
+  if (in->size == 0 || !varint(in, &tag)) return false;
+  *number = (uint32_t)(tag >> 3), *type = (uint32_t)(tag & 7);
+  switch (*type) {
+    case 0: return varint(in, &length);
+    case 1:
+      if (in->size < 8) return false;
+      *bytes = (slice){in->data, 8};
+      in->data += 8, in->size -= 8;
+      return true;
+    case 2:
+      if (!varint(in, &length) || length > in->size) return false;
+      *bytes = (slice){in->data, (size_t)length};
+      in->data += length, in->size -= length;
+      return true;
+    case 5:
+      if (in->size < 4) return false;
+      in->data += 4, in->size -= 4;
+      return true;
+    default: return false;
+  }
+}
+
+/* A map entry {1: key, 2: value} (both length-delimited). */
+static bool map_entry(slice entry, slice *key, slice *value) {
+  uint32_t number, type;
+  slice bytes = {0};
+  *key = *value = (slice){NULL, 0};
+  while (field(&entry, &number, &type, &bytes)) {
+    if (type == 2 && number == 1) *key = bytes;
+    else if (type == 2 && number == 2) *value = bytes;
+  }
+  return key->data != NULL;
+}
+
+/* Calls `visit` with each field of a Struct: a string's bytes, or a number's 8 bytes. */
+static void each_struct_field(slice fields, void (*visit)(slice key, slice value, void *into), void *into) {
+  uint32_t number, type;
+  slice entry;
+  while (field(&fields, &number, &type, &entry)) {
+    slice key, value;
+    if (number != 1 || type != 2 || !map_entry(entry, &key, &value)) continue;
+    uint32_t value_number, value_type;
+    slice bytes;
+    while (field(&value, &value_number, &value_type, &bytes)) {
+      if ((value_number == 2 && value_type == 1) || (value_number == 3 && value_type == 2)) visit(key, bytes, into);
+    }
+  }
+}
+
+/* The Struct of one namespace of the request's metadata, or an empty slice. */
+static slice namespace_of(slice metadata, const char *name) {
+  uint32_t number, type;
+  slice entry;
+  while (field(&metadata, &number, &type, &entry)) {
+    slice key, value;
+    if (number == 1 && type == 2 && map_entry(entry, &key, &value) && slice_is(key, name)) return value;
+  }
+  return (slice){NULL, 0};
 }
 
 typedef struct {
@@ -399,11 +495,17 @@ PROXY_EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root_id, s
   }
   bool ok = configure((slice){config, config_size});
   free(config);
+  proxy_set_tick_period_milliseconds(FLUSH_PERIOD_MS);
   if (!ok) {
     static const char message[] = "switchyard metrics: bad configuration (duration_seconds and tokens bounds)";
     proxy_log(PROXY_LOG_ERROR, message, sizeof message - 1);
   }
   return ok;
+}
+
+PROXY_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
+  (void)root_id;
+  flush();
 }
 
 PROXY_EXPORT(proxy_on_response_headers)
@@ -441,7 +543,8 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
   free(code_owned);
 
   decision_fields d = {0};
-  each_pair(PROPERTY("metadata\0filter_metadata\0switchyard", &decision_owned), read_decision, &d);
+  slice metadata = PROPERTY("metadata", &decision_owned);
+  each_struct_field(namespace_of(metadata, "switchyard"), read_decision, &d);
   slice model = d.model, provider = d.provider, kind = d.decision;
   /* With failover the model that answered may be a fallback: the attempt's header says which. */
   slice served = response_header("x-switchyard-model", &served_owned);
@@ -497,10 +600,8 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
       observe("gen_ai_server_time_to_first_token_seconds", &labels, &durations, timing->first_ns);
     }
     if (status < 400) {
-      char *usage_owned;
       usage_fields u = {0};
-      each_pair(PROPERTY("metadata\0filter_metadata\0switchyard.usage", &usage_owned), read_usage, &u);
-      free(usage_owned);
+      each_struct_field(namespace_of(metadata, "switchyard.usage"), read_usage, &u);
       if (u.any) {
         int64_t prompt = u.input;
         /* Anthropic's input_tokens leaves out cache reads and writes: count every prompt token. */

@@ -3,8 +3,7 @@ with the host functions it imports, so that its logic can be checked on chosen i
 bucket bounds, odd label values — that a real Envoy cannot be made to produce on demand.
 
 Values are served the way Envoy serves them (source/extensions/common/wasm/context.cc): integers
-and durations as 8 little-endian bytes, a Struct property as a serialized map whose string
-values are raw bytes and number values a double's 8 bytes. Counters are named as Envoy names
+and durations as 8 little-endian bytes, a message (the `metadata` property) serialized. Counters are named as Envoy names
 the ones Wasm code defines (`wasmcustom.` + the name), and `stats()` answers like Envoy's
 `/stats?format=json`.
 """
@@ -24,11 +23,15 @@ RESPONSE_HEADERS = 2
 PLUGIN_CONFIGURATION = 7
 
 
-def serialize_map(values: dict[str, str | float]) -> bytes:
-    """A Struct as Envoy serializes it to Wasm: strings raw, numbers as doubles."""
-    encoded = [(k.encode(), v.encode() if isinstance(v, str) else struct.pack("<d", v)) for k, v in values.items()]
-    head = struct.pack("<I", len(encoded)) + b"".join(struct.pack("<II", len(k), len(v)) for k, v in encoded)
-    return head + b"".join(k + b"\0" + v + b"\0" for k, v in encoded)
+def serialize_metadata(namespaces: dict[str, dict[str, str | float]]) -> bytes:
+    """The request's dynamic metadata as Envoy hands the `metadata` property to Wasm: a
+    serialized envoy.config.core.v3.Metadata, each namespace a Struct."""
+    from envoy.config.core.v3.base_pb2 import Metadata
+
+    metadata = Metadata()
+    for namespace, fields in namespaces.items():
+        metadata.filter_metadata[namespace].update(fields)
+    return metadata.SerializeToString()
 
 
 @dataclass
@@ -47,6 +50,7 @@ class ProxyWasmHost:
         self.store = wasmtime.Store(self.engine)
         self.configuration = configuration.encode()
         self.counters: dict[int, list] = {}  # id → [name, value]
+        self.tick_period_ms = 0
         self.logs: list[tuple[int, str]] = []
         self.stream = Stream()
         linker = wasmtime.Linker(self.engine)
@@ -59,6 +63,7 @@ class ProxyWasmHost:
             ("proxy_remove_header_map_value", [i32] * 3, self._remove_header),
             ("proxy_define_metric", [i32] * 4, self._define_metric),
             ("proxy_increment_metric", [i32, i64], self._increment_metric),
+            ("proxy_set_tick_period_milliseconds", [i32], self._set_tick_period),
         ):
             linker.define(self.store, "env", name, wasmtime.Func(self.store, wasmtime.FuncType(params, [i32]), fn))
         self.instance = linker.instantiate(self.store, wasmtime.Module.from_file(self.engine, str(module)))
@@ -86,8 +91,15 @@ class ProxyWasmHost:
         self._call("proxy_on_delete", context)
         return seen
 
+    def tick(self) -> None:
+        """The root context's timer fires (Envoy calls it every tick period)."""
+        assert self.tick_period_ms > 0, "the module never asked for a timer"
+        self._call("proxy_on_tick", 1)
+
     def stats(self) -> dict:
-        """What Envoy's `/stats?format=json&usedonly` would list of these counters."""
+        """What Envoy's `/stats?format=json&usedonly` would list of these counters, once the
+        module's timer has fired."""
+        self.tick()
         return {"stats": [{"name": f"wasmcustom.{name}", "value": value}
                           for name, value in self.counters.values() if value]}
 
@@ -147,6 +159,10 @@ class ProxyWasmHost:
             metric_id = len(self.counters) + 1
             self.counters[metric_id] = [name, 0]
         self._write_u32(id_out, metric_id)
+        return OK
+
+    def _set_tick_period(self, period):
+        self.tick_period_ms = period
         return OK
 
     def _increment_metric(self, metric_id, delta):

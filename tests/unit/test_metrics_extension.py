@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from filter import envoy_stats
 from filter.metrics import TOKEN_BUCKETS, UPSTREAM_BUCKETS, extension_config
-from tests.proxy_wasm_host import ProxyWasmHost, serialize_map
+from tests.proxy_wasm_host import ProxyWasmHost, serialize_metadata
 
 SENT, FIRST = "x-switchyard-t-sent", "x-switchyard-t-first"
 BOUNDS_NS = [round(float(b) * 1e9) for b in UPSTREAM_BUCKETS]
@@ -55,12 +55,13 @@ def requests(draw):
 def run_in_extension(host: ProxyWasmHost, r: dict) -> dict[str, str] | None:
     decision = {key: r[key] for key in ("api", "provider", "model", "model_label", "decision", "route", "client",
                                         "upstream_api") if r[key]}
+    namespaces: dict[str, dict] = {"switchyard": {**decision, "router_ms": 1.5}}  # numbers in it too
+    if r["usage"] is not None:
+        namespaces["switchyard.usage"] = {k: float(v) for k, v in r["usage"].items()}
     properties = {b"response\0code": struct.pack("<q", r["status"]), b"request\0duration": struct.pack("<q", r["duration"]),
-                  b"metadata\0filter_metadata\0switchyard": serialize_map(decision)}
+                  b"metadata": serialize_metadata(namespaces)}
     if r["latency"] is not None:
         properties[b"response\0backend_latency"] = struct.pack("<q", r["latency"])
-    if r["usage"] is not None:
-        properties[b"metadata\0filter_metadata\0switchyard.usage"] = serialize_map({k: float(v) for k, v in r["usage"].items()})
     headers = {"content-type": "application/json"}
     if r["served"] is not None:
         headers["x-switchyard-model"] = r["served"]
