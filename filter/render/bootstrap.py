@@ -245,7 +245,8 @@ def _forwarded(config: Config) -> list[Provider]:
 def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]]:
     """One route per model name that Envoy serves alone (filter/render/fast_path.py); empty when off."""
     timeout = _duration(config.listener.timeout_s)
-    return [fast_path.envoy_route(route, timeout, _authority(route.decision.provider))
+    spans = config.gateway.otlp_endpoint is not None
+    return [fast_path.envoy_route(route, timeout, _authority(route.decision.provider), spans)
             for route in fast_path.fast_routes(config, from_files)]
 
 

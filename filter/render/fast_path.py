@@ -111,7 +111,7 @@ def lua_filter(source: str) -> dict[str, Any]:
     }
 
 
-def envoy_route(route: FastRoute, timeout: str, authority: str) -> dict[str, Any]:
+def envoy_route(route: FastRoute, timeout: str, authority: str, spans: bool = False) -> dict[str, Any]:
     provider = route.decision.provider
     anthropic = provider.interface is Interface.ANTHROPIC
     # What the filter would set and remove (filter/upstream.py), for the Lua filter to apply.
@@ -128,6 +128,8 @@ def envoy_route(route: FastRoute, timeout: str, authority: str) -> dict[str, Any
     }
     if anthropic:
         metadata["anthropic_version"] = provider.anthropic_version
+    if spans:  # each metadata write costs Envoy a merge: the span ids only when spans are exported
+        metadata["spans"] = True
     return {
         "name": route.route_name,
         "match": {

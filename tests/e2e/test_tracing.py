@@ -125,3 +125,26 @@ def test_a_malformed_traceparent_starts_a_new_trace(setup, fresh, header):
 
     span = eventually(request_span, timeout=10)
     assert not span.get("parentSpanId")  # a root span: no parent in an invalid header was taken
+
+
+def test_a_literal_request_has_its_spans_whichever_path_serves_it(setup, fresh):
+    """A literal model: Envoy serves it alone by default (the fast path), the filter with
+    fast_path: false; the client's trace is continued and both spans reach the collector."""
+    gateway, _, collector = setup
+    trace = "a" * 31 + "1"
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"traceparent": f"00-{trace}-{CLIENT_SPAN}-01"},
+                          json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200
+    upstream_trace = TRACEPARENT.match(fresh.received[0].headers["traceparent"])
+    assert upstream_trace.group(1) == trace
+
+    def exported():
+        spans = {s["name"]: s for s in collector.spans if s["traceId"] == trace}
+        assert set(spans) == {"switchyard.request", "chat openai/gpt-4o-mini"}
+        return spans
+    spans = eventually(exported, timeout=10)
+    request, call = spans["switchyard.request"], spans["chat openai/gpt-4o-mini"]
+    assert request["parentSpanId"] == CLIENT_SPAN and call["parentSpanId"] == request["spanId"]
+    assert call["spanId"] == upstream_trace.group(2)
+    attributes = {a["key"]: a["value"] for a in request["attributes"]}
+    assert attributes["switchyard.decision"]["stringValue"] == "literal"
