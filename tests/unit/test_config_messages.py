@@ -1,0 +1,101 @@
+"""Configuration errors word for word (file, key path, reason) for failover chains, the store,
+client keys and Plano's router override; and the values those settings build. Fixed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from filter.config import ConfigError, parse_config
+
+ENV = {"CK": "one,two"}
+
+
+def build(raw):
+    return parse_config(raw, "t.yaml", ENV)
+
+
+def error(raw) -> str:
+    with pytest.raises(ConfigError) as caught:
+        build(raw)
+    return str(caught.value)
+
+
+def providers(*extra, fallbacks=None):
+    first = {"model": "openai/a", "access_key": "k", "default": True}
+    if fallbacks is not None:
+        first["fallbacks"] = fallbacks
+    return {"llm_providers": [first, {"model": "openai/b", "access_key": "k"}, {"model": "echo/e"},
+                              {"model": "groq/*", "access_key": "k"}, *extra]}
+
+
+@pytest.mark.parametrize("raw, message", [
+    (providers(fallbacks=["nope"]), "t.yaml: llm_providers[0].fallbacks[0]: 'nope' matches no configured provider or alias"),
+    (providers(fallbacks=["openai/b", "b"]), "t.yaml: llm_providers[0].fallbacks[1]: openai/b is already in this failover chain"),
+    (providers(fallbacks=["echo/e"]),
+     "t.yaml: llm_providers[0].fallbacks: echo/e answers inside the gateway and cannot be part of a failover chain"),
+    (providers(fallbacks=["groq/*"]),
+     "t.yaml: llm_providers[0].fallbacks: groq/* is a wildcard entry and cannot be part of a failover chain"),
+    (providers({"model": "openai/p", "passthrough_auth": True}, fallbacks=["openai/p"]),
+     "t.yaml: llm_providers[0].fallbacks: openai/p forwards the client's credential (passthrough_auth) and cannot be "
+     "part of a failover chain, whose attempts must not carry it"),
+    ({**providers(), "gateway": {"store": {"url": "redis://"}}}, "t.yaml: gateway.store.url: 'redis://' has no host"),
+    ({**providers(), "gateway": {"store": {"url": "unix://"}}}, "t.yaml: gateway.store.url: 'unix://' has no socket path"),
+    ({**providers(), "gateway": {"store": {"url": "redis://:pw@cache"}}},
+     "t.yaml: gateway.store.url: must not hold a password: set gateway.store.password ($ENV)"),
+    ({**providers(), "routing": {"session_cache": {"type": "redis", "url": "redis://"}}},
+     "t.yaml: routing.session_cache.url: 'redis://' has no host"),
+    ({**providers(), "gateway": {"client_keys": [{"name": "a", "key": "k1"}, {"name": "a", "key": "k2"}]}},
+     "t.yaml: gateway.client_keys: two keys are named 'a'"),
+    ({**providers(), "gateway": {"client_keys": ["k1", "k1"]}},
+     "t.yaml: gateway.client_keys: the key named 'key-2' is given twice"),
+    ({**providers({"model": "anthropic/router", "access_key": "k"}), "overrides": {"llm_routing_model": "router"}},
+     "t.yaml: overrides.llm_routing_model: anthropic/router must be an OpenAI-compatible server to serve as the router"),
+])
+def test_each_error_names_file_key_and_reason(raw, message):
+    assert error(raw) == message
+
+
+def test_a_chain_is_named_after_its_members_in_order():
+    config = build(providers(fallbacks=["openai/b"]))
+    chain = config.provider_chains["openai/a"]
+    assert chain.name == "failover_openai_a__openai_b"
+    assert [p.slug for p in chain.members] == ["openai/a", "openai/b"]
+
+
+def test_client_keys_from_one_variable_are_numbered_and_keep_their_source():
+    config = build({**providers(), "gateway": {"client_keys": "$CK"}})
+    keys = config.gateway.client_keys
+    assert [(k.name, k.key.reveal(), k.key.source, k.models, k.budget) for k in keys] == [
+        ("key-1", "one", "$CK", None, None), ("key-2", "two", "$CK", None, None)]
+
+
+def test_a_budget_without_a_period_is_monthly():
+    config = build({**providers(), "gateway": {"client_keys": [{"name": "team", "key": "k1", "budget": {"usd": 5}}]}})
+    (key,) = config.gateway.client_keys
+    assert (key.budget.usd, key.budget.period, key.models) == (5, "month", None)
+
+
+def test_a_client_key_may_be_limited_to_routed_names_too():
+    config = build({**providers(), "routing": {"routed_models": ["smart"]},
+                    "gateway": {"client_keys": [{"name": "team", "key": "k1", "models": ["smart", "openai/a"]}]}})
+    assert config.gateway.client_keys[0].models == ("smart", "openai/a")
+    assert "is not a configured model" in error({**providers(), "gateway": {"client_keys": [
+        {"name": "team", "key": "k1", "models": ["smart"]}]}})  # smart is not routed without routed_models
+    default_routed = build({**providers(), "gateway": {"client_keys": [{"name": "t", "key": "k1", "models": ["auto"]}]}})
+    assert default_routed.gateway.client_keys[0].models == ("auto",)
+
+
+@pytest.mark.parametrize("base_url, endpoint", [
+    ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+    ("https://router.example", "https://router.example/v1"),
+    ("https://router.example:8443/api", "https://router.example:8443/api"),
+    ("http://router.example:80/v1", "http://router.example/v1"),
+    ("http://router.example:443/v1", "http://router.example:443/v1"),
+])
+def test_plano_router_override_points_the_orchestrator_at_that_entry(base_url, endpoint):
+    config = build({**providers({"model": "local/Plano-Orchestrator", "base_url": base_url, "access_key": "rk"}),
+                    "overrides": {"llm_routing_model": "plano/Plano-Orchestrator",
+                                  "orchestrator_model_context_length": 4096}})
+    assert (config.routing.engine, config.routing.endpoint, config.routing.model) == (
+        "plano-orchestrator", endpoint, "Plano-Orchestrator")
+    assert config.warnings == ()
