@@ -286,6 +286,9 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
         if "alias" in rows_by and "pref_uncached" in rows_by:
             res = {"embedded_checks": perf_routing.checks(rows_by, paced_by, router_ms, rss_routing, tails)}
             print("\n".join(perf_routing.render(res)))
+        rows = [{"key": t.key, "rps": t.median("rps"), "p50_ms": t.median("p50_ms"), "p99_ms": t.median("p99_ms"),
+                 "gateway_cpu_per_1k": _gateway_cpu(t.cpu_median())} for t in plan]
+        print("\n".join(_agent_summary({"rows": rows, "connections": conns})))
         log(f"done in {time.monotonic() - started:.0f}s")
         return 0
 
@@ -358,7 +361,7 @@ def collect(plan, paced, rates, ttfb, ttfb_errors, rss_idle, rss_loaded, args, r
     for t in plan:
         rps = t.median("rps")
         cpu = t.cpu_median()
-        gateway_cpu = sum(v for k, v in cpu.items() if not k.startswith(("upstream", "wrk")))
+        gateway_cpu = _gateway_cpu(cpu)
         rows.append({
             "key": t.key, "label": t.label, "rps": rps, "p50_ms": t.median("p50_ms"), "p99_ms": t.median("p99_ms"),
             "errors": sum(r.errors for r in t.rounds), "non2xx": sum(r.non2xx for r in t.rounds),
@@ -464,6 +467,10 @@ def _envoy_version() -> str:
     return out.strip().splitlines()[-1] if out.strip() else "?"
 
 
+def _gateway_cpu(cpu: dict[str, float]) -> float:
+    return sum(v for k, v in cpu.items() if not k.startswith(("upstream", "wrk")))
+
+
 def _agent_summary(res: dict) -> list[str]:
     rows = {r["key"]: r for r in res["rows"]}
     if "agent_pinned" not in rows or "agent_unpinned" not in rows:
@@ -471,8 +478,9 @@ def _agent_summary(res: dict) -> list[str]:
     on, off = rows["agent_pinned"], rows["agent_unpinned"]
     return [f"Agent loop (bench/agent_load.py: {res['connections']} wrk threads × 1 connection, each running "
             f"loops of one new user turn and {AGENT_STEPS} tool steps): with turn pinning {on['rps']:.0f} req/s, "
-            f"p50 {on['p50_ms']:.2f} ms, {on['gateway_cpu_per_1k']:.3f} gateway CPU s per 1k requests; with "
-            f"`turn_pinning: false` {off['rps']:.0f} req/s, p50 {off['p50_ms']:.2f} ms, "
+            f"p50 {on['p50_ms']:.2f} ms, p99 {on['p99_ms']:.1f} ms, {on['gateway_cpu_per_1k']:.3f} gateway CPU s per 1k "
+            f"requests; with `turn_pinning: false` {off['rps']:.0f} req/s, p50 {off['p50_ms']:.2f} ms, p99 "
+            f"{off['p99_ms']:.1f} ms, "
             f"{off['gateway_cpu_per_1k']:.3f} CPU s per 1k: **{on['rps'] / off['rps']:.2f}×** the throughput "
             f"(tool steps pay no router call).", ""]
 
