@@ -99,3 +99,38 @@ def test_plano_router_override_points_the_orchestrator_at_that_entry(base_url, e
     assert (config.routing.engine, config.routing.endpoint, config.routing.model) == (
         "plano-orchestrator", endpoint, "Plano-Orchestrator")
     assert config.warnings == ()
+
+
+@pytest.mark.parametrize("routing, message", [
+    ({"session_cache": {"type": "memory", "url": "redis://cache"}},
+     "t.yaml: routing.session_cache.url: is only read when session_cache.type is redis"),
+    ({"session_ttl": "5m", "session_ttl_seconds": 300},
+     "t.yaml: routing.session_ttl_seconds: give one of session_ttl and session_ttl_seconds"),
+    ({"engine": "arch-router", "endpoint": "ftp://router"},
+     "t.yaml: routing.endpoint: 'ftp://router' is not an http(s) URL with a host"),
+])
+def test_routing_errors_word_for_word(routing, message):
+    assert error({**providers(), "routing": routing}) == message
+
+
+def test_routing_defaults_and_given_values():
+    d = build(providers()).routing
+    assert (d.engine, d.endpoint, d.timeout_s, d.routed_models, d.unknown_model, d.cache_size, d.tenant_header) == (
+        "embedded", None, 1.0, ("auto",), "reject", 1024, None)
+    given = build({**providers(), "routing": {"engine": "arch-router", "endpoint": "http://r:8000/v1", "timeout": "250ms",
+                                              "routed_models": ["auto", "smart"], "cache_size": 0,
+                                              "harness_envelopes": ["System-Reminder"]}}).routing
+    assert (given.model, given.endpoint, given.timeout_s, given.routed_models, given.cache_size,
+            given.harness_envelopes) == ("Arch-Router", "http://r:8000/v1", 0.25, ("auto", "smart"), 0,
+                                         ("System-Reminder",))
+    orchestrator = build({**providers(), "routing": {"engine": "plano-orchestrator", "endpoint": "http://r/v1"}})
+    assert orchestrator.routing.model == "Plano-Orchestrator"
+
+
+def test_plano_routing_keys_switchyard_ignores_are_warned_word_for_word():
+    config = build({**providers(), "routing": {"routing_budget": {"usd": 1}, "llm_provider": "arch"}})
+    assert config.warnings == (
+        "t.yaml: routing.routing_budget: ignored — Plano's routing budget, which Switchyard does not implement",
+        "t.yaml: routing.llm_provider: ignored — Plano's router provider (Switchyard's is routing.endpoint), which "
+        "Switchyard does not implement",
+    )
