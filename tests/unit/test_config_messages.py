@@ -134,3 +134,60 @@ def test_plano_routing_keys_switchyard_ignores_are_warned_word_for_word():
         "t.yaml: routing.llm_provider: ignored — Plano's router provider (Switchyard's is routing.endpoint), which "
         "Switchyard does not implement",
     )
+
+
+def with_entry(entry, **extra):
+    raw = providers(entry)
+    raw.update(extra)
+    return raw
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({**providers(), "model_aliases": {"openai/a": {"target": "b"}}},
+     "t.yaml: model_aliases.openai/a: an alias may not shadow a configured provider/model"),
+    ({**providers({"model": "groq/b", "access_key": "k"}), "model_aliases": {"x": {"target": "b"}}},
+     "t.yaml: model_aliases.x.target: 'b' is the model id of several providers: use provider/model"),
+    ({**providers(), "model_aliases": {"x": {"target": "zz"}}},
+     "t.yaml: model_aliases.x.target: 'zz' matches no configured provider (known: openai/a, openai/b, echo/e, groq/*)"),
+    (with_entry({"model": "openai/gpt-*", "access_key": "k"}),
+     "t.yaml: llm_providers[4].model: 'openai/gpt-*': a wildcard entry is provider/* (any model of that provider)"),
+    (with_entry({"model": "openai/", "access_key": "k"}), "t.yaml: llm_providers[4].model: 'openai/' must be provider/model-id"),
+    (with_entry({"model": "/gpt", "access_key": "k"}), "t.yaml: llm_providers[4].model: '/gpt' must be provider/model-id"),
+    (with_entry({"model": "echo/x", "http_host": "example.com"}), "t.yaml: llm_providers[4].http_host: the echo provider has no upstream"),
+    (with_entry({"model": "local/m", "base_url": "http://user@127.0.0.1/v1"}),
+     "t.yaml: llm_providers[4].base_url: must not hold credentials (user:password@): set access_key instead"),
+    (with_entry({"model": "local/m", "base_url": "http://127.0.0.1/v1?"}),
+     "t.yaml: llm_providers[4].base_url: 'http://127.0.0.1/v1?' has a query or fragment, which a base URL cannot carry"),
+    (with_entry({"model": "local/m", "base_url": "http://127.0.0.1/v1#"}),
+     "t.yaml: llm_providers[4].base_url: 'http://127.0.0.1/v1#' has a query or fragment, which a base URL cannot carry"),
+    ({"version": "v0.4.0", **providers(), "routing_preferences": [
+        {"name": "r", "description": "d", "models": ["groq/*"]}]},
+     "t.yaml: routing_preferences[0].models[0]: groq/* is a wildcard entry, not a model"),
+    ({**providers(), "routing_preferences": [{"name": "r", "description": "d", "models": ["openai/a"]}]},
+     "t.yaml: routing_preferences: top-level routing_preferences need version: v0.4.0 or later (this file says "
+     "nothing, read as v0.3.0); set version: v0.4.0, or move each route under its provider"),
+])
+def test_provider_alias_and_route_errors_word_for_word(raw, message):
+    assert error(raw) == message
+
+
+def test_a_route_under_a_wildcard_entry_is_refused():
+    raw = providers()
+    raw["llm_providers"][3]["routing_preferences"] = [{"name": "r", "description": "d"}]
+    assert error(raw).endswith("groq/* is a wildcard entry: a route needs a model")
+
+
+@pytest.mark.parametrize("base_url, port, prefix", [
+    ("https://h.example/v1", 443, "/v1"), ("http://h.example/v1/", 80, "/v1"), ("http://h.example:8080", 8080, "/v1"),
+])
+def test_base_url_ports_and_paths(base_url, port, prefix):
+    entry = build(with_entry({"model": "local/m", "base_url": base_url})).by_slug["local/m"]
+    assert (entry.upstream.port, entry.upstream.path_prefix) == (port, prefix)
+
+
+def test_provider_entry_values():
+    config = build(with_entry({"model": "openai/n", "access_key": "k", "name": "label", "max_tokens": 100}))
+    entry = config.by_slug["openai/n"]
+    assert (entry.name, entry.max_tokens, entry.cluster) == ("label", 100, "provider_openai_n")
+    plain = config.by_slug["openai/a"]
+    assert (plain.name, plain.max_tokens, plain.cluster) == (None, 4096, "provider_openai_a")
