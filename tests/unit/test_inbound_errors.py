@@ -311,3 +311,22 @@ def test_objects_nested_too_deeply_are_refused_too():
 
     assert parse_client_request(ClientApi.CHAT, nested(254)).model is None
     assert refused(ClientApi.CHAT, nested(255)).message == "request body is nested more than 254 levels deep"
+
+
+@pytest.mark.parametrize("policy, prefer", [
+    (None, "none"), ({}, "none"), ({"prefer": "cheapest"}, "cheapest"), ({"prefer": "fastest"}, "fastest"),
+    ({"prefer": "none"}, "none"),
+])
+def test_a_requests_route_may_say_how_its_pool_is_ordered(policy, prefer):
+    pref = route(models=["a", "b"])
+    if policy is not None:
+        pref["selection_policy"] = policy
+    request = parse_client_request(ClientApi.CHAT, json.dumps({"messages": HI, "routing_preferences": [pref]}).encode())
+    assert [(p.route.name, p.models, p.prefer) for p in request.preferences] == [("r", ("a", "b"), prefer)]
+
+
+@pytest.mark.parametrize("policy", ["cheapest", {"prefer": "random"}, {"prefer": None}, ["cheapest"]])
+def test_a_selection_policy_other_than_the_three_is_refused(policy):
+    error = refused(ClientApi.CHAT, {"messages": HI, "routing_preferences": [route(models=["a"], selection_policy=policy)]})
+    assert (error.param, error.message) == ("routing_preferences",
+                                            "'routing_preferences[0].selection_policy' must be {prefer: cheapest|fastest|none}")
