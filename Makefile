@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= examples/demo.yaml
 # Envoy's compiled extension (request metrics, see envoy/switchyard_metrics.c), built from source
 # with Debian's clang for wasm32-wasi; the toolchain is installed when missing.
-EXTENSIONS := envoy/switchyard_metrics.wasm
+EXTENSIONS := envoy/switchyard_metrics.wasm envoy/switchyard_governance.wasm
 WASM_CC := clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror -mexec-model=reactor -Wl,--strip-all
 WASM_PACKAGES := clang lld wasi-libc libclang-rt-14-dev-wasm32
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

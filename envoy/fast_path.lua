@@ -12,7 +12,9 @@
 -- filter would: the presented key's salted SHA-256 digest is compared in constant time with every
 -- configured key's digest (the virtual host's metadata holds digests and names, never keys); a
 -- miss is answered with the filter's own 401 body, in the client's API shape; a match names the
--- client (`client` metadata) for the access log, the metrics and rate limits.
+-- client (`client` metadata) for the access log, the metrics and rate limits. A fast route that
+-- some keys may not use lists the keys that may (`clients`); the others go to the filter, which
+-- answers their 403.
 --
 -- Every step mirrors the filter's: the body's model becomes the provider's id (only those bytes
 -- change), client credentials are removed (the provider's key is added by the credential
@@ -391,9 +393,10 @@ function envoy_on_request(handle)
   headers:remove(FLAG)
   local virtual_host = handle:virtualHost():metadata()
   local version = virtual_host:get("client_keys_version")
+  local client = nil
   if version then -- gateway.client_keys: every request presents one, fast or not
     if version ~= keys_version then load_keys(virtual_host, version) end
-    local client = client_of(headers)
+    client = client_of(headers)
     if not client then return refuse(handle, headers, virtual_host) end
     handle:streamInfo():dynamicMetadata():set(NAMESPACE, "client", client)
   end
@@ -406,6 +409,12 @@ function envoy_on_request(handle)
   local served = route:get("model")
   if not served then -- no fast route for this name: the filter decides, and never sees the flag
     headers:remove(FLAG)
+    return
+  end
+  local clients = route:get("clients") -- set when some keys may not use this model
+  if clients and not (client and clients[client]) then
+    headers:remove(FLAG) -- the filter answers the key's 403 in the client's format
+    handle:clearRouteCache()
     return
   end
 

@@ -68,7 +68,7 @@ def families(stats: dict) -> list[Metric]:
         if family.buckets is None:
             metric = CounterMetricFamily(family.name, family.help, labels=family.labels)
             for key, value in sorted(counters[family.name].items()):
-                metric.add_metric(key, value)
+                metric.add_metric(key, value * family.scale)
         else:
             metric = HistogramMetricFamily(family.name, family.help, labels=family.labels)
             keys = set(bins[family.name]) | set(sums[family.name])

@@ -47,10 +47,13 @@ ENVELOPE_KEY = "switchyard_attempt"
 ENVELOPE_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
-def attempt_envelope(request: ClientRequest, api: ClientApi, query: str, headers: dict[str, str]) -> bytes:
+def attempt_envelope(request: ClientRequest, api: ClientApi, query: str, headers: dict[str, str],
+                     key_name: str | None = None) -> bytes:
     """One line of what the attempts must know of the client, then the request as the client's
-    body was parsed: side by side, not nested, so a chain takes as deep a body as one model."""
-    client = {"api": api.value, "query": query, "headers": {k: headers[k] for k in ENVELOPE_HEADERS if k in headers}}
+    body was parsed: side by side, not nested, so a chain takes as deep a body as one model.
+    `key_name`: the client key's (stored Responses answers are kept under it)."""
+    client = {"api": api.value, "query": query, "headers": {k: headers[k] for k in ENVELOPE_HEADERS if k in headers},
+              "key": key_name}
     return orjson.dumps({ENVELOPE_KEY: client}) + b"\n" + encode_json(request.body)
 
 
@@ -58,6 +61,10 @@ def open_envelope(raw: bytes) -> tuple[ClientApi, str, dict[str, str], bytes]:
     line, _, body = raw.partition(b"\n")  # orjson writes no raw newline
     client = orjson.loads(line)[ENVELOPE_KEY]
     return ClientApi(client["api"]), client["query"], client["headers"], body
+
+
+def envelope_key_name(raw: bytes) -> str | None:
+    return orjson.loads(raw.partition(b"\n")[0])[ENVELOPE_KEY].get("key")
 
 
 @dataclass(slots=True)
@@ -69,6 +76,7 @@ class Attempt:
     answered: bool = False
     started: float = 0.0
     fitted: str = ""  # what this attempt's body changed for its model (x-switchyard-fitted)
+    key_name: str | None = None  # the client key's name, from the envelope
 
 
 def _client_api(raw: bytes) -> ClientApi:
@@ -135,7 +143,7 @@ class AttemptRewriter:
             elif phase == "response_body":
                 body = message.response_body
                 out = attempt.rewriter.on_body(body.body, body.end_of_stream) if attempt.rewriter else body.body
-                await self.stored_responses.keep(attempt.rewriter)
+                await self.stored_responses.keep(attempt.rewriter, attempt.key_name)
                 yield ext_proc.replace_response_chunk(out)
         if attempt is not None and not attempt.answered:
             # No response at all: refused connection, reset, or no first byte within the per-try
@@ -146,6 +154,7 @@ class AttemptRewriter:
     def _rewrite_request(self, attempt: Attempt, raw: bytes) -> ProcessingResponse:
         try:
             api, query, client_headers, body = open_envelope(raw)
+            attempt.key_name = envelope_key_name(raw)
             request = parse_client_request(api, body)
             member = attempt.member
             upstream = build_upstream_request(request, member, client_headers, query, self.catalog.spec(member),

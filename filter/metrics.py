@@ -32,6 +32,7 @@ class Family:
     labels: tuple[str, ...]
     buckets: tuple[str, ...] | None = None  # None: a counter
     seconds: bool = False  # the extension sums nanoseconds; the family is in seconds
+    scale: float = 1.0  # a counter Envoy counts in integer units (nano-USD): its value times this
 
 
 REQUESTS = Family(
@@ -46,7 +47,17 @@ TIME_TO_FIRST_TOKEN = Family(
 TOKEN_USAGE = Family(
     "gen_ai_client_token_usage", "Tokens per request read from provider responses",
     ("gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"), TOKEN_BUCKETS)
-REQUEST_FAMILIES = (REQUESTS, OPERATION_DURATION, TIME_TO_FIRST_TOKEN, TOKEN_USAGE)
+# Counted by the governance extension (envoy/switchyard_governance.c).
+COST = Family(
+    "switchyard_cost_usd", "Spend in USD from each answer's token counts and the model table's prices, by client key "
+    "and model", ("client", "provider", "model"), scale=1e-9)
+RATE_LIMITED = Family(
+    "switchyard_rate_limited", "Requests refused by a limit: key_requests, key_tokens, model_requests, model_tokens, "
+    "budget, unavailable (store unreachable with gateway.limits.fail_closed)", ("client", "model", "limit"))
+LIMITS_UNCHECKED = Family(
+    "switchyard_limits_unchecked", "Requests admitted on one gateway's own counts because the shared store could not "
+    "confirm them (fail open)", ())
+REQUEST_FAMILIES = (REQUESTS, OPERATION_DURATION, TIME_TO_FIRST_TOKEN, TOKEN_USAGE, COST, RATE_LIMITED, LIMITS_UNCHECKED)
 
 
 def extension_config() -> str:
@@ -72,6 +83,9 @@ class Metrics:
         self.failovers = Counter(
             "switchyard_failovers", "Requests moved to a fallback model, by reason",
             ["from_model", "to_model", "reason"], registry=registry)
+        self.limit_store_errors = Counter(
+            "switchyard_limits_store_errors", "Rate-limit and budget calls the shared store could not answer",
+            registry=registry)
 
     def router(self, engine: str, outcome: str, seconds: float) -> None:
         self.router_decisions.labels(engine, outcome).inc()
@@ -79,3 +93,6 @@ class Metrics:
 
     def session(self, outcome: str) -> None:
         self.session_decisions.labels(outcome).inc()
+
+    def limits_store_error(self) -> None:
+        self.limit_store_errors.inc()

@@ -23,6 +23,7 @@ from filter import echo, ext_proc
 from filter.catalog import Catalog
 from filter.config import Chain, Config, Provider
 from filter.errors import ClientApi, GatewayError, error_body, unauthorized
+from filter.governance import ModelAccess
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.count_tokens import count_answer, estimate_input_tokens
 from filter.embeddings import build_embeddings_request, embeddings_decision
@@ -57,6 +58,8 @@ from filter.upstream import (
 log = logging.getLogger("switchyard.filter")
 
 ROUTING_HEADER = "x-switchyard-provider"
+# Set by Envoy's governance extension on its own refusals (envoy/switchyard_governance.c).
+LIMITED_HEADER = "x-switchyard-limited"
 # Decisions where the client named the model: a native request to it is sent as written.
 NAMED = (DecisionKind.LITERAL, DecisionKind.ALIAS)
 
@@ -131,9 +134,10 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         catalog = Catalog.of(config)
         attempts = AttemptRewriter(config, self.metrics, catalog, self.stored_responses)
         sessions = Sessions(config.routing, self.store)
+        access = ModelAccess(config)  # the models, aliases and routes each client key may use
         (self.config, self.router, self.catalog, self.attempts, self.sessions, self._may_translate,
-         self._models_body, self._client_keys) = (config, router, catalog, attempts, sessions, may_translate,
-                                                  models_body, client_keys)
+         self._models_body, self._client_keys, self.access) = (config, router, catalog, attempts, sessions,
+                                                               may_translate, models_body, client_keys, access)
 
     async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
         chain = chain_of(context)
@@ -158,7 +162,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             elif phase == "response_body":
                 body = message.response_body
                 reply = self.on_response_body(exchange, body.body, body.end_of_stream)
-                await self.stored_responses.keep(exchange.rewriter)
+                await self.stored_responses.keep(exchange.rewriter, exchange.client)
             else:  # trailers: never asked for
                 continue
             yield reply
@@ -220,7 +224,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             else:
                 request = parse_client_request(ex.api, raw)
             if ex.api is ClientApi.RESPONSES:
-                await self.stored_responses.expand(request.body)
+                await self.stored_responses.expand(request.body, ex.client)
             routed = await self.decide(request, ex)
         except GatewayError as exc:
             return self._error(ex, exc)
@@ -242,7 +246,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return await self._count_tokens(ex, request, decision, metadata)
         if provider.interface is Interface.ECHO:
             reply = self._echo(ex, request, routed, metadata)
-            await self.stored_responses.keep(ex.rewriter)
+            await self.stored_responses.keep(ex.rewriter, ex.client)
             return reply
         if decision.chain is not None:
             try:
@@ -282,6 +286,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         try:
             request = parse_embeddings_request(raw)
             decision = embeddings_decision(self.config, request)
+            self.access.check(ex.client, request.model, decision)
         except GatewayError as exc:
             return self._error(ex, exc)
         provider = decision.provider
@@ -306,7 +311,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         """A model with fallbacks: Envoy's retries walk the chain, and each attempt is rewritten
         for its member by the attempt rewriter (filter/failover.py). The client's request travels
         in an envelope with what the attempts need to know of the client."""
-        body = attempt_envelope(request, ex.api, ex.query, ex.headers)
+        body = attempt_envelope(request, ex.api, ex.query, ex.headers, ex.client)
         # Envoy reads token counts after the attempt rewriter translated the answer: the client's format.
         metadata.update(upstream_api=ex.api.value, chain=chain.name)
         return ext_proc.forward_request(
@@ -319,6 +324,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
     async def decide(self, request: ClientRequest, ex: Exchange) -> Routed:
         outcome = resolve(self.config, request.model, request.preferences, self.latency.snapshot())
+        # A client key restricted to some models: a 403, or only the routes it may use.
+        outcome = self.access.narrow(ex.client, request.model, outcome)
         if isinstance(outcome, Decision):
             return Routed(outcome, None)
         # Preference routing, once per user turn of an agent loop (filter/sessions/).
@@ -326,6 +333,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                                             lambda view: self._route(outcome, view, ex.trace))
         if routed.outcome is not None:
             self.metrics.session(routed.outcome.value)
+        self.access.check(ex.client, request.model, routed.decision)  # a pinned model too
         return routed
 
     async def _route(self, plan: RoutingPlan, view: list[dict], trace: TraceContext) -> tuple[Decision, float]:
@@ -375,9 +383,10 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ response: translation only
 
     def on_response_headers(self, ex: Exchange, message):
-        if ex.rewriter is None:
+        headers = ext_proc.header_values(message) if ex.rewriter is not None else {}
+        if ex.rewriter is None or LIMITED_HEADER in headers:  # a limit's refusal is in the client's format
             return ext_proc.response_headers(stream_body=False)
-        status = int(ext_proc.header_values(message).get(":status", "200"))
+        status = int(headers.get(":status", "200"))
         set_headers, remove_headers = ex.rewriter.on_headers(status)
         return ext_proc.response_headers(set_headers, remove_headers, stream_body=True)
 

@@ -19,7 +19,7 @@ import orjson
 import yaml
 
 from filter.config import Chain, Config, Provider
-from filter.render import fast_path
+from filter.render import fast_path, governance
 from filter.render.metrics import EXTENSION_FILE, extension_code, metrics_filter, span_access_log, stats_tags, timing_headers
 from filter.state.base import OPERATION_TIMEOUT_S
 
@@ -96,6 +96,10 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
         bootstrap["stats_config"] = {"stats_tags": stats_tags()}
     if gateway.otlp_endpoint:
         manager["access_log"].append(span_access_log())
+    # Right after ext_proc: every forwarded request has its decision and its client key's name.
+    position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
+    code = extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))), inline=reload_dir is None)
+    manager["http_filters"].insert(position + 1, governance.governance_filter(code))
     if gateway.fast_path:
         # Right before ext_proc: after the request body is decompressed.
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
@@ -183,9 +187,11 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
     )
     bootstrap = yaml.safe_load(text)
     virtual_host = _connection_manager(bootstrap)["route_config"]["virtual_hosts"][0]
+    metadata = {governance.METADATA_NAMESPACE: governance.governance_metadata(config)}
     keys = fast_path.client_key_metadata(config)
     if keys:
-        virtual_host["metadata"] = {"filter_metadata": {fast_path.LUA_FILTER: keys}}
+        metadata[fast_path.LUA_FILTER] = keys
+    virtual_host["metadata"] = {"filter_metadata": metadata}
     if config.gateway.usage_metrics:
         add, remove = timing_headers()
         virtual_host["response_headers_to_add"].extend(add)
@@ -246,8 +252,14 @@ def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]
     """One route per model name that Envoy serves alone (filter/render/fast_path.py); empty when off."""
     timeout = _duration(config.listener.timeout_s)
     spans = config.gateway.otlp_endpoint is not None
-    return [fast_path.envoy_route(route, timeout, _authority(route.decision.provider), spans)
-            for route in fast_path.fast_routes(config, from_files)]
+    routes = []
+    for route in fast_path.fast_routes(config, from_files):
+        rendered = fast_path.envoy_route(route, timeout, _authority(route.decision.provider), spans)
+        clients = governance.fast_route_clients(config, route.name, route.decision)
+        if clients is not None:  # keys that may not use this model go to the filter (its 403)
+            rendered["metadata"]["filter_metadata"][fast_path.LUA_FILTER]["clients"] = dict.fromkeys(clients, True)
+        routes.append(rendered)
+    return routes
 
 
 def provider_routes(config: Config) -> list[dict[str, Any]]:

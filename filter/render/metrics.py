@@ -35,7 +35,7 @@ def extension_code(path: Path, inline: bool) -> dict[str, Any]:
     """Where Envoy loads the module from: the file (`switchyard up`), or its bytes inside the
     bootstrap (`switchyard render`: Envoy may run in another container, without our files)."""
     if not path.is_file():
-        raise ExtensionMissing(f"{path} is missing: run `make install`, which builds it from envoy/switchyard_metrics.c")
+        raise ExtensionMissing(f"{path} is missing: run `make install`, which builds it from envoy/{path.stem}.c")
     if inline:
         return {"local": {"inline_bytes": base64.b64encode(path.read_bytes()).decode()}}
     return {"local": {"filename": str(path)}}

@@ -21,6 +21,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from filter.config import Config, ConfigError, load_config
 from filter.latency import LatencyBoard
+from filter.governance.service import Governance
 from filter.metrics import Metrics
 from filter.observer import ResponseObserver
 from filter.processor import Processor
@@ -66,6 +67,9 @@ async def serve(config_path: str, socket_path: str, state_dir: str) -> None:
                        password=settings.password.reveal() if settings.password else None, directory=state_dir)
     processor = Processor(config, router, metrics, spans, store, LatencyBoard(state_dir))
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
+    # Envoy's governance extension: rate-limit and budget counts in the shared store.
+    governance = Governance(config, store, metrics)
+    server.add_generic_rpc_handlers((governance.handler(),))
     als_pb2_grpc.add_AccessLogServiceServicer_to_server(ResponseObserver(spans), server)
     health_service = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
@@ -82,7 +86,7 @@ async def serve(config_path: str, socket_path: str, state_dir: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(config_path, processor)))
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload(config_path, processor, governance)))
     await stop.wait()
     await health_service.enter_graceful_shutdown()  # Envoy's next check takes it out of the rotation
     await server.stop(SHUTDOWN_GRACE_S)
@@ -93,7 +97,7 @@ async def serve(config_path: str, socket_path: str, state_dir: str) -> None:
         spans.close()  # flushes what is still queued
 
 
-async def reload(config_path: str, processor: Processor) -> None:
+async def reload(config_path: str, processor: Processor, governance: Governance | None = None) -> None:
     """SIGHUP from the supervisor: re-read the configuration; a bad one keeps the running one."""
     try:
         config = load_config(config_path)
@@ -110,6 +114,8 @@ async def reload(config_path: str, processor: Processor) -> None:
     if router is not None:
         await asyncio.to_thread(router.prepare, config.routes)
     processor.apply(config, router)
+    if governance is not None:
+        governance.apply(config)
     log.info("configuration reloaded")
 
 
