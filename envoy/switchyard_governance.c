@@ -61,11 +61,18 @@ static char *copy_of(slice s) {
   return out;
 }
 
-static double now_ms(void) {
+/* Minutes and budget periods are the workers' (they name the store's counters): every answer
+ * carries the worker's clock, and this Envoy keeps its offset from it (0 until one answers; in
+ * a pod the two share a machine, so it stays near 0). */
+static double clock_offset_ms;
+
+static double own_clock_ms(void) {
   uint64_t ns = 0;
   proxy_get_current_time_nanoseconds(&ns);
   return (double)(ns / 1000000ULL);
 }
+
+static double now_ms(void) { return own_clock_ms() + clock_offset_ms; }
 
 static void log_at(uint32_t level, const char *message) { proxy_log(level, message, strlen(message)); }
 
@@ -833,6 +840,7 @@ static void enlist(text *message, call_entities *c, slice entity, double window,
 
 typedef struct {
   bool store_ok;
+  double worker_now; /* 0: not told */
   bool verdict_admit;
   bool verdict_refuse;
   char refused_entity[MAX_ENTITY + 1];
@@ -847,6 +855,8 @@ static void answer_line(slice line, void *into) {
   if (w.count == 0) return;
   if (slice_is(w.words[0], "store") && w.count == 2) {
     a->store_ok = slice_is(w.words[1], "ok");
+  } else if (slice_is(w.words[0], "now") && w.count == 2) {
+    a->worker_now = number(w.words[1]);
   } else if (slice_is(w.words[0], "verdict") && w.count >= 2) {
     if (slice_is(w.words[1], "admit")) a->verdict_admit = true;
     if (slice_is(w.words[1], "refuse") && w.count == 4 && w.words[2].size <= MAX_ENTITY && w.words[3].size < 16) {
@@ -883,6 +893,10 @@ static bool read_answer(size_t size, parsed_answer *a) {
   bool ok = all.size >= sizeof magic - 1 && memcmp(all.data, magic, sizeof magic - 1) == 0;
   if (ok) each_line((slice){all.data + sizeof magic - 1, all.size - (sizeof magic - 1)}, answer_line, a);
   free(body);
+  if (ok && a->worker_now > 0) {
+    clock_offset_ms = a->worker_now - own_clock_ms();
+    proxy_set_shared_data("clock", 5, (const char *)&clock_offset_ms, sizeof clock_offset_ms, 0);
+  }
   return ok;
 }
 
@@ -1080,8 +1094,10 @@ static void refuse(stream *s, const policy *p, int kind, double used, double res
   put_header(&collected, &n, "retry-after-ms", value);
   put_header(&collected, &n, "x-switchyard-limited", p == NULL ? "unavailable" : limit_label(client, kind));
   if (kind == LIMIT_BUDGET) put_header(&collected, &n, "x-should-retry", "false"); /* SDKs would retry a 429 */
-  add_limit_headers(&collected, &n, &s->requests, "requests");
-  add_limit_headers(&collected, &n, &s->tokens, "tokens");
+  if (p != NULL) {
+    add_limit_headers(&collected, &n, &s->requests, "requests");
+    add_limit_headers(&collected, &n, &s->tokens, "tokens");
+  }
   text pairs = {0};
   header_pairs(&collected, n, &pairs);
 
@@ -1089,6 +1105,9 @@ static void refuse(stream *s, const policy *p, int kind, double used, double res
                 p == NULL ? "unavailable" : limit_label(client, kind));
   static const char details[] = "switchyard_rate_limited";
   s->replied = true;
+  /* Envoy's local-reply mappers rewrite 5xx bodies; the bootstrap's first mapper keeps a reply
+   * whose request carries this header (set here only, removed from what clients send). */
+  proxy_add_header_map_value(PROXY_MAP_REQUEST_HEADERS, "x-switchyard-limited", 20, "1", 1);
   proxy_send_local_response(p == NULL ? 503 : 429, details, sizeof details - 1, body.data ? body.data : "", body.size,
                             pairs.data, pairs.size, -1);
   free(message.data);
@@ -1264,6 +1283,7 @@ uint32_t proxy_on_request_headers(uint32_t context_id, size_t headers, uint32_t 
   (void)end_of_stream;
   refresh_settings();
   if (!current.present || current.policy_count == 0) return PROXY_CONTINUE;
+  proxy_remove_header_map_value(PROXY_MAP_REQUEST_HEADERS, "x-switchyard-limited", 20);
   char *owned;
   decision d = {0};
   each_pair(PROPERTY("metadata\0filter_metadata\0switchyard", &owned), read_decision, &d);
@@ -1421,6 +1441,14 @@ static bool own_the_sync(double now) {
 
 PROXY_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
   (void)root_id;
+  char *shared = NULL;
+  size_t shared_size = 0;
+  uint32_t cas;
+  if (proxy_get_shared_data("clock", 5, &shared, &shared_size, &cas) == PROXY_OK && shared != NULL &&
+      shared_size == sizeof clock_offset_ms) {
+    memcpy(&clock_offset_ms, shared, sizeof clock_offset_ms);
+  }
+  free(shared);
   double now = now_ms();
   if (syncing && now - sync_started < 4.0 * timeout_ms) return;
   if (syncing) { /* never answered: count it again next time */

@@ -34,11 +34,16 @@ class Served:
     model: str
     decision: str
     route: str
+    client: str = ""  # the client key's name (gateway.client_keys), never the key
 
 
 def span_attributes(served: Served, status: int, path: str) -> dict[str, str | int]:
-    return {"http.response.status_code": status, "url.path": path, "switchyard.client_api": served.client_api,
-            "switchyard.model": served.model, "switchyard.decision": served.decision, "switchyard.route": served.route}
+    attributes: dict[str, str | int] = {
+        "http.response.status_code": status, "url.path": path, "switchyard.client_api": served.client_api,
+        "switchyard.model": served.model, "switchyard.decision": served.decision, "switchyard.route": served.route}
+    if served.client:
+        attributes["switchyard.client"] = served.client
+    return attributes
 
 
 def _fields(metadata, namespace: str) -> dict:
@@ -91,7 +96,8 @@ class ResponseObserver(als_pb2_grpc.AccessLogServiceServicer):
             model, kind, provider = served_by, DecisionKind.FALLBACK.value, served_by.partition("/")[0]
         elif decision.get("model_label"):
             model = decision["model_label"]  # a wildcard entry's requests carry the entry's name (`openai/*`)
-        served = Served(decision.get("api") or "", provider, model, kind, decision.get("route") or "")
+        served = Served(decision.get("api") or "", provider, model, kind, decision.get("route") or "",
+                        decision.get("client") or "")
         common = entry.common_properties
         start = _ns(common.start_time)
         end = start + int(_seconds(common.duration) * 1e9)

@@ -11,10 +11,12 @@ A call, from Envoy:
 
 `e` lines carry what that Envoy counted alone since its last call (requests admitted, tokens of
 requests that ended, their cost) for the minute (`Unix ms // 60000`) and the budget period (its end,
-Unix seconds; 0 for entities without a budget) they count in. The answer:
+Unix seconds; 0 for entities without a budget) they count in. The worker counts them in its own
+minute and period (its clock names the store's counters; Envoy follows it). The answer:
 
     switchyard-governance 1
     store ok|down
+    now <Unix ms>                                                        the worker's clock
     verdict admit | verdict refuse <entity> requests|tokens|budget      (for a check)
     t <entity> <minute> <requests> <tokens> <period end> <usd>           the store's totals
 
@@ -130,8 +132,10 @@ def parse_call(raw: bytes) -> Call:
 
 
 def format_answer(store_ok: bool, totals: list[Totals], refusal: Refusal | None = None,
-                  checked: bool = False) -> bytes:
+                  checked: bool = False, now_ms: int | None = None) -> bytes:
     lines = [MAGIC.decode(), f"store {'ok' if store_ok else 'down'}"]
+    if now_ms is not None:
+        lines.append(f"now {now_ms}")
     if checked and store_ok:
         lines.append(f"verdict refuse {encode_name(refusal.entity)} {refusal.limit}" if refusal else "verdict admit")
     for t in totals:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from typing import Callable
 
 import grpc
 
@@ -48,9 +50,10 @@ def budget_period(entity: str, period: str, period_end: int) -> Window:
 
 
 class Governance:
-    def __init__(self, config: Config, store: Store | None, metrics: Metrics):
+    def __init__(self, config: Config, store: Store | None, metrics: Metrics, clock: Callable[[], float] = time.time):
         self.store = store
         self.metrics = metrics
+        self.clock = clock  # the workers' clock names the minutes and periods (Envoy follows it)
         self._failing = False
         self.apply(config)
 
@@ -70,6 +73,8 @@ class Governance:
         return await self.answer(call)
 
     async def answer(self, call: Call) -> bytes:
+        now = self.clock()
+        minute = int(now // WINDOW_S)
         checks = [entity for entity in dict.fromkeys(call.checks) if entity in self.policies]
         increments: list[Increment] = []
         slots: list[tuple[str, int, int, int | None, int | None, int | None]] = []  # entity, minute, period, slots
@@ -78,24 +83,30 @@ class Governance:
             if policy is None:  # removed by a reload while Envoy still counted it
                 continue
             extra = 1 if delta.entity in checks else 0
+            # What Envoy counted is fresh: this minute's, or the last one's right after it ended.
+            # A confirmation counts in this worker's minute, whatever Envoy's clock says.
+            window = delta.window if delta.window in (minute, minute - 1) and not extra else minute
+            period = policy.period
+            period_end = int(calendar_period("p", period, now).resets_at) if period else 0
 
             def slot(window: Window, amount: float) -> int:
                 increments.append(Increment(window.key, amount, window.ttl_s))
                 return len(increments) - 1
 
-            requests = slot(request_window(delta.entity, delta.window), delta.requests + extra) \
+            requests = slot(request_window(delta.entity, window), delta.requests + extra) \
                 if policy.rpm is not None else None
-            tokens = slot(token_window(delta.entity, delta.window), delta.tokens) if policy.tpm is not None else None
-            usd = slot(budget_period(delta.entity, policy.period, delta.period_end), delta.usd) \
-                if policy.usd is not None and policy.period and delta.period_end else None
-            slots.append((delta.entity, delta.window, delta.period_end, requests, tokens, usd))
+            tokens = slot(token_window(delta.entity, window), delta.tokens) if policy.tpm is not None else None
+            usd = slot(budget_period(delta.entity, period, period_end), delta.usd) \
+                if policy.usd is not None and period else None
+            slots.append((delta.entity, window, period_end, requests, tokens, usd))
+        now_ms = int(now * 1000)
         if self.store is None:
-            return format_answer(False, [], checked=bool(checks))
+            return format_answer(False, [], checked=bool(checks), now_ms=now_ms)
         try:
             values = await self.store.add(increments) if increments else await self.store.read([])
         except StoreError as exc:
             self._failed(exc)
-            return format_answer(False, [], checked=bool(checks))
+            return format_answer(False, [], checked=bool(checks), now_ms=now_ms)
         self._answered()
 
         totals = {entity: Totals(entity, minute, values[r] if r is not None else 0.0,
@@ -104,7 +115,7 @@ class Governance:
         refusal = self._verdict(checks, totals) if checks else None
         if refusal is not None:
             totals = await self._take_back(checks, slots, totals)
-        return format_answer(True, list(totals.values()), refusal, checked=bool(checks))
+        return format_answer(True, list(totals.values()), refusal, checked=bool(checks), now_ms=now_ms)
 
     def _verdict(self, checks: list[str], totals: dict[str, Totals]) -> Refusal | None:
         """The budget first (the longest wait), then requests and tokens, key before model."""

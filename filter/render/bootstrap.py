@@ -100,6 +100,7 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
     position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
     code = extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))), inline=reload_dir is None)
     manager["http_filters"].insert(position + 1, governance.governance_filter(code))
+    manager["local_reply_config"]["mappers"].insert(0, governance.local_reply_mapper())
     if gateway.fast_path:
         # Right before ext_proc: after the request body is decompressed.
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")

@@ -49,6 +49,12 @@ def governance_filter(code: dict[str, Any], cluster: str = "switchyard_filter") 
     }
 
 
+def local_reply_mapper() -> dict[str, Any]:
+    """The first of Envoy's local-reply mappers: the extension's own refusals (their request
+    carries `x-switchyard-limited`) keep their body; the later mappers rewrite other 5xx."""
+    return {"filter": {"header_filter": {"header": {"name": "x-switchyard-limited", "present_match": True}}}}
+
+
 def _number(value: float | int | None) -> str:
     return "-" if value is None else repr(float(value))
 
