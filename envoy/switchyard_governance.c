@@ -74,6 +74,18 @@ static double own_clock_ms(void) {
 
 static double now_ms(void) { return own_clock_ms() + clock_offset_ms; }
 
+/* The offset the last answer on any thread set (shared data "clock"). */
+static void refresh_clock(void) {
+  char *shared = NULL;
+  size_t size = 0;
+  uint32_t cas;
+  if (proxy_get_shared_data("clock", 5, &shared, &size, &cas) == PROXY_OK && shared != NULL &&
+      size == sizeof clock_offset_ms) {
+    memcpy(&clock_offset_ms, shared, sizeof clock_offset_ms);
+  }
+  free(shared);
+}
+
 static void log_at(uint32_t level, const char *message) { proxy_log(level, message, strlen(message)); }
 
 /* ------------------------------------------------------------------ growable text */
@@ -1330,6 +1342,7 @@ uint32_t proxy_on_request_headers(uint32_t context_id, size_t headers, uint32_t 
   free(model_entity.data);
   free(owned);
 
+  refresh_clock();
   double now = now_ms();
   s->now = now;
   admission a = judge(s, policies, n, now);
@@ -1441,14 +1454,7 @@ static bool own_the_sync(double now) {
 
 PROXY_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
   (void)root_id;
-  char *shared = NULL;
-  size_t shared_size = 0;
-  uint32_t cas;
-  if (proxy_get_shared_data("clock", 5, &shared, &shared_size, &cas) == PROXY_OK && shared != NULL &&
-      shared_size == sizeof clock_offset_ms) {
-    memcpy(&clock_offset_ms, shared, sizeof clock_offset_ms);
-  }
-  free(shared);
+  refresh_clock();
   double now = now_ms();
   if (syncing && now - sync_started < 4.0 * timeout_ms) return;
   if (syncing) { /* never answered: count it again next time */
@@ -1456,7 +1462,8 @@ PROXY_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
     free_call(&sync_entities);
     syncing = false;
   }
-  refresh_settings();
+  /* The settings this thread last saw on a request (the virtual host's metadata exists only there):
+   * a thread that has served no request with limits does not claim the sync. */
   if (!current.present || current.policy_count == 0 || !own_the_sync(now)) return;
   double window = floor(now / WINDOW_MS);
   text message = {0};
@@ -1606,6 +1613,7 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     count(&name, (int64_t)llround(usd * 1e9));
     free(name.data);
   }
+  refresh_clock();
   double now = now_ms(), window = floor(now / WINDOW_MS);
   spent x = {tokens, usd};
   if (tokens > 0 || usd > 0) {

@@ -145,6 +145,9 @@ def permitted(config: Config, allowed: frozenset[str], requested: str | None, de
         return True
     if decision.route is not None and decision.route in allowed:
         return True
+    if decision.kind in (DecisionKind.PREFERENCE, DecisionKind.DEFAULT) and any(
+            route in allowed and decision.provider in pool.models for route, pool in config.route_pools.items()):
+        return True  # the router's fallback for a key restricted to routes: a model of one of them
     return bool(served_names(config, decision.provider) & allowed)
 
 
