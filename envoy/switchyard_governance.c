@@ -1350,8 +1350,13 @@ uint32_t proxy_on_request_headers(uint32_t context_id, size_t headers, uint32_t 
     refuse(s, a.refused_by, a.refused_kind, a.used, a.reset_ms);
     return PROXY_PAUSE;
   }
+  bool down = store_down_recently(now);
+  if (down && current.fail_closed) { /* limits that cannot be checked refuse, near them or not */
+    refuse(s, NULL, LIMIT_NONE, 0, 0);
+    return PROXY_PAUSE;
+  }
   if (a.verdict == 2) {
-    if (!store_down_recently(now) && confirm(s, policies, n, now)) {
+    if (!down && confirm(s, policies, n, now)) {
       s->paused = true;
       return PROXY_PAUSE;
     }

@@ -166,14 +166,14 @@ def start_envoy(bootstrap: dict, tmp: Path) -> tuple[subprocess.Popen, int, int]
     raise RuntimeError("envoy did not start")
 
 
-def eventually(check, timeout: float = 5.0):
-    """Run `check` until it stops raising AssertionError (its value), or re-raise after `timeout`:
-    for what Envoy flushes in batches (access logs, metrics)."""
+def eventually(check, timeout: float = 5.0, exceptions: tuple[type[BaseException], ...] = (AssertionError,)):
+    """Run `check` until it stops raising AssertionError (or one of `exceptions`) and return its
+    value, or re-raise after `timeout`: for what Envoy flushes in batches (access logs, metrics)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return check()
-        except AssertionError:
+        except exceptions:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

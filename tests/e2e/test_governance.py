@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 
 import anthropic
 import httpx
@@ -93,24 +92,17 @@ def ask(gateway, key: str, model: str = "gpt-4o"):
     return chat(gateway, key).chat.completions.with_raw_response.create(model=model, messages=HELLO)
 
 
-def fresh_minute(gateway, clock) -> None:
+def fresh_minute(gateway, clock, ask=None) -> None:
     """Step the gateway into the first second of a new minute; the probe key's confirmation
     brings Envoy the workers' new clock."""
     clock.step_to(clock.next_minute() + 0.5)
-    ask(gateway, "probe")
+    (ask or globals()["ask"])(gateway, "probe")
 
 
 def admitted_soon(request, timeout: float = 5.0):
     """`request()` once Envoy has the stepped clock (the next answer from the workers brings it,
     within a sync period): until then it may still count the old minute."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return request()
-        except openai.RateLimitError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return eventually(request, timeout, exceptions=(openai.RateLimitError,))
 
 
 def seconds(duration: str) -> float:
