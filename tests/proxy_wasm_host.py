@@ -19,6 +19,7 @@ import wasmtime
 REPO = Path(__file__).resolve().parent.parent
 METRICS_EXTENSION = REPO / "envoy" / "switchyard_metrics.wasm"
 OK, NOT_FOUND = 0, 1
+i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
 RESPONSE_HEADERS = 2
 PLUGIN_CONFIGURATION = 7
 
@@ -54,17 +55,10 @@ class ProxyWasmHost:
         self.logs: list[tuple[int, str]] = []
         self.stream = Stream()
         linker = wasmtime.Linker(self.engine)
-        i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
-        for name, params, fn in (
-            ("proxy_log", [i32] * 3, self._log),
-            ("proxy_get_buffer_bytes", [i32] * 5, self._get_buffer_bytes),
-            ("proxy_get_property", [i32] * 4, self._get_property),
-            ("proxy_get_header_map_value", [i32] * 5, self._get_header),
-            ("proxy_remove_header_map_value", [i32] * 3, self._remove_header),
-            ("proxy_define_metric", [i32] * 4, self._define_metric),
-            ("proxy_increment_metric", [i32, i64], self._increment_metric),
-            ("proxy_set_tick_period_milliseconds", [i32], self._set_tick_period),
-        ):
+        # libc's stdio (snprintf) imports WASI, which Envoy provides too; nothing is opened or printed.
+        linker.define_wasi()
+        self.store.set_wasi(wasmtime.WasiConfig())
+        for name, params, fn in self._host_functions():
             linker.define(self.store, "env", name, wasmtime.Func(self.store, wasmtime.FuncType(params, [i32]), fn))
         self.instance = linker.instantiate(self.store, wasmtime.Module.from_file(self.engine, str(module)))
         self.exports = self.instance.exports(self.store)
@@ -74,6 +68,19 @@ class ProxyWasmHost:
         self._call("proxy_on_context_create", 1, 0)
         self._call("proxy_on_vm_start", 1, 0)
         self.configured = bool(self._call("proxy_on_configure", 1, len(self.configuration)))
+
+    def _host_functions(self) -> list:
+        """(name, parameter types, function) of every host function the module may import."""
+        return [
+            ("proxy_log", [i32] * 3, self._log),
+            ("proxy_get_buffer_bytes", [i32] * 5, self._get_buffer_bytes),
+            ("proxy_get_property", [i32] * 4, self._get_property),
+            ("proxy_get_header_map_value", [i32] * 5, self._get_header),
+            ("proxy_remove_header_map_value", [i32] * 3, self._remove_header),
+            ("proxy_define_metric", [i32] * 4, self._define_metric),
+            ("proxy_increment_metric", [i32, i64], self._increment_metric),
+            ("proxy_set_tick_period_milliseconds", [i32], self._set_tick_period),
+        ]
 
     # ------------------------------------------------------------------ driving a request
 
