@@ -54,6 +54,10 @@ FILTER_METRICS = {
     "gen_ai_server_time_to_first_token_seconds",
     "switchyard_failovers_total",
     "switchyard_session_decisions_total",
+    "switchyard_cost_usd_total",
+    "switchyard_rate_limited_total",
+    "switchyard_limits_unchecked_total",
+    "switchyard_limits_store_errors_total",
 }
 ENVOY_METRICS = {
     "envoy_http_downstream_rq_total",
@@ -625,7 +629,8 @@ def test_dashboard_is_an_importable_grafana_dashboard():
     assert len(ids) == len(set(ids))
     for wanted in ("Requests/s by model", "Requests/s by route", "Requests/s by decision kind", "Error ratio",
                    "Routing decision latency by engine", "Router outcomes/s", "Tokens/s by model and type",
-                   "Upstream duration by model", "Time to first token by model", "Failovers/s by reason", "Pin rate"):
+                   "Upstream duration by model", "Time to first token by model", "Failovers/s by reason", "Pin rate",
+                   "Spend USD/h by key", "Spend USD/h by model", "Refused by limits/s"):
         assert wanted in titles
 
 
