@@ -89,6 +89,10 @@ def targets(include_litellm: bool) -> list[Target]:
                chat_body("fast"), expect_model="openai/gpt-4o-mini"),
         Target("fast_literal", "Switchyard default (fast path, JSON access log, metrics), literal `openai/gpt-4o`",
                "syfast", chat_body("openai/gpt-4o"), expect_model="openai/gpt-4o"),
+        Target("fast_keys", "Switchyard default + the load's key a client key (Envoy checks it), alias `fast`",
+               "sykeys", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
+        Target("fast_limits", "Switchyard default + client key with rpm, tpm and a budget, rpm and tpm per model "
+               "(far above the load), alias `fast`", "sylimits", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
         Target("fast_traced", "Switchyard default + tracing (spans via the gRPC access log), alias `fast`", "syfasttr",
                chat_body("fast"), expect_model="openai/gpt-4o-mini"),
         Target("alias", "Switchyard 1 worker, alias `fast`", "sy1", chat_body("fast"), expect_model="openai/gpt-4o-mini"),
@@ -189,6 +193,8 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
         "noop": lambda: fleet.noop_filter_envoy(up),
         "native": lambda: fleet.native_routing_envoy(up),
         "syfast": lambda: fleet.switchyard("syfast", up, workers=1, engine="none"),  # the default configuration
+        "sykeys": lambda: fleet.switchyard("sykeys", up, workers=1, engine="none", governance="keys"),
+        "sylimits": lambda: fleet.switchyard("sylimits", up, workers=1, engine="none", governance="limits"),
         "syfasttr": lambda: fleet.switchyard("syfasttr", up, workers=1, engine="none", tracing=True),
         "sy1": lambda: fleet.switchyard("sy1", up, workers=1, engine="none", fast_path=False),
         "sy2": lambda: fleet.switchyard("sy2", up, workers=2, engine="none", fast_path=False),
@@ -247,7 +253,7 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     # Latency at a quarter of each Switchyard path's own maximum, paced with wrk's delay(); the
     # references (upstream alone, bare Envoy, ...) are paced at the same rate in the same group.
     paced_groups = {
-        "fast_alias": ("direct", "envoy", "native", "fast_alias"),
+        "fast_alias": ("direct", "envoy", "native", "fast_alias", "fast_keys", "fast_limits"),
         "alias": ("direct", "envoy", "noop", "alias"),
         "pref_uncached": ("alias", "pref_uncached"),  # the decision's cost at a quarter of its path's maximum
     }
@@ -280,6 +286,11 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
     rss_routing = {name: {label: rss_mb(pid) for label, pid in s.processes.items() if label.startswith("worker")}
                    for name, s in systems.items() if name in ("sy1", "syemb")}
     if args.only:  # a development run: the embedded engine's targets only
+        for t in plan:
+            log(f"{t.key:16s} {t.median('rps'):9.0f} req/s  p50 {t.median('p50_ms'):.3f} ms")
+        for g, by in paced.items():
+            for k, results in by.items():
+                log(f"paced {g}/{k:14s} p50 {statistics.median(r.p50_ms for r in results):.3f} ms")
         rows_by = {t.key: {"rps": t.median("rps"), "cpu_per_1k": t.cpu_median()} for t in plan}
         paced_by = {(g, k): {"rate": rates[g], "p50_ms": statistics.median(r.p50_ms for r in results)}
                     for g, by in paced.items() for k, results in by.items()}
@@ -436,7 +447,23 @@ def collect(plan, paced, rates, ttfb, ttfb_errors, rss_idle, rss_loaded, args, r
         ("streaming TTFB within 0.3 ms of bare Envoy's (p50)",
          cmp(("fast_alias", "alias", *alt), ttfb_added, lambda v: f"{v:+.3f} ms", lambda v: abs(v) <= 0.3)),
     ]
+    governance = []
+    if all(k in rows_by for k in ("fast_alias", "fast_keys", "fast_limits")):
+        fast = ("fast_alias", "fast_keys", "fast_limits")
+        governance = [
+            ("throughput, × the default fast path's",
+             cmp(fast, lambda k: rows_by[k]["rps"] / rows_by["fast_alias"]["rps"], lambda v: f"{v:.2f}×", lambda v: None)),
+            ("gateway CPU s per 1k requests",
+             cmp(fast, lambda k: rows_by[k]["gateway_cpu_per_1k"], lambda v: f"{v:.3f}", lambda v: None)),
+            ("added p50 over bare Envoy ≤ 0.3 ms at 25 % of the fast path's max",
+             cmp(fast, paced_added, lambda v: f"{v:+.3f} ms", lambda v: v <= 0.3)),
+            ("p50 over the same with one change less, at that rate",
+             [na, (f"{paced_added('fast_keys') - paced_added('fast_alias'):+.3f} ms (the key check)", None),
+              (f"{paced_added('fast_limits') - paced_added('fast_keys'):+.3f} ms (the limits)", None)]),
+        ]
     return {
+        "governance": [{"check": c, "figures": [{"measured": m, "pass": p} for m, p in figures]}
+                       for c, figures in governance],
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "command": "make bench" + (" BENCH_ARGS=--quick" if args.quick else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_gib():.0f} GiB, {platform.python_implementation()} {platform.python_version()}",
@@ -551,7 +578,8 @@ def render_markdown(res: dict) -> str:
         "| process | after start-up | after the load |",
         "| --- | ---: | ---: |",
     ]
-    names = {"syfast": "Switchyard fast path, 1 worker", "sy1": "Switchyard 1 worker, engine none", "sy2": "Switchyard 2 workers, engine none",
+    names = {"syfast": "Switchyard fast path, 1 worker", "sykeys": "Switchyard fast path + client key",
+             "sylimits": "Switchyard fast path + client key, limits and budget", "sy1": "Switchyard 1 worker, engine none", "sy2": "Switchyard 2 workers, engine none",
              "sy1nm": "Switchyard 1 worker, engine none, usage_metrics off",
              "syemb": "Switchyard 1 worker, embedded engine", "syemb2": "Switchyard 2 workers, embedded engine",
              "syembnp": "Switchyard 1 worker, embedded engine, turn pinning off",
@@ -584,6 +612,24 @@ def render_markdown(res: dict) -> str:
             else:
                 cells += [f["measured"], "pass" if f["pass"] else "**fail**"]
         lines.append(f"| {c['check']} | " + " | ".join(cells) + " |")
+    if res.get("governance"):
+        lines += [
+            "",
+            "## Governance on the fast path",
+            "",
+            "The default configuration, then the same with the load's key configured as a client key (Envoy's Lua "
+            "checks it), then that key with rpm, tpm and a daily budget and rpm and tpm on each model, all far above "
+            "the load (envoy/switchyard_governance.c admits each request from counts in Envoy's memory; the workers "
+            "see one call per Envoy every 0.2 s). Latency paced in the fast path's group above.",
+            "",
+            "| measure | default | result | + client key | result | + limits and budget | result |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for c in res["governance"]:
+            cells = []
+            for f in c["figures"]:
+                cells += [f["measured"], "–" if f["pass"] is None else ("pass" if f["pass"] else "**fail**")]
+            lines.append(f"| {c['check']} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
 

@@ -208,9 +208,10 @@ class Fleet:
         return System(name, url, {"envoy": proc.pid, "upstream": upstream.processes["upstream"]})
 
     def switchyard(self, name: str, upstream: System, *, workers: int, engine: str,
-                   usage_metrics: bool = True, fast_path: bool = True, tracing: bool = False, **routing) -> System:
+                   usage_metrics: bool = True, fast_path: bool = True, tracing: bool = False,
+                   governance: str | None = None, **routing) -> System:
         config = switchyard_config(upstream.url, engine=engine, usage_metrics=usage_metrics, fast_path=fast_path,
-                                   tracing=tracing)
+                                   tracing=tracing, governance=governance)
         config["routing"].update(routing)
         gateway = Gateway(config, self.workdir, workers=workers)
         self.gateways.append(gateway)
@@ -293,10 +294,16 @@ ROUTES = [  # the descriptions of examples/demo.yaml
 ]
 
 
+# Limits the load never reaches: what the bench measures is their cost on every request.
+FAR_LIMITS = {"rpm": 10**9, "tpm": 10**12}
+
+
 def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool, fast_path: bool = True,
-                      tracing: bool = False) -> dict:
+                      tracing: bool = False, governance: str | None = None) -> dict:
     """Two OpenAI-compatible models on the stand-in, an alias, and (embedded engine) two routes.
-    With `tracing`, spans go to the stand-in (it answers any POST), exported as in production."""
+    With `tracing`, spans go to the stand-in (it answers any POST), exported as in production.
+    `governance`: "keys" (the load's key is a client key Envoy checks) or "limits" (that key
+    with rpm, tpm and a budget, and rpm and tpm on each model, all far above the load)."""
     providers = []
     for model, route, description in ROUTES:
         entry: dict = {"model": model, "access_key": KEY, "base_url": upstream_url + "/v1"}
@@ -304,12 +311,20 @@ def switchyard_config(upstream_url: str, *, engine: str, usage_metrics: bool, fa
             entry["default"] = True
         if engine != "none":
             entry["routing_preferences"] = [{"name": route, "description": description}]
+        if governance == "limits":
+            entry["limits"] = dict(FAR_LIMITS)
         providers.append(entry)
+    keys = {}
+    if governance:
+        key = {"name": "bench", "key": KEY}
+        if governance == "limits":
+            key.update(limits=dict(FAR_LIMITS), budget={"usd": 10**9, "period": "day"})
+        keys = {"client_keys": [key]}
     return {
         "llm_providers": providers,
         "model_aliases": {"fast": {"target": "gpt-4o-mini"}},
         "routing": {"engine": engine},
-        "gateway": {"usage_metrics": usage_metrics, "fast_path": fast_path,
+        "gateway": {"usage_metrics": usage_metrics, "fast_path": fast_path, **keys,
                     **({"tracing": {"otlp_endpoint": upstream_url + "/v1/traces"}} if tracing else {})},
     }
 

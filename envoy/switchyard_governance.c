@@ -1385,7 +1385,8 @@ static void confirmed(stream *s, bool answered, parsed_answer *a) {
   s->paused = false;
   bool store_ok = answered && a->store_ok;
   settle(&s->call, store_ok);
-  double now = now_ms();
+  double now = now_ms(); /* the answer may have brought the workers' clock */
+  s->now = now;
   if (!answered || !store_ok) {
     set_store_status(false, now);
     if (current.fail_closed && n > 0) {

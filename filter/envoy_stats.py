@@ -69,6 +69,8 @@ def families(stats: dict) -> list[Metric]:
             metric = CounterMetricFamily(family.name, family.help, labels=family.labels)
             for key, value in sorted(counters[family.name].items()):
                 metric.add_metric(key, value * family.scale)
+            if not family.labels and not counters[family.name]:
+                metric.add_metric((), 0)  # a counter without labels is exported from zero, as prometheus_client does
         else:
             metric = HistogramMetricFamily(family.name, family.help, labels=family.labels)
             keys = set(bins[family.name]) | set(sums[family.name])

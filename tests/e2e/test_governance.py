@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import threading
 
 import anthropic
@@ -364,3 +365,31 @@ def test_stored_responses_belong_to_the_key_that_made_them(gateway, fresh):
                                                   previous_response_id=first.id)
     sent = fresh.received[-1].json["messages"]
     assert any("kiwi" in json.dumps(m) for m in sent)
+
+
+def test_a_reload_changes_limits_at_once_and_keeps_what_was_counted(upstream, clock, tmp_path):
+    from tests.e2e.test_reload import rewrite_keeping_mtime, wait_for
+
+    config = {
+        "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1",
+                           "default": True}],
+        "routing": {"engine": "none"},
+        "gateway": {"client_keys": [{"name": "team", "key": secret("team"), "limits": {"rpm": 2}}]},
+    }
+    with Gateway(config, tmp_path, env=clock.env) as gw:
+        fresh_minute(gw, clock, lambda g, _: None)
+        ask(gw, "team")
+        ask(gw, "team")
+        with pytest.raises(openai.RateLimitError):
+            ask(gw, "team")
+        reloaded = json.loads(json.dumps(gw.config))
+        reloaded["gateway"]["client_keys"] = [{"name": "team", "key": secret("team"), "limits": {"rpm": 3}},
+                                              {"name": "new", "key": secret("new"), "limits": {"rpm": 1}}]
+        rewrite_keeping_mtime(gw, reloaded)
+        gw.process.send_signal(signal.SIGHUP)
+        wait_for(gw, "configuration reloaded")
+        raw = ask(gw, "team")  # the third of three: the two counted before the reload still count
+        assert raw.headers["x-ratelimit-limit-requests"] == "3" and raw.headers["x-ratelimit-remaining-requests"] == "0"
+        with pytest.raises(openai.RateLimitError):
+            ask(gw, "team")
+        assert ask(gw, "new").headers["x-ratelimit-limit-requests"] == "1"

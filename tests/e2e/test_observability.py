@@ -34,6 +34,8 @@ def gateway(upstream, tmp_path_factory):
                 {"model": "openai/gpt-4o", "access_key": KEY, "base_url": f"{upstream.url}/v1",
                  "routing_preferences": [{"name": "code_generation", "description": "writing code"}]},
                 {"model": "anthropic/claude-sonnet-4-5", "access_key": KEY, "base_url": f"{upstream.url}/v1"},
+                # One request per minute, all clients together: the traffic's second one is refused.
+                {"model": "local/limited", "base_url": f"{upstream.url}/v1", "limits": {"rpm": 1}},
             ],
             "routing": {"engine": "arch-router", "endpoint": f"{router.url}/v1", "timeout": "1s"},
             "failover": {"retries": 0},
@@ -71,6 +73,9 @@ def traffic(gateway):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=hello)
     client.chat.completions.create(model="local/flaky", messages=hello)  # fails over to gpt-4o-mini
+    client.chat.completions.create(model="local/limited", messages=hello)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="local/limited", messages=hello)
     return client
 
 
@@ -81,7 +86,9 @@ def test_requests_are_counted_by_model_decision_route_and_status(gateway, traffi
         assert total(s, "switchyard_requests_total", model="openai/gpt-4o", decision="preference",
                      route="code_generation", client_api="openai") == 1
         assert total(s, "switchyard_requests_total", model="openai/gpt-4o-mini", decision="default") == 1
-        assert total(s, "switchyard_requests_total", status_class="4xx") == 1
+        # The unknown model's 404 and local/limited's 429.
+        assert total(s, "switchyard_requests_total", status_class="4xx") == 2
+        assert total(s, "switchyard_requests_total", model="local/limited", status_class="4xx") == 1
         assert total(s, "switchyard_requests_total", model="anthropic/claude-sonnet-4-5", status_class="2xx") == 1
     eventually(check)
 
