@@ -21,6 +21,7 @@ import yaml
 
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
+from filter.render.governance import FILTER_NAME as GOVERNANCE_FILTER
 from filter.render.metrics import METRICS_FILTER, span_access_log
 from filter.runtime.supervisor import envoy_binary
 
@@ -80,12 +81,14 @@ VARIANTS = {
     "without the metrics extension, requests counted by the stats access logger": _then(
         _without_filters(METRICS_FILTER), _with_logs(STATS_LOGGER)),
     "without the token-count filters": _without_filters(*TOKEN_FILTERS),
+    "without the governance extension (cost counted, no limits configured)": _without_filters(GOVERNANCE_FILTER),
     "without the (per-route disabled) ext_proc filter": _without_filters("envoy.filters.http.ext_proc"),
     "with tracing's gRPC access log (spans)": _with_logs(span_access_log()),
     "before this round: gRPC access log for the metrics, no extension": _then(
         _without_filters(METRICS_FILTER), _with_logs(span_access_log())),
     "the fast path's Lua alone (no logs, no metrics, no token filters, no ext_proc)": _then(
-        _without_logs(STDOUT_LOG), _without_filters(METRICS_FILTER, *TOKEN_FILTERS, "envoy.filters.http.ext_proc")),
+        _without_logs(STDOUT_LOG), _without_filters(METRICS_FILTER, GOVERNANCE_FILTER, *TOKEN_FILTERS,
+                                                    "envoy.filters.http.ext_proc")),
 }
 
 

@@ -393,3 +393,31 @@ def test_a_reload_changes_limits_at_once_and_keeps_what_was_counted(upstream, cl
         with pytest.raises(openai.RateLimitError):
             ask(gw, "team")
         assert ask(gw, "new").headers["x-ratelimit-limit-requests"] == "1"
+
+
+def test_the_request_span_names_the_key_and_never_holds_it(upstream, tmp_path):
+    from tests.e2e.test_tracing import Collector
+    from tests.standins import StandIn
+
+    collector = Collector()
+    with StandIn(collector) as otlp:
+        config = {
+            "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1",
+                               "default": True}],
+            "routing": {"engine": "none"},
+            "gateway": {"client_keys": [{"name": "traced-team", "key": secret("traced-team")}],
+                        "tracing": {"otlp_endpoint": f"{otlp.url}/v1/traces"}},
+        }
+        with Gateway(config, tmp_path) as gw:
+            ask(gw, "traced-team")
+
+            def request_span():
+                spans = [s for s in collector.spans if s["name"] == "switchyard.request" and
+                         {"key": "url.path", "value": {"stringValue": "/v1/chat/completions"}} in s["attributes"]]
+                assert spans
+                return spans[0]
+
+            span = eventually(request_span, timeout=10)
+    attributes = {a["key"]: a["value"].get("stringValue") for a in span["attributes"]}
+    assert attributes["switchyard.client"] == "traced-team"
+    assert secret("traced-team") not in json.dumps(collector.spans)

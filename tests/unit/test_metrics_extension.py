@@ -75,6 +75,9 @@ def run_in_extension(host: ProxyWasmHost, r: dict) -> dict[str, str] | None:
 def reference(registry: CollectorRegistry):
     """The rules, restated on prometheus_client's own collectors."""
     upstream = [float(b) for b in UPSTREAM_BUCKETS]
+    # The governance extension's counters are served from the same stats; this extension counts
+    # none of them, and the one without labels is exported at zero.
+    Counter("switchyard_limits_unchecked", "", registry=registry)
     return (
         Counter("switchyard_requests", "", ["client_api", "provider", "model", "decision", "route", "status_class", "client"],
                 registry=registry),
