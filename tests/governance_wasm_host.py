@@ -9,7 +9,15 @@ import struct
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from tests.proxy_wasm_host import OK, REPO, ProxyWasmHost, i32, i64, serialize_map
+from tests.proxy_wasm_host import OK, REPO, ProxyWasmHost, i32
+
+
+def serialize_map(values: dict[str, str | float]) -> bytes:
+    """One namespace of the metadata as Envoy serializes a Struct property to Wasm (the
+    extension reads `metadata.filter_metadata.<namespace>`): strings raw, numbers as doubles."""
+    encoded = [(k.encode(), v.encode() if isinstance(v, str) else struct.pack("<d", v)) for k, v in values.items()]
+    head = struct.pack("<I", len(encoded)) + b"".join(struct.pack("<II", len(k), len(v)) for k, v in encoded)
+    return head + b"".join(k + b"\0" + v + b"\0" for k, v in encoded)
 
 GOVERNANCE_EXTENSION = REPO / "envoy" / "switchyard_governance.wasm"
 NOT_FOUND, CAS_MISMATCH, EMPTY = 1, 8, 7
