@@ -97,9 +97,12 @@ def test_fail_closed_refuses_limited_keys_with_503_while_redis_is_down(closed, r
     redis.stop()
     try:
         def refused():
-            with pytest.raises(openai.InternalServerError) as error:
+            # Admitted until this gateway learns of the outage (its next call to a worker, within 0.2 s).
+            try:
                 ask(closed, "closed")
-            return error.value
+            except openai.InternalServerError as error:
+                return error
+            raise AssertionError("admitted while the store is down")
 
         error = eventually(refused, timeout=10)
         assert error.status_code == 503 and error.code == "limits_unavailable"
