@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from datetime import datetime, timezone
 from typing import Callable
 
 import grpc
@@ -43,6 +44,15 @@ def request_window(entity: str, minute: int) -> Window:
 
 def token_window(entity: str, minute: int) -> Window:
     return fixed_window(f"limit:{_base(entity)}:tokens", WINDOW_S, minute * WINDOW_S)
+
+
+def period_start(period: str, now: float) -> int:
+    """The start of the UTC day or month that holds `now` (the end of the one before)."""
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        start = start.replace(day=1)
+    return int(start.timestamp())
 
 
 def budget_period(entity: str, period: str, period_end: int) -> Window:
@@ -87,7 +97,11 @@ class Governance:
             # A confirmation counts in this worker's minute, whatever Envoy's clock says.
             window = delta.window if delta.window in (minute, minute - 1) and not extra else minute
             period = policy.period
-            period_end = int(calendar_period("p", period, now).resets_at) if period else 0
+            period_end = 0
+            if period:  # the same for the budget period: this one, or the one that just ended
+                period_end = int(calendar_period("p", period, now).resets_at)
+                if not extra and delta.period_end == period_start(period, now):
+                    period_end = delta.period_end
 
             def slot(window: Window, amount: float) -> int:
                 increments.append(Increment(window.key, amount, window.ttl_s))

@@ -299,3 +299,21 @@ def test_a_fast_route_lists_the_keys_that_may_take_it_only_when_some_may_not():
     assert fast_route_clients(cfg, "fast-model", resolve(cfg, "fast-model", None)) is None
     assert fast_route_clients(cfg, "gpt-4o", resolve(cfg, "gpt-4o", None)) == ["all"]
     assert fast_route_clients(cfg, "openai/gpt-4o-mini", resolve(cfg, "openai/gpt-4o-mini", None)) == ["all"]
+
+
+def test_spend_envoy_counted_before_a_period_ended_counts_in_that_period_not_the_new_one(stores):
+    """A push that arrives just after midnight: its spend was yesterday's."""
+    cfg = config([key("team", budget={"usd": 1.0, "period": "day"})])
+    after_midnight = datetime(2027, 1, 1, 0, 0, 0, 200_000, tzinfo=timezone.utc).timestamp()
+    worker = Governance(cfg, stores(), Metrics(CollectorRegistry()), clock=lambda: after_midnight)
+    new_year = int(datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp())
+    minute = int(after_midnight // 60)
+
+    async def scenario():
+        late = await worker.answer(Call(0, [], [Delta("c:team", minute - 1, 0, 0, new_year, 0.7)]))
+        today = await worker.answer(checking("c:team", minute, new_year + 86400))
+        return late, today
+
+    late, today = asyncio.run(scenario())
+    assert answer_lines(late)["t"] == [f"c:team {minute - 1} 0 0 {new_year} 0.69999999999999996"]
+    assert answer_lines(today)["t"] == [f"c:team {minute} 0 0 {new_year + 86400} 0"]  # a new day starts at 0
