@@ -458,24 +458,86 @@ static slice header_value(uint32_t map, const char *key, char **owned) {
   return (slice){value, value_size};
 }
 
-static void each_pair(slice map, void (*visit)(slice key, slice value, void *into), void *into) {
-  if (map.size < 4) return;
-  uint32_t count;
-  memcpy(&count, map.data, 4);
-  if (count > 1024 || 4 + (size_t)count * 8 > map.size) return;
-  size_t at = 4 + (size_t)count * 8;
-  for (uint32_t i = 0; i < count; i++) {
-    uint32_t key_size, value_size;
-    memcpy(&key_size, map.data + 4 + i * 8, 4);
-    memcpy(&value_size, map.data + 8 + i * 8, 4);
-    if (at + key_size + 1 + value_size + 1 > map.size) return;
-    slice key = {map.data + at, key_size};
-    at += key_size + 1;
-    slice value = {map.data + at, value_size};
-    at += value_size + 1;
-    visit(key, value, into);
+
+/* The request's whole dynamic metadata comes as one serialized envoy.config.core.v3.Metadata (one
+ * host call; reading namespaces as maps costs Envoy several times more): the same minimal
+ * protobuf reader as envoy/switchyard_metrics.c's. Metadata{1: map<string, Struct>
+ * filter_metadata}, Struct{1: map<string, Value> fields}, Value{2: double number_value, 3: string
+ * string_value}; map entries are {1: key, 2: value}; everything else is skipped. */
+static bool varint(slice *in, uint64_t *out) {
+  uint64_t value = 0;
+  for (int shift = 0; shift < 64 && in->size > 0; shift += 7) {
+    unsigned char c = (unsigned char)in->data[0];
+    in->data++, in->size--;
+    value |= (uint64_t)(c & 0x7f) << shift;
+    if (c < 0x80) {
+      *out = value;
+      return true;
+    }
+  }
+  return false;
+}
+
+static bool pb_field(slice *in, uint32_t *number, uint32_t *type, slice *bytes) {
+  uint64_t tag, length;
+  if (in->size == 0 || !varint(in, &tag)) return false;
+  *number = (uint32_t)(tag >> 3), *type = (uint32_t)(tag & 7);
+  switch (*type) {
+    case 0: return varint(in, &length);
+    case 1:
+      if (in->size < 8) return false;
+      *bytes = (slice){in->data, 8};
+      in->data += 8, in->size -= 8;
+      return true;
+    case 2:
+      if (!varint(in, &length) || length > in->size) return false;
+      *bytes = (slice){in->data, (size_t)length};
+      in->data += length, in->size -= length;
+      return true;
+    case 5:
+      if (in->size < 4) return false;
+      in->data += 4, in->size -= 4;
+      return true;
+    default: return false;
   }
 }
+
+static bool map_entry(slice entry, slice *key, slice *value) {
+  uint32_t number, type;
+  slice bytes = {0};
+  *key = *value = (slice){NULL, 0};
+  while (pb_field(&entry, &number, &type, &bytes)) {
+    if (type == 2 && number == 1) *key = bytes;
+    else if (type == 2 && number == 2) *value = bytes;
+  }
+  return key->data != NULL;
+}
+
+/* Calls `visit` with each field of a Struct: a string's bytes, or a number's 8 bytes. */
+static void each_struct_field(slice fields, void (*visit)(slice key, slice value, void *into), void *into) {
+  uint32_t number, type;
+  slice entry;
+  while (pb_field(&fields, &number, &type, &entry)) {
+    slice key, value;
+    if (number != 1 || type != 2 || !map_entry(entry, &key, &value)) continue;
+    uint32_t value_number, value_type;
+    slice bytes;
+    while (pb_field(&value, &value_number, &value_type, &bytes)) {
+      if ((value_number == 2 && value_type == 1) || (value_number == 3 && value_type == 2)) visit(key, bytes, into);
+    }
+  }
+}
+
+static slice namespace_of(slice metadata, const char *name) {
+  uint32_t number, type;
+  slice entry;
+  while (pb_field(&metadata, &number, &type, &entry)) {
+    slice key, value;
+    if (number == 1 && type == 2 && map_entry(entry, &key, &value) && slice_is(key, name)) return value;
+  }
+  return (slice){NULL, 0};
+}
+
 
 typedef struct {
   slice api, model, model_label, upstream_api, client;
@@ -1298,7 +1360,7 @@ uint32_t proxy_on_request_headers(uint32_t context_id, size_t headers, uint32_t 
   proxy_remove_header_map_value(PROXY_MAP_REQUEST_HEADERS, "x-switchyard-limited", 20);
   char *owned;
   decision d = {0};
-  each_pair(PROPERTY("metadata\0filter_metadata\0switchyard", &owned), read_decision, &d);
+  each_struct_field(namespace_of(PROPERTY("metadata", &owned), "switchyard"), read_decision, &d);
   if (d.model.size == 0) {
     free(owned);
     return PROXY_CONTINUE;
@@ -1586,17 +1648,21 @@ static void count_spent(record *r, void *arg) {
 /* At the end of every request (streams included): tokens and cost. */
 PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
   (void)context_id;
-  refresh_settings();
-  if (!current.present) return;
-  char *usage_owned, *decision_owned, *served_owned;
+  char *metadata_owned, *served_owned;
+  slice metadata = PROPERTY("metadata", &metadata_owned);
   usage u = {0};
-  each_pair(PROPERTY("metadata\0filter_metadata\0switchyard.usage", &usage_owned), read_usage, &u);
-  if (!u.any) {
-    free(usage_owned);
+  each_struct_field(namespace_of(metadata, "switchyard.usage"), read_usage, &u);
+  if (!u.any) { /* nothing was read from an answer: nothing to count */
+    free(metadata_owned);
+    return;
+  }
+  if (!current.present) refresh_settings(); /* this thread's request phase normally read them */
+  if (!current.present) {
+    free(metadata_owned);
     return;
   }
   decision d = {0};
-  each_pair(PROPERTY("metadata\0filter_metadata\0switchyard", &decision_owned), read_decision, &d);
+  each_struct_field(namespace_of(metadata, "switchyard"), read_decision, &d);
   slice model = d.model_label.size ? d.model_label : d.model;
   /* With failover the model that answered may be a fallback: the attempt's header says which. */
   slice served = header_value(PROXY_MAP_RESPONSE_HEADERS, "x-switchyard-model", &served_owned);
@@ -1637,8 +1703,7 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     free(entity.data);
   }
   free(served_owned);
-  free(decision_owned);
-  free(usage_owned);
+  free(metadata_owned);
 }
 
 PROXY_EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t context_id) {

@@ -9,15 +9,7 @@ import struct
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from tests.proxy_wasm_host import OK, REPO, ProxyWasmHost, i32
-
-
-def serialize_map(values: dict[str, str | float]) -> bytes:
-    """One namespace of the metadata as Envoy serializes a Struct property to Wasm (the
-    extension reads `metadata.filter_metadata.<namespace>`): strings raw, numbers as doubles."""
-    encoded = [(k.encode(), v.encode() if isinstance(v, str) else struct.pack("<d", v)) for k, v in values.items()]
-    head = struct.pack("<I", len(encoded)) + b"".join(struct.pack("<II", len(k), len(v)) for k, v in encoded)
-    return head + b"".join(k + b"\0" + v + b"\0" for k, v in encoded)
+from tests.proxy_wasm_host import OK, REPO, ProxyWasmHost, i32, serialize_metadata
 
 GOVERNANCE_EXTENSION = REPO / "envoy" / "switchyard_governance.wasm"
 NOT_FOUND, CAS_MISMATCH, EMPTY = 1, 8, 7
@@ -66,6 +58,7 @@ class Request:
     request_headers: dict[str, str] = field(default_factory=dict)
     response_headers: dict[str, str] = field(default_factory=dict)
     properties: dict[bytes, bytes] = field(default_factory=dict)
+    metadata: dict[str, dict] = field(default_factory=dict)  # namespace → fields
     reply: LocalReply | None = None
     continued: bool = False
 
@@ -103,8 +96,8 @@ class GovernanceHost(ProxyWasmHost):
         self._next_context += 1
         request = Request(context, properties={
             GOVERNANCE + b"version": b"v1", GOVERNANCE + b"config": self.settings,
-            b"metadata\0filter_metadata\0switchyard": serialize_map(metadata),
-        })
+            b"metadata": serialize_metadata({"switchyard": metadata}),
+        }, metadata={"switchyard": dict(metadata)})
         self.requests[context] = request
         self.current = request
         self._call("proxy_on_context_create", context, 1)
@@ -130,7 +123,8 @@ class GovernanceHost(ProxyWasmHost):
                 request.response_headers["x-switchyard-model"] = served
             self._call("proxy_on_response_headers", request.context, 0, 0)
         if usage:
-            request.properties[b"metadata\0filter_metadata\0switchyard.usage"] = serialize_map(usage)
+            request.metadata["switchyard.usage"] = {k: float(v) for k, v in usage.items()}
+            request.properties[b"metadata"] = serialize_metadata(request.metadata)
         self._call("proxy_on_log", request.context)
         self._call("proxy_on_delete", request.context)
         return dict(request.response_headers)
