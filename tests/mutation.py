@@ -1,12 +1,15 @@
 """`make mutation`: mutmut over the pure request-path modules, one module at a time, and a score.
 
 Run by the Makefile with the mutation venv's Python (build/mutation-venv: mutmut, pinned, beside
-the project's own packages). For each module it runs `mutmut run "<module>.*"` (mutmut runs, for
-each mutant, only the unit tests that call the mutated function, under a CPU-time limit of its
-own), bounded by a wall-clock limit per module, then reads mutmut's results and prints killed /
-total per module. Survivors that tests/mutation_equivalent.toml lists as equivalent (the same
-behaviour a user could not tell apart, with the reason) are counted apart; any other survivor is
-printed with its diff and makes the run fail. `--readme` writes the table into README.md.
+the project's own packages). For each module it runs mutmut on that module's mutants: mutmut
+knows, from one traced run of the whole selection (`pytest_add_cli_args_test_selection` in
+pyproject.toml), which unit tests call each function; each mutant then runs those of them that
+are in the module's own test files (`MODULES` below), fastest first, stopping at the first
+failure, under a CPU-time limit of mutmut's. A module's run is bounded by a wall-clock limit.
+Then it reads mutmut's results and prints killed / total per module. Survivors that
+tests/mutation_equivalent.toml lists as equivalent (the same behaviour a user could not tell
+apart, with the reason) are counted apart; any other survivor is printed with its diff and makes
+the run fail. `--readme` writes the table into README.md.
 
     make mutation                               # every module
     make mutation MUTATION_ARGS="resolve inbound"   # some of them
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import fnmatch
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -30,29 +35,50 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "mutation"
 EQUIVALENT = REPO / "tests" / "mutation_equivalent.toml"
 
-# name → (mutmut's dotted module prefix, source file or folder). Keep in step with
-# [tool.mutmut] only_mutate in pyproject.toml.
-MODULES: dict[str, tuple[str, str]] = {
-    "resolve": ("filter.resolve", "filter/resolve.py"),
-    "inbound": ("filter.inbound", "filter/inbound.py"),
-    "upstream": ("filter.upstream", "filter/upstream.py"),
-    "translation.common": ("filter.translation.common", "filter/translation/common.py"),
-    "translation.errors": ("filter.translation.errors", "filter/translation/errors.py"),
-    "translation.requests": ("filter.translation.requests", "filter/translation/requests.py"),
-    "translation.responses": ("filter.translation.responses", "filter/translation/responses.py"),
-    "translation.responses_chat": ("filter.translation.responses_chat", "filter/translation/responses_chat.py"),
-    "translation.responses_common": ("filter.translation.responses_common", "filter/translation/responses_common.py"),
-    "translation.responses_messages": ("filter.translation.responses_messages", "filter/translation/responses_messages.py"),
-    "translation.sse": ("filter.translation.sse", "filter/translation/sse.py"),
-    "translation.streams": ("filter.translation.streams", "filter/translation/streams.py"),
-    "translation.usage": ("filter.translation.usage", "filter/translation/usage.py"),
-    "arch_prompt": ("router_model.arch_prompt", "router_model/arch_prompt.py"),
-    "plano_orchestrator_prompt": ("router_model.plano_orchestrator_prompt", "router_model/plano_orchestrator_prompt.py"),
-    "config.build": ("filter.config.build", "filter/config/build.py"),
-    "config.schema": ("filter.config.schema", "filter/config/schema.py"),
-    "config.loader": ("filter.config.loader", "filter/config/loader.py"),
-    "config.errors": ("filter.config.errors", "filter/config/errors.py"),
-    "config.model": ("filter.config.model", "filter/config/model.py"),
+# The unit test files that exercise each group of modules (patterns): a mutant runs only the tests
+# mutmut saw calling its function *and* in these files (a config mutant is not tried against every
+# test that happens to load a configuration). pyproject.toml's pytest_add_cli_args_test_selection
+# is the whole unit suite but for the slow engine, packaging and rendering tests.
+RESOLVE_TESTS = ("tests/unit/test_resolve*.py",)
+INBOUND_TESTS = ("tests/unit/test_inbound*.py", "tests/unit/test_embeddings.py")
+UPSTREAM_TESTS = ("tests/unit/test_upstream*.py", "tests/unit/test_provider_rules.py", "tests/unit/test_catalog.py")
+TRANSLATION_TESTS = ("tests/unit/test_translation*.py", "tests/unit/test_responses*.py")
+CONFIG_TESTS = ("tests/unit/test_config*.py", "tests/unit/test_catalog.py")
+ARCH_PROMPT_TESTS = ("tests/unit/test_arch_*.py", "tests/unit/test_routing.py")
+PLANO_PROMPT_TESTS = ("tests/unit/test_plano_*.py",)
+
+
+@dataclass(frozen=True)
+class Module:
+    prefix: str  # mutmut's dotted module name
+    source: str
+    tests: tuple[str, ...]  # fnmatch patterns of test files
+
+    def owns_test(self, node_id: str) -> bool:
+        path = node_id.split("::", 1)[0]
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.tests)
+
+
+def _translation(name: str) -> Module:
+    return Module(f"filter.translation.{name}", f"filter/translation/{name}.py", TRANSLATION_TESTS)
+
+
+def _config(name: str) -> Module:
+    return Module(f"filter.config.{name}", f"filter/config/{name}.py", CONFIG_TESTS)
+
+
+# Keep in step with [tool.mutmut] only_mutate in pyproject.toml.
+MODULES: dict[str, Module] = {
+    "resolve": Module("filter.resolve", "filter/resolve.py", RESOLVE_TESTS),
+    "inbound": Module("filter.inbound", "filter/inbound.py", INBOUND_TESTS),
+    "upstream": Module("filter.upstream", "filter/upstream.py", UPSTREAM_TESTS),
+    **{f"translation.{n}": _translation(n) for n in (
+        "common", "errors", "requests", "responses", "responses_chat", "responses_common", "responses_messages",
+        "sse", "streams", "usage")},
+    "arch_prompt": Module("router_model.arch_prompt", "router_model/arch_prompt.py", ARCH_PROMPT_TESTS),
+    "plano_orchestrator_prompt": Module("router_model.plano_orchestrator_prompt",
+                                        "router_model/plano_orchestrator_prompt.py", PLANO_PROMPT_TESTS),
+    **{f"config.{n}": _config(n) for n in ("build", "schema", "loader", "errors", "model")},
 }
 KILLED = {"killed", "timeout", "caught by type check"}
 
@@ -76,6 +102,9 @@ def refresh_copies() -> None:
     """mutmut copies unmutated files into mutants/ once and never again: drop stale copies so
     that the tests run against today's versions of the modules the mutated ones import."""
     mutants = REPO / "mutants"
+    # mutmut copies tests/ over its old copy every run: a test file removed here would stay there
+    # (and be collected, since the selection is the folder).
+    shutil.rmtree(mutants / "tests", ignore_errors=True)
     for root in ("filter", "router_model"):
         for copy in (mutants / root).rglob("*.py") if (mutants / root).exists() else ():
             source = REPO / copy.relative_to(mutants)
@@ -86,19 +115,52 @@ def refresh_copies() -> None:
 
 
 def run_module(name: str, limit_s: float, children: int) -> float:
-    prefix, _ = MODULES[name]
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / f"{name}.log"
     start = time.monotonic()
     with open(log, "wb") as out:
         try:
-            done = subprocess.run([sys.executable, "-m", "mutmut", "run", f"{prefix}.*", "--max-children", str(children)],
+            done = subprocess.run([sys.executable, __file__, "--mutmut-run", name, "--children", str(children)],
                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=limit_s)
             if done.returncode not in (0,):
                 print(f"  mutmut exited with {done.returncode}: see {log.relative_to(REPO)}", file=sys.stderr)
         except subprocess.TimeoutExpired:
             print(f"  {name}: stopped at the {limit_s:.0f} s limit; unrun mutants count as survivors", file=sys.stderr)
     return time.monotonic() - start
+
+
+MUTMUT_VERSION = "3.8.1"
+
+
+def mutmut_run(name: str, children: int) -> int:
+    """`mutmut run "<module>.*"`, in this process, with each mutant's tests cut down to the module's
+    own test files. mutmut (pinned) has no setting for that: its test runner is wrapped here, and
+    the version checked so that an upgrade cannot silently run something else."""
+    from importlib.metadata import version
+
+    if version("mutmut") != MUTMUT_VERSION:
+        raise SystemExit(f"mutmut {version('mutmut')} installed, {MUTMUT_VERSION} expected: `make clean`, then `make mutation`")
+    import mutmut.__main__ as mutmut_main
+    from mutmut.runners.harness import PytestRunner
+
+    module = MODULES[name]
+    run_tests = PytestRunner.run_tests
+
+    def own_tests_only(self, *, mutant_name, tests):
+        tests = list(tests)
+        if not tests:  # the forced-fail check: the whole selection
+            return run_tests(self, mutant_name=mutant_name, tests=tests)
+        kept = [t for t in tests if module.owns_test(t)]
+        if not kept:  # mutmut would run the whole selection for an empty list
+            return 0 if mutant_name is None else 5  # pytest's "no tests ran": counted as not killed
+        return run_tests(self, mutant_name=mutant_name, tests=kept)
+
+    PytestRunner.run_tests = own_tests_only
+    try:
+        mutmut_main.cli(["run", f"{module.prefix}.*", "--max-children", str(children)], standalone_mode=False)
+    except SystemExit as exc:  # mutmut ends some runs with exit()
+        return int(exc.code or 0)
+    return 0
 
 
 def equivalents() -> list[dict]:
@@ -125,7 +187,7 @@ def score(name: str) -> Score:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
 
-    prefix, source = MODULES[name]
+    source = MODULES[name].source
     result = Score(name)
     listed = equivalents()
     paths = [Path(source)] if source.endswith(".py") else sorted(Path(source).rglob("*.py"))
@@ -210,11 +272,13 @@ def main() -> int:
     parser.add_argument("--score-only", action="store_true", help="read the last results, run nothing")
     parser.add_argument("--readme", action="store_true", help="write the score into README.md")
     parser.add_argument("--link", metavar="SITE_PACKAGES", help="set-up: let this venv see the project's packages")
+    parser.add_argument("--mutmut-run", metavar="MODULE", help=argparse.SUPPRESS)  # one module's mutmut run
     args = parser.parse_args()
     if args.link:
         return link(args.link)
-    import fnmatch
-
+    if args.mutmut_run:
+        os.chdir(REPO)
+        return mutmut_run(args.mutmut_run, args.children)
     names = [n for pattern in args.modules or ["*"] for n in MODULES if fnmatch.fnmatchcase(n, pattern)]
     unknown = {p for p in args.modules if not any(fnmatch.fnmatchcase(n, p) for n in MODULES)}
     if unknown:
