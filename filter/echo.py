@@ -40,8 +40,9 @@ def echo_completion(text: str, model: str) -> bytes:
     )
 
 
-def echo_stream(text: str, model: str) -> bytes:
-    """The same answer as SSE chunks, one word per chunk, ending with usage and [DONE]."""
+def echo_stream(text: str, model: str, usage: bool = True) -> bytes:
+    """The same answer as SSE chunks, one word per chunk, ending with [DONE]; before it, with
+    `usage`, a chunk with the usage and no choices (what stream_options.include_usage asks)."""
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
 
@@ -56,7 +57,9 @@ def echo_stream(text: str, model: str) -> bytes:
     parts = [chunk({"role": "assistant", "content": ""})]
     parts += [chunk({"content": (" " if i else "") + w}) for i, w in enumerate(words)]
     parts.append(chunk({}, "stop"))
-    parts.append(chunk({}, usage={"prompt_tokens": 0, "completion_tokens": len(words), "total_tokens": len(words)}, choices=False))
+    if usage:
+        parts.append(chunk({}, usage={"prompt_tokens": 0, "completion_tokens": len(words), "total_tokens": len(words)},
+                           choices=False))
     parts.append(b"data: [DONE]\n\n")
     return b"".join(parts)
 

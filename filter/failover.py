@@ -169,7 +169,8 @@ class AttemptRewriter:
         if upstream.translation is not None:
             attempt.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=attempt.member.slug,
                                                 responses=upstream.responses,
-                                                max_bytes=self.config.gateway.max_response_bytes)
+                                                max_bytes=self.config.gateway.max_response_bytes,
+                                                usage_chunk=upstream.usage_chunk)
         attempt.fitted = ", ".join(upstream.fitted)
         # Whatever an earlier attempt set for its own provider is overwritten or removed here.
         set_names = {name for name, _ in upstream.set_headers}

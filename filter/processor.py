@@ -49,6 +49,7 @@ from filter.upstream import (
     CLIENT_AUTH_HEADERS,
     ResponseTranslation,
     UpstreamRequest,
+    asks_for_usage,
     build_upstream_request,
     responses_context,
     speaks_responses,
@@ -265,7 +266,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if upstream.translation is not None:
             ex.rewriter = ResponseRewriter(upstream.translation, stream=request.stream, model=provider.slug,
                                            responses=upstream.responses,
-                                           max_bytes=self.config.gateway.max_response_bytes)
+                                           max_bytes=self.config.gateway.max_response_bytes,
+                                           usage_chunk=upstream.usage_chunk)
         # The answer's wire format, for counting its tokens (filter/observer.py).
         metadata["upstream_api"] = upstream_api(provider, ex.api).value
         return self._forward(ex, provider, upstream, metadata)
@@ -369,8 +371,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             body = ex.rewriter.on_body(made(text, provider.model_id), True)
             content_type = "text/event-stream" if request.stream else "application/json"
             return ext_proc.immediate(200, body, content_type=content_type, headers=headers, metadata=metadata)
-        if request.stream:
-            body = echo.echo_stream(text, provider.model_id)
+        if request.stream:  # a Chat client gets the usage chunk only when it asked, as from OpenAI
+            body = echo.echo_stream(text, provider.model_id, usage=ex.api is not ClientApi.CHAT or asks_for_usage(request.body))
             if ex.api is ClientApi.MESSAGES:
                 translator = ChatStreamToMessages(model=provider.model_id)
                 body = translator.feed(body) + translator.finish()

@@ -41,7 +41,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 class ResponseRewriter:
     def __init__(self, translation: ResponseTranslation, *, stream: bool, model: str,
-                 responses: ResponsesContext | None = None, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
+                 responses: ResponsesContext | None = None, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 usage_chunk: bool = False):
         self.stream = stream
         self.max_bytes = max_bytes  # gateway.max_response_bytes: what a whole answer may hold here
         self._size = 0
@@ -49,7 +50,9 @@ class ResponseRewriter:
         self.responses = responses  # set for Responses clients: what their answer repeats and keeps
         stream_class, self._convert, self._to_error = _TRANSLATORS[translation]
         extra = {"echo": responses.echo, "tools": responses.tools} if responses is not None else {}
-        self._new_stream: Callable = lambda: stream_class(model=model, **extra)
+        # usage_chunk: a Chat client asked for the last chunk with the usage (stream_options.include_usage)
+        options = {"include_usage": usage_chunk} if translation is ResponseTranslation.MESSAGES_TO_CHAT else {}
+        self._new_stream: Callable = lambda: stream_class(model=model, **extra, **options)
         self._extra = extra
         self._stream_translator = None
         self._buffered: list[bytes] = []

@@ -66,6 +66,9 @@ class UpstreamRequest:
     translation: ResponseTranslation | None
     fitted: tuple[str, ...] = ()  # what was changed for the model (filter/fitting.py)
     responses: ResponsesContext | None = None  # set for translated Responses requests
+    # A Chat client's translated stream ends with a usage chunk (no choices) only when it asked,
+    # as OpenAI's does: stream_options.include_usage.
+    usage_chunk: bool = False
 
 
 # Providers whose own API has /responses: OpenAI (and a ChatGPT sign-in's Codex backend) and Azure
@@ -175,6 +178,7 @@ def build_upstream_request(
     headers: list[tuple[str, str]] = []
     translation = None
     responses = None
+    usage_chunk = False
 
     if request.api is ClientApi.RESPONSES:
         body, path, translation = _responses_body(request, provider, path)
@@ -197,6 +201,7 @@ def build_upstream_request(
             )
             version = provider.anthropic_version
             translation = ResponseTranslation.MESSAGES_TO_CHAT
+            usage_chunk = asks_for_usage(request.body)
             remove.append("anthropic-beta")
         headers.append(("anthropic-version", version))
     else:
@@ -230,7 +235,14 @@ def build_upstream_request(
         translation=translation,
         fitted=tuple(fitted),
         responses=responses,
+        usage_chunk=usage_chunk,
     )
+
+
+def asks_for_usage(body: dict) -> bool:
+    """A Chat Completions stream request's `stream_options.include_usage: true`."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _responses_body(request: ClientRequest, provider: Provider, own_path: str):

@@ -195,9 +195,13 @@ def test_echo_provider_names_the_chosen_model(client, fresh):
     headers, completion = ask(client, "echo/demo")
     assert headers["x-switchyard-model"] == "echo/demo"
     assert "echo/demo" in completion.choices[0].message.content
-    stream = client.chat.completions.create(model="echo/demo", messages=HELLO, stream=True)
-    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    chunks = list(client.chat.completions.create(model="echo/demo", messages=HELLO, stream=True))
+    assert [len(c.choices) for c in chunks] == [1] * len(chunks)  # no usage chunk: not asked for
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text.startswith("[echo/demo]") and text.endswith("hello")
+    chunks = list(client.chat.completions.create(model="echo/demo", messages=HELLO, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(text.split(" "))
     assert fresh.received == []
 
 

@@ -86,6 +86,22 @@ def test_chat_stream_from_anthropic_is_openai_sse_ending_in_one_done(gateway, fr
     assert fresh.received[0].path == "/v1/messages" and fresh.received[0].json["stream"] is True
 
 
+def test_chat_stream_from_anthropic_has_no_usage_chunk_unless_asked(gateway, fresh):
+    # OpenAI sends the usage chunk (choices: []) only for stream_options.include_usage: a client
+    # that reads choices[0] of every chunk must not break on a translated stream.
+    for options in ({}, {"stream_options": {"include_usage": False}}):
+        response = post(gateway, "/v1/chat/completions", {"model": "claude-sonnet-4-5", "messages": ASK,
+                                                          "stream": True, **options})
+        assert response.status_code == 200
+        events = sse_events(response.text)
+        assert events[-1] == (None, "[DONE]")
+        chunks = [json.loads(data) for _, data in events[:-1]]
+        assert [len(c["choices"]) for c in chunks] == [1] * len(chunks)
+        assert not any("usage" in c for c in chunks)
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == ANTHROPIC_TEXT
+        assert [c["choices"][0]["finish_reason"] for c in chunks][-1] == "stop"
+
+
 def test_chat_json_from_anthropic_is_a_chat_completion(gateway, fresh):
     response = post(gateway, "/v1/chat/completions", {"model": "claude-sonnet-4-5", "messages": ASK})
     assert response.status_code == 200
