@@ -1,17 +1,16 @@
 """`switchyard up`: run the filter workers and Envoy in the foreground, and stop them together.
 
-Start order: workers first (Envoy must never send a request to a filter that is not there),
-then Envoy; ready once the listener answers. A worker or Envoy that dies is restarted (and the
-supervisor says so) while the rest keeps running; one that keeps dying stops everything with a
-non-zero status and the reason. SIGHUP or a changed configuration file reloads (see `reload`);
-SIGTERM and Ctrl-C drain first. Ports configured as 0 are chosen by the system; the ready line
-names the real ones, and a restarted Envoy keeps them.
+Start order: workers first (Envoy must never send a request to a filter that is not there), then
+Envoy; ready once Envoy says it is live and its listener accepts connections. A worker or Envoy
+that dies is restarted (and the supervisor says so) while the rest keeps running; one that keeps
+dying stops everything with a non-zero status and the reason. SIGHUP or a changed configuration
+file reloads (see `reload`); SIGTERM and Ctrl-C drain first. Ports configured as 0 are chosen by
+the system; the ready line names the real ones, and a restarted Envoy keeps them.
 """
 
 from __future__ import annotations
 
 import ctypes
-import http.client
 import json
 import os
 import resource
@@ -262,16 +261,24 @@ class Supervisor:
         return False
 
     def _listener_answers(self) -> bool:
+        """Envoy says it is live (its admin's /ready: configuration loaded, listener open) and the
+        listener accepts a connection. No request is sent through it: a probe is no client's request
+        and must not show in the request metrics or the access log."""
+        if self.admin_port is None:
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=2) as answer:
+                if answer.status != 200:
+                    return False
+        except OSError:  # 503 while Envoy is still starting (urllib raises it as an HTTPError)
+            return False
         listener = self.config.listener
         host = "127.0.0.1" if listener.address in ("0.0.0.0", "::") else listener.address
         try:
-            conn = http.client.HTTPConnection(host, self.listener_port, timeout=2)
-            conn.request("GET", "/v1/models")
-            status = conn.getresponse().status
-            conn.close()
-            return status < 500
+            socket.create_connection((host, self.listener_port), timeout=2).close()
         except OSError:
             return False
+        return True
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
