@@ -68,6 +68,8 @@ def traffic(gateway):
                                                 stream_options={"include_usage": True}):
         pass
     client.chat.completions.create(model="claude-sonnet-4-5", messages=hello)  # translated
+    for chunk in client.chat.completions.create(model="claude-sonnet-4-5", messages=hello, stream=True):
+        assert len(chunk.choices) == 1  # no usage chunk unless asked for (stream_options.include_usage)
     client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "write a function"}])
     client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "how are you"}])
     with pytest.raises(openai.NotFoundError):
@@ -89,7 +91,14 @@ def test_requests_are_counted_by_model_decision_route_and_status(gateway, traffi
         # The unknown model's 404 and local/limited's 429.
         assert total(s, "switchyard_requests_total", status_class="4xx") == 2
         assert total(s, "switchyard_requests_total", model="local/limited", status_class="4xx") == 1
-        assert total(s, "switchyard_requests_total", model="anthropic/claude-sonnet-4-5", status_class="2xx") == 1
+        assert total(s, "switchyard_requests_total", model="anthropic/claude-sonnet-4-5", status_class="2xx") == 2
+    eventually(check)
+
+
+def test_only_client_requests_are_counted(gateway, traffic):
+    """The traffic's 15 requests, and not the gateway's own readiness check at start-up."""
+    def check():
+        assert total(scrape(gateway), "switchyard_requests_total") == 15
     eventually(check)
 
 
@@ -109,10 +118,12 @@ def test_token_usage_is_read_from_json_and_streamed_responses_in_both_wire_forma
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **mini) == 11 * 9
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **mini) == 7 * 9
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="cached_input", **mini) == 3 * 9
-        # The Anthropic stand-in: 12 input + 4 cache reads, 9 output.
+        # The Anthropic stand-in, a JSON answer and a stream that sent the client no usage: each
+        # 12 input + 4 cache reads, 9 output.
         claude = {"gen_ai_request_model": "anthropic/claude-sonnet-4-5", "gen_ai_provider_name": "anthropic"}
-        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **claude) == 16
-        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **claude) == 9
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **claude) == 2 * 16
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="cached_input", **claude) == 2 * 4
+        assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **claude) == 2 * 9
     eventually(check)
 
 
@@ -169,7 +180,7 @@ def test_access_log_has_one_json_line_per_request_without_content_or_keys(gatewa
     def check():
         entries = lines()
         # Envoy flushes its log every 500 ms: wait until every request of the traffic is in it.
-        assert len(entries) >= 12
+        assert len(entries) >= 15
         assert len([e for e in entries if e["model"] == "openai/gpt-4o-mini" and e["decision"] == "literal"]) == 8
         return entries
 
@@ -182,6 +193,10 @@ def test_access_log_has_one_json_line_per_request_without_content_or_keys(gatewa
     plain = [e for e in entries if e["model"] == "openai/gpt-4o-mini" and e["decision"] == "literal"]
     assert len(plain) == 8 and sorted(e["attempts"] for e in plain) == [1] * 7 + [2]
     assert all((e["input_tokens"], e["output_tokens"], e["cached_tokens"]) == (11, 7, 3) for e in plain)
+    # The Anthropic answers (JSON and streamed): input counted as the metrics count it, every
+    # prompt token (12 + 4 cache reads), not Anthropic's own input_tokens (12).
+    claude = [e for e in entries if e["model"] == "anthropic/claude-sonnet-4-5"]
+    assert [(e["input_tokens"], e["output_tokens"], e["cached_tokens"]) for e in claude] == [(16, 9, 4)] * 2
     assert all(isinstance(e["duration_ms"], int) for e in entries)
     log = gateway.output()
     assert KEY not in log and "write a function" not in log and "hello" not in log
