@@ -40,10 +40,9 @@ class Usage:
 
 
 def _int(value: Any) -> int:
-    if type(value) is int:
-        return value if value > 0 else 0
-    if isinstance(value, float) and value > 0:
-        return int(value)
+    """A count as providers write it (some as a float); anything else, or below zero, is 0."""
+    if type(value) is int or type(value) is float:
+        return max(int(value), 0)
     return 0
 
 
@@ -61,9 +60,7 @@ def chat_usage_counts(usage: Any) -> tuple[int, int, int, int, int]:
     if isinstance(details, dict):
         cached = _int(details.get("cached_tokens"))
         write = _int(details.get("cache_write_tokens"))
-    fresh = prompt - cached - write
-    if fresh < 0:
-        fresh = 0
+    fresh = max(prompt - cached - write, 0)  # a provider whose cached count exceeds its prompt count
     reasoning = 0
     out_details = usage.get("completion_tokens_details")
     if isinstance(out_details, dict):
@@ -88,7 +85,7 @@ def messages_usage_counts(usage: Any) -> tuple[int, int, int, int, int]:
     )
 
 
-def chat_usage_block(fresh: int, read: int, write: int, output: int, reasoning: int = 0) -> dict:
+def chat_usage_block(fresh: int, read: int, write: int, output: int, reasoning: int) -> dict:
     """Raw counters -> OpenAI ``usage`` object."""
     prompt = fresh + read + write
     details: dict = {"cached_tokens": read}
