@@ -14,6 +14,10 @@ the run fail. `--readme` writes the table into README.md.
     make mutation                               # every module
     make mutation MUTATION_ARGS="resolve inbound"   # some of them
     make mutation MUTATION_ARGS="translation.*"     # a package: its modules one by one
+    make mutation MUTATION_ARGS="config.* --survivors"  # after new tests: rerun the last survivors only
+
+A run names its modules' mutants explicitly, so mutmut tests every one of them again (its cache
+of results only spares unnamed mutants); `--survivors` reruns just the last run's survivors.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Score:
     killed: int = 0
     equivalent: list[str] = field(default_factory=list)
     survivors: list[str] = field(default_factory=list)  # neither killed nor listed as equivalent
+    survivor_names: list[str] = field(default_factory=list)  # their mutmut names (for --survivors)
     unchecked: int = 0  # not run yet (a run stopped at its limit, or never started)
     seconds: float = 0.0
 
@@ -114,13 +119,14 @@ def refresh_copies() -> None:
                 copy.unlink()
 
 
-def run_module(name: str, limit_s: float, children: int) -> float:
+def run_module(name: str, limit_s: float, children: int, survivors_only: bool = False) -> float:
     OUT.mkdir(parents=True, exist_ok=True)
     log = OUT / f"{name}.log"
     start = time.monotonic()
+    extra = ["--survivors"] if survivors_only else []
     with open(log, "wb") as out:
         try:
-            done = subprocess.run([sys.executable, __file__, "--mutmut-run", name, "--children", str(children)],
+            done = subprocess.run([sys.executable, __file__, "--mutmut-run", name, "--children", str(children), *extra],
                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=limit_s)
             if done.returncode not in (0,):
                 print(f"  mutmut exited with {done.returncode}: see {log.relative_to(REPO)}", file=sys.stderr)
@@ -132,7 +138,7 @@ def run_module(name: str, limit_s: float, children: int) -> float:
 MUTMUT_VERSION = "3.8.1"
 
 
-def mutmut_run(name: str, children: int) -> int:
+def mutmut_run(name: str, children: int, survivors_only: bool = False) -> int:
     """`mutmut run "<module>.*"`, in this process, with each mutant's tests cut down to the module's
     own test files. mutmut (pinned) has no setting for that: its test runner is wrapped here, and
     the version checked so that an upgrade cannot silently run something else."""
@@ -156,8 +162,12 @@ def mutmut_run(name: str, children: int) -> int:
         return run_tests(self, mutant_name=mutant_name, tests=kept)
 
     PytestRunner.run_tests = own_tests_only
+    # --survivors: only the last run's survivors that are not listed as equivalent (after new tests)
+    names = score(name).survivor_names if survivors_only else [f"{module.prefix}.*"]
+    if not names:
+        return 0
     try:
-        mutmut_main.cli(["run", f"{module.prefix}.*", "--max-children", str(children)], standalone_mode=False)
+        mutmut_main.cli(["run", *names, "--max-children", str(children)], standalone_mode=False)
     except SystemExit as exc:  # mutmut ends some runs with exit()
         return int(exc.code or 0)
     return 0
@@ -210,6 +220,7 @@ def score(name: str) -> Score:
                 result.equivalent.append(mutant)
             else:
                 result.survivors.append(f"# {mutant}: {status_by_exit_code[code]}\n{diff}")
+                result.survivor_names.append(mutant)
     return result
 
 
@@ -270,6 +281,8 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=1200.0, help="wall-clock seconds per module (default 1200)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--score-only", action="store_true", help="read the last results, run nothing")
+    parser.add_argument("--survivors", action="store_true",
+                        help="rerun only the last results' survivors not listed as equivalent (after adding tests)")
     parser.add_argument("--readme", action="store_true", help="write the score into README.md")
     parser.add_argument("--link", metavar="SITE_PACKAGES", help="set-up: let this venv see the project's packages")
     parser.add_argument("--mutmut-run", metavar="MODULE", help=argparse.SUPPRESS)  # one module's mutmut run
@@ -278,7 +291,8 @@ def main() -> int:
         return link(args.link)
     if args.mutmut_run:
         os.chdir(REPO)
-        return mutmut_run(args.mutmut_run, args.children)
+        sys.path.insert(0, str(REPO))
+        return mutmut_run(args.mutmut_run, args.children, args.survivors)
     names = [n for pattern in args.modules or ["*"] for n in MODULES if fnmatch.fnmatchcase(n, pattern)]
     unknown = {p for p in args.modules if not any(fnmatch.fnmatchcase(n, p) for n in MODULES)}
     if unknown:
@@ -290,7 +304,7 @@ def main() -> int:
         refresh_copies()
     scores = []
     for name in names:
-        seconds = 0.0 if args.score_only else run_module(name, args.limit, args.children)
+        seconds = 0.0 if args.score_only else run_module(name, args.limit, args.children, args.survivors)
         result = score(name)
         result.seconds = seconds
         scores.append(result)
