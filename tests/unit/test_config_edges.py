@@ -70,3 +70,64 @@ def test_cheapest_first_names_every_model_without_a_price():
         "model table (set the entry's prices); ranked last",)
     assert [p.slug for p in config.route_pools["code"].ranked] == ["openai/gpt-4o", "openai/my-tune",
                                                                    "openai/my-other-tune"]
+
+
+# -- Plano's overrides ---------------------------------------------------------------------------
+
+from filter.config.model import Secret  # noqa: E402
+
+ROUTER_PROVIDERS = [{"model": "openai/gpt-4o", "access_key": "k", "default": True},
+                    {"model": "local/router", "base_url": "https://r.example/v2", "access_key": "$RK"}]
+
+
+def with_overrides(overrides, **sections):
+    return parse_config({"llm_providers": ROUTER_PROVIDERS, "overrides": overrides, **sections}, "t.yaml", {"RK": "rk"})
+
+
+def test_the_router_entry_lends_its_key_and_where_it_came_from():
+    routing = with_overrides({"llm_routing_model": "plano/router"}).routing
+    assert (routing.engine, routing.endpoint, routing.model, routing.token_budget) == (
+        "plano-orchestrator", "https://r.example/v2", "router", None)
+    assert routing.endpoint_credential == ("authorization", Secret("Bearer rk", "$RK"))
+    assert repr(routing.endpoint_credential[1]) == "Secret($RK)"
+
+
+def test_without_overrides_the_router_gets_no_credential():
+    routing = parse_config({"llm_providers": ROUTER_PROVIDERS}, "t.yaml", {"RK": "rk"}).routing
+    assert (routing.engine, routing.endpoint_credential, routing.token_budget) == ("embedded", None, None)
+
+
+IGNORED = "ignored — Plano's override, which Switchyard does not implement"
+
+
+@pytest.mark.parametrize("overrides, sections, warnings", [
+    ({"llm_routing_model": "plano/router"}, {"routing": {"engine": "none"}},
+     ("t.yaml: overrides.llm_routing_model: ignored — routing.engine or routing.endpoint is set, and routing: wins",)),
+    ({"llm_routing_model": "plano/nothing", "upstream_connect_timeout": "5s"}, {},
+     ("t.yaml: overrides.llm_routing_model: ignored — 'plano/nothing' names no configured provider entry (Plano "
+      "would call its hosted router; Switchyard calls none: add an entry for the router or set routing.engine: "
+      "plano-orchestrator and routing.endpoint)",
+      f"t.yaml: overrides.upstream_connect_timeout: {IGNORED}")),
+    ({"llm_routing_model": 5}, {}, (f"t.yaml: overrides.llm_routing_model: {IGNORED}",)),
+    ({"llm_routing_model": "  "}, {}, (f"t.yaml: overrides.llm_routing_model: {IGNORED}",)),
+    ({"llm_routing_model": "plano/router", "orchestrator_model_context_length": 4096}, {}, ()),
+])
+def test_overrides_that_are_not_used_are_named_once_each(overrides, sections, warnings):
+    assert with_overrides(overrides, **sections).warnings == warnings
+
+
+@pytest.mark.parametrize("budget", [256, 4096, 1_000_000])
+def test_the_orchestrator_token_budget_is_kept_alone_or_with_the_router(budget):
+    alone = with_overrides({"orchestrator_model_context_length": budget}).routing
+    assert (alone.engine, alone.token_budget) == ("embedded", budget)
+    routed = with_overrides({"llm_routing_model": "plano/router", "orchestrator_model_context_length": budget}).routing
+    assert (routed.engine, routed.token_budget) == ("plano-orchestrator", budget)
+
+
+@pytest.mark.parametrize("budget, shown", [(255, "255"), (1_000_001, "1000001"), (True, "True"), ("4096", "'4096'"),
+                                           (4096.0, "4096.0")])
+def test_an_orchestrator_token_budget_out_of_range_or_not_a_count_is_refused(budget, shown):
+    with pytest.raises(ConfigError) as caught:
+        with_overrides({"orchestrator_model_context_length": budget})
+    assert str(caught.value) == (
+        f"t.yaml: overrides.orchestrator_model_context_length: expected tokens between 256 and 1000000, got {shown}")
