@@ -23,6 +23,9 @@
 -- `x-switchyard-model` read is set.
 
 local FLAG = "x-switchyard-fast-model" -- matched by the fast routes; never trusted from a client
+-- Set with FLAG for `"stream": true`: the stream twin of the fast route lets the filter relay the
+-- answer, so that it can end it at the listener timeout (filter/stream_guard.py).
+local STREAM_FLAG = "x-switchyard-fast-stream"
 local NAMESPACE = "switchyard"
 local PATHS = { ["/v1/chat/completions"] = true, ["/v1/messages"] = true }
 -- Levels of nesting, the top-level object being the first: the filter's limit (MAX_JSON_DEPTH in
@@ -166,13 +169,13 @@ skip_value = function(s, i, depth)
   return skip_number(s, i)
 end
 
--- May this body skip the filter? Returns the model name and the byte span of its JSON string
--- (quotes included), or nil. Global: the unit tests call it.
+-- May this body skip the filter? Returns the model name, the byte span of its JSON string (quotes
+-- included) and whether `stream` is true, or nil. Global: the unit tests call it.
 function fast_model(s)
   local i = ws(s, 1)
   if not i or byte(s, i) ~= 123 then return nil end
   i = ws(s, i + 1)
-  local seen, model, first, last, has_messages = {}, nil, nil, nil, false
+  local seen, model, first, last, has_messages, stream = {}, nil, nil, nil, false, false
   while i and byte(s, i) == 34 do
     local e, escaped = skip_string(s, i)
     if not e or escaped then return nil end -- an escaped key may decode to "model": the filter decides
@@ -199,6 +202,7 @@ function fast_model(s)
         model, first, last = sub(raw, 2, -2), i, after - 1
       elseif key == "stream" then
         if raw ~= "true" and raw ~= "false" and raw ~= "null" then return nil end
+        stream = raw == "true"
       elseif key == "metadata" then -- per-request preferences live here, maybe escaped
         if find(raw, "\\", 1, true) or find(raw, "_preference_config", 1, true) then return nil end
       end
@@ -209,7 +213,7 @@ function fast_model(s)
     local c = byte(s, i)
     if c == 125 then
       if ws(s, i + 1) or not has_messages then return nil end
-      return model, first, last
+      return model, first, last, stream
     end
     if c ~= 44 then return nil end
     i = ws(s, i + 1)
@@ -367,8 +371,8 @@ local function eligible_model(handle, headers)
   local body = handle:body()
   if not body or body:length() == 0 then return nil end
   local raw = body:getBytes(0, body:length())
-  local model, first, last = fast_model(raw)
-  return model, raw, first, last
+  local model, first, last, stream = fast_model(raw)
+  return model, raw, first, last, stream
 end
 
 -- The filter's 401 (its bytes are rendered into the virtual host's metadata), with the
@@ -389,7 +393,8 @@ end
 
 function envoy_on_request(handle)
   local headers = handle:headers()
-  local spoofed = headers:get(FLAG) ~= nil
+  local started = handle:timestamp() -- ms; a stream's deadline counts from the request's start
+  local spoofed = headers:get(FLAG) ~= nil or headers:get(STREAM_FLAG) ~= nil
   headers:remove(FLAG)
   local virtual_host = handle:virtualHost():metadata()
   local version = virtual_host:get("client_keys_version")
@@ -400,15 +405,18 @@ function envoy_on_request(handle)
     if not client then return refuse(handle, headers, virtual_host) end
     handle:streamInfo():dynamicMetadata():set(NAMESPACE, "client", client)
   end
-  local model, raw, first, last = eligible_model(handle, headers)
+  headers:remove(STREAM_FLAG)
+  local model, raw, first, last, stream = eligible_model(handle, headers)
   headers = handle:headers() -- handles do not outlive the wait for the body
   if model then headers:add(FLAG, model) end
+  if model and stream then headers:add(STREAM_FLAG, "1") end
   if model or spoofed then handle:clearRouteCache() end
   if not model then return end
   local route = handle:metadata() -- the fast route's, when one matched this model
   local served = route:get("model")
-  if not served then -- no fast route for this name: the filter decides, and never sees the flag
+  if not served then -- no fast route for this name: the filter decides, and never sees the flags
     headers:remove(FLAG)
+    headers:remove(STREAM_FLAG)
     return
   end
   local clients = route:get("clients") -- set when some keys may not use this model
@@ -443,4 +451,5 @@ function envoy_on_request(handle)
     metadata:set(NAMESPACE, "upstream_span", upstream_span)
     metadata:set(NAMESPACE, "trace_flags", flags)
   end
+  if stream then metadata:set(NAMESPACE, "started_ms", started) end
 end

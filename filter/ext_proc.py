@@ -17,6 +17,8 @@ from envoy.service.ext_proc.v3.external_processor_pb2 import (
     HeadersResponse,
     ImmediateResponse,
     ProcessingResponse,
+    StreamedBodyResponse,
+    TrailersResponse,
 )
 from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
@@ -30,6 +32,11 @@ CONTINUE_RESPONSE_HEADERS = ProcessingResponse(response_headers=HeadersResponse(
 # Response phases on: headers now, the body streamed chunk by chunk (SSE stays SSE).
 STREAM_RESPONSE = ProcessingMode(
     response_header_mode=ProcessingMode.SEND, response_body_mode=ProcessingMode.STREAMED
+)
+# The filter relays the body itself (filter/stream_guard.py), and may end it before the provider does.
+RELAYED_RESPONSE = ProcessingMode(
+    response_header_mode=ProcessingMode.SEND, response_body_mode=ProcessingMode.FULL_DUPLEX_STREAMED,
+    response_trailer_mode=ProcessingMode.SEND,
 )
 SKIP_RESPONSE = ProcessingMode(
     response_header_mode=ProcessingMode.SKIP, response_body_mode=ProcessingMode.NONE
@@ -113,7 +120,8 @@ def forward_request(
     )
 
 
-# Let the body come, and turn the response-headers phase on: the answer may need translating.
+# Let the body come, and turn the response-headers phase on: the answer may need translating, or
+# be a stream to guard.
 CONTINUE_WATCHING_RESPONSE = ProcessingResponse(
     request_headers=HeadersResponse(),
     mode_override=ProcessingMode(
@@ -125,7 +133,7 @@ CONTINUE_WATCHING_RESPONSE = ProcessingResponse(
 
 
 def continue_request_headers(*, watch_response: bool) -> ProcessingResponse:
-    """Let the body come; the response-headers phase only where a translation may be needed."""
+    """Let the body come; with `watch_response`, the answer's headers come back to the filter."""
     return CONTINUE_WATCHING_RESPONSE if watch_response else CONTINUE_HEADERS
 
 
@@ -141,7 +149,31 @@ def response_headers(
     )
 
 
+def relayed_response_headers(set_headers: Iterable[tuple[str, str]] = (),
+                             remove_headers: Iterable[str] = ()) -> ProcessingResponse:
+    """The answer's headers; the filter relays its body from here on (RELAYED_RESPONSE)."""
+    return ProcessingResponse(
+        response_headers=HeadersResponse(response=CommonResponse(header_mutation=mutation(set_headers, remove_headers))),
+        mode_override=RELAYED_RESPONSE,
+    )
+
+
+CONTINUE_TRAILERS = ProcessingResponse(response_trailers=TrailersResponse())
+
+
+
 def replace_response_chunk(body: bytes) -> ProcessingResponse:
     return ProcessingResponse(
         response_body=BodyResponse(response=CommonResponse(body_mutation=BodyMutation(body=body)))
+    )
+
+
+def streamed_response_chunk(body: bytes, end_of_stream: bool, *,
+                            metadata: Mapping[str, object] | None = None) -> ProcessingResponse:
+    """A piece of a response body the filter relays (FULL_DUPLEX_STREAMED); `end_of_stream`
+    ends the client's response, whether or not the provider's has ended."""
+    return ProcessingResponse(
+        response_body=BodyResponse(response=CommonResponse(body_mutation=BodyMutation(
+            streamed_response=StreamedBodyResponse(body=body, end_of_stream=end_of_stream)))),
+        dynamic_metadata=_metadata(metadata),
     )

@@ -80,6 +80,9 @@ class Metrics:
             "switchyard_session_decisions", "Preference decisions by session outcome: routed (a new user turn), "
             "pinned (the turn's or session's model, no router call), cold (a continuation of an unknown turn), "
             "store_error (the store failed: decided as cold)", ["outcome"], registry=registry)
+        self.streams_cut = Counter(
+            "switchyard_streams_cut", "SSE answers the gateway ended itself: the provider was still streaming at "
+            "the listener timeout", ["client_api", "model"], registry=registry)
         self.failovers = Counter(
             "switchyard_failovers", "Requests moved to a fallback model, by reason",
             ["from_model", "to_model", "reason"], registry=registry)
@@ -96,3 +99,6 @@ class Metrics:
 
     def limits_store_error(self) -> None:
         self.limit_store_errors.inc()
+
+    def stream_cut(self, client_api: str, model: str) -> None:
+        self.streams_cut.labels(client_api, model).inc()

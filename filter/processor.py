@@ -3,7 +3,9 @@
 Envoy sends the request headers, then the whole buffered body; the filter answers with either
 an immediate response (errors, /v1/models, the routing decision endpoint, the echo provider) or a
 rewritten request plus the `x-switchyard-provider` header that makes Envoy pick the provider's
-route. Response phases run only for requests whose answer must be translated between API families.
+route. The response headers of forwarded requests come back too: an answer that must be translated
+between API families is rewritten here, and the body of every SSE answer is relayed by the filter
+(filter/stream_guard.py), which ends it in the client's format if it outlives the listener timeout.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from filter.resolve import Decision, DecisionKind, RoutingPlan, decide_route, re
 from filter.response_rewriter import ResponseRewriter
 from filter.responses_store import StoredResponses
 from filter.routing import Router
+from filter.stream_guard import StreamGuard, fast_stream_api, is_event_stream, relay_fast_stream, stream_deadline
 from filter.sessions import AFFINITY_HEADER, Routed, Sessions
 from filter.state import Store
 from filter.tracing import SpanExporter, TraceContext, start_trace
@@ -52,7 +55,6 @@ from filter.upstream import (
     asks_for_usage,
     build_upstream_request,
     responses_context,
-    speaks_responses,
     upstream_api,
 )
 
@@ -105,6 +107,10 @@ class Exchange:
     rewriter: ResponseRewriter | None = None  # set when the answer must be translated
     trace: TraceContext | None = None
     client: str | None = None  # the name of the client key presented (gateway.client_keys)
+    started: float = 0.0  # time.time() at the request headers: a stream's deadline counts from it
+    model: str = ""  # the model that serves it, for the metrics of a cut stream
+    guard: StreamGuard | None = None  # set when the filter relays an SSE answer
+    refusal: tuple[GatewayError, tuple] | None = None  # an error decided on the headers, answered after the body
 
 
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
@@ -120,30 +126,25 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     def apply(self, config: Config, router: Router | None) -> None:
         """Switch to a (re)loaded configuration: everything derived from it is rebuilt here and
         swapped in one step, so a request sees either the old or the new state, never a mix."""
-        # Response phases cost a round trip: turn them on only where a translation can happen.
-        may_translate = {
-            ClientApi.CHAT: any(p.interface is Interface.ANTHROPIC for p in config.providers),
-            ClientApi.MESSAGES: any(
-                p.interface not in (Interface.ANTHROPIC, Interface.ECHO) for p in config.providers
-            ),
-            ClientApi.RESPONSES: any(
-                p.interface is not Interface.ECHO and not speaks_responses(p) for p in config.providers
-            ),
-        }
         models_body = _models_list(config)
         client_keys = [(k.key.reveal().encode(), k.name) for k in config.gateway.client_keys]
         catalog = Catalog.of(config)
         attempts = AttemptRewriter(config, self.metrics, catalog, self.stored_responses)
         sessions = Sessions(config.routing, self.store)
         access = ModelAccess(config)  # the models, aliases and routes each client key may use
-        (self.config, self.router, self.catalog, self.attempts, self.sessions, self._may_translate,
+        (self.config, self.router, self.catalog, self.attempts, self.sessions,
          self._models_body, self._client_keys, self.access) = (config, router, catalog, attempts, sessions,
-                                                               may_translate, models_body, client_keys, access)
+                                                               models_body, client_keys, access)
 
     async def Process(self, request_iterator: AsyncIterator, context) -> AsyncIterator:  # noqa: N802 (gRPC name)
         chain = chain_of(context)
         if chain is not None:  # an attempt of a failover chain, from the aggregate cluster's filter
             async for reply in self.attempts.process(chain, request_iterator):
+                yield reply
+            return
+        fast_stream = fast_stream_api(context)
+        if fast_stream is not None:  # the answer to a stream Envoy forwarded alone (the fast path)
+            async for reply in relay_fast_stream(fast_stream, request_iterator, self.stream_guard):
                 yield reply
             return
         exchange = Exchange()
@@ -159,7 +160,12 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
                     log.exception("request failed inside the gateway; answered 500, nothing sent upstream")
                     reply = self._error(exchange, INTERNAL_ERROR)
             elif phase == "response_headers":
-                reply = self.on_response_headers(exchange, message.response_headers)
+                yield self.on_response_headers(exchange, message.response_headers)
+                if exchange.guard is not None:  # an SSE answer: the filter relays it to its end
+                    async for reply in exchange.guard.relay(request_iterator):
+                        yield reply
+                    return
+                continue
             elif phase == "response_body":
                 body = message.response_body
                 reply = self.on_response_body(exchange, body.body, body.end_of_stream)
@@ -171,6 +177,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ request headers
 
     def on_request_headers(self, ex: Exchange, message):
+        ex.started = time.time()
         ex.headers = ext_proc.header_values(message)
         ex.trace = start_trace(ex.headers.get("traceparent"))
         path, _, query = ex.headers.get(":path", "/").partition("?")
@@ -184,26 +191,36 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
             return self._error(ex, unauthorized())
         route = ENDPOINTS.get(path.rstrip("/") or "/")
         if route is None:
-            return self._error(ex, GatewayError(404, f"unknown path {path!r}; Switchyard serves "
-                                                     f"{', '.join(ENDPOINTS)}", code="not_found"))
+            return self._refuse(ex, message, GatewayError(404, f"unknown path {path!r}; Switchyard serves "
+                                                               f"{', '.join(ENDPOINTS)}", code="not_found"))
         method, ex.api, ex.endpoint = route
         if ex.headers.get(":method") != method:
-            return self._error(ex, GatewayError(405, f"{path} accepts {method} only", code="method_not_allowed"),
-                               headers=[("allow", method)])
+            return self._refuse(ex, message, GatewayError(405, f"{path} accepts {method} only",
+                                                          code="method_not_allowed"), headers=(("allow", method),))
         if ex.endpoint is Endpoint.MODELS:
             return ext_proc.immediate(200, self._models_body, metadata=self._base_metadata(ex))
         content_type = ex.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return self._error(ex, GatewayError(415, f"content-type must be application/json, got {content_type!r}",
-                                                code="unsupported_media_type"))
+            return self._refuse(ex, message, GatewayError(415, f"content-type must be application/json, got "
+                                                               f"{content_type!r}", code="unsupported_media_type"))
         encoding = ex.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):  # gzip was decoded by Envoy already
-            return self._error(ex, GatewayError(415, f"content-encoding {encoding!r} is not supported: send the body "
-                                                     "uncompressed or gzip-compressed", code="unsupported_media_type"))
+            return self._refuse(ex, message, GatewayError(415, f"content-encoding {encoding!r} is not supported: send "
+                                                               "the body uncompressed or gzip-compressed",
+                                                          code="unsupported_media_type"))
         if message.end_of_stream:
             return self._error(ex, GatewayError(400, "request body is empty: expected a JSON object"))
-        watch = ex.endpoint is Endpoint.PROXY and self._may_translate[ex.api]
-        return ext_proc.continue_request_headers(watch_response=watch)
+        # A proxied answer's headers come back: it may need translating, or be a stream to guard.
+        return ext_proc.continue_request_headers(watch_response=ex.endpoint is Endpoint.PROXY)
+
+    def _refuse(self, ex: Exchange, message, error: GatewayError, headers: tuple = ()):
+        """An error decided on the headers of a request that has a body: answered once the body is in,
+        so that Envoy has read the whole request whatever the timing (its access log then counts the
+        same bytes on every path). A client without a valid key is refused at once instead."""
+        if message.end_of_stream:
+            return self._error(ex, error, headers=headers)
+        ex.refusal = (error, headers)
+        return ext_proc.continue_request_headers(watch_response=False)
 
     def _authorized(self, headers: dict[str, str]) -> str | None:
         """The name of the client key presented, or None. Either credential may be the valid one
@@ -216,6 +233,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ request body: the decision
 
     async def on_request_body(self, ex: Exchange, raw: bytes):
+        if ex.refusal is not None:
+            return self._error(ex, ex.refusal[0], headers=ex.refusal[1])
         if ex.endpoint is Endpoint.EMBEDDINGS:
             return self._embeddings(ex, raw)
         try:
@@ -232,6 +251,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
 
         decision, router_ms = routed.decision, routed.router_ms
         provider = decision.provider
+        ex.model = provider.slug
         metadata = {**self._base_metadata(ex), "model": provider.slug, "route": decision.route,
                     "decision": decision.kind.value, "provider": provider.provider,
                     "router_ms": round(router_ms, 3) if router_ms is not None else None, **_session_metadata(routed)}
@@ -385,16 +405,36 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ response: translation only
 
     def on_response_headers(self, ex: Exchange, message):
-        headers = ext_proc.header_values(message) if ex.rewriter is not None else {}
-        if ex.rewriter is None or LIMITED_HEADER in headers:  # a limit's refusal is in the client's format
+        """The answer's headers. An SSE answer's body is relayed by `ex.guard` (translated if need
+        be), which ends it if it outlives the listener timeout; any other is translated chunk by
+        chunk (`on_response_body`) or skipped."""
+        headers = ext_proc.header_values(message)
+        if LIMITED_HEADER in headers:  # a limit's refusal is in the client's format already
             return ext_proc.response_headers(stream_body=False)
         status = int(headers.get(":status", "200"))
-        set_headers, remove_headers = ex.rewriter.on_headers(status)
-        return ext_proc.response_headers(set_headers, remove_headers, stream_body=True)
+        set_headers, remove_headers = ex.rewriter.on_headers(status) if ex.rewriter is not None else ((), ())
+        if is_event_stream(status, headers.get("content-type")):
+            ex.guard = self.stream_guard(ex.api, ex.started, ex.model, ex.rewriter)
+            return ext_proc.relayed_response_headers(set_headers, remove_headers)
+        return ext_proc.response_headers(set_headers, remove_headers, stream_body=ex.rewriter is not None)
 
     def on_response_body(self, ex: Exchange, chunk: bytes, end_of_stream: bool):
         assert ex.rewriter is not None  # the body phase is only turned on for rewritten answers
         return ext_proc.replace_response_chunk(ex.rewriter.on_body(chunk, end_of_stream))
+
+    def stream_guard(self, api: ClientApi, started: float, model: str,
+                     rewriter: ResponseRewriter | None = None) -> StreamGuard:
+        """The relay of one SSE answer's body, with its deadline."""
+        timeout = self.config.listener.timeout_s
+
+        def cut() -> None:
+            log.warning("%s stream from %s still running at the listener timeout (%gs): ended by the gateway",
+                        api.value, model or "?", timeout)
+            self.metrics.stream_cut(api.value, model)
+
+        keep = (lambda: self.stored_responses.keep(rewriter)) if rewriter is not None else None
+        return StreamGuard(api, stream_deadline(started, timeout), timeout, rewriter,
+                           self.config.gateway.max_response_bytes, cut, keep)
 
     # ------------------------------------------------------------------ helpers
 

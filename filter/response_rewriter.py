@@ -92,6 +92,17 @@ class ResponseRewriter:
                 "gateway.max_response_bytes)"), "type": "server_error"}}))
         return self._translate_whole(b"".join(self._buffered))
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the answer is being translated as a stream (an SSE answer, not an error)."""
+        return self._stream_translator is not None
+
+    def cut(self, message: str) -> bytes:
+        """The gateway ends a translated stream itself (filter/stream_guard.py): the error and
+        terminal event in the client's format."""
+        assert self._stream_translator is not None
+        return self._stream_translator.cut(message)
+
     def _translate_whole(self, body: bytes) -> bytes:
         if self._error_status is not None:
             return self._to_error(self._error_status, body)

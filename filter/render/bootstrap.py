@@ -259,7 +259,7 @@ def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]
         clients = governance.fast_route_clients(config, route.name, route.decision)
         if clients is not None:  # keys that may not use this model go to the filter (its 403)
             rendered["metadata"]["filter_metadata"][fast_path.LUA_FILTER]["clients"] = dict.fromkeys(clients, True)
-        routes.append(rendered)
+        routes += fast_path.with_stream_twin(rendered, route)
     return routes
 
 

@@ -35,6 +35,8 @@ from filter.upstream import (ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, credential_
 
 LUA_FILTER = "switchyard.fast_path"  # its route metadata lives under this name too
 FLAG_HEADER = "x-switchyard-fast-model"
+STREAM_HEADER = "x-switchyard-fast-stream"  # set by the Lua filter with FLAG_HEADER for `"stream": true`
+STREAM_METADATA = "x-switchyard-stream"  # the gRPC metadata of a fast stream's ext_proc stream: its client API
 CLIENT_PATHS = {ClientApi.CHAT: "/v1/chat/completions", ClientApi.MESSAGES: "/v1/messages"}
 _NATIVE = {ClientApi.CHAT: {Interface.OPENAI}, ClientApi.MESSAGES: {Interface.ANTHROPIC}}
 
@@ -137,7 +139,7 @@ def envoy_route(route: FastRoute, timeout: str, authority: str, spans: bool = Fa
             "headers": [{"name": FLAG_HEADER, "string_match": {"exact": route.name}}],
         },
         "route": {"cluster": provider.cluster, "timeout": timeout, "host_rewrite_literal": authority},
-        "request_headers_to_remove": [FLAG_HEADER],
+        "request_headers_to_remove": [FLAG_HEADER, STREAM_HEADER],
         "metadata": {"filter_metadata": {LUA_FILTER: metadata}},
         "typed_per_filter_config": {
             "envoy.filters.http.ext_proc": {
@@ -165,6 +167,36 @@ def client_key_metadata(config: Config, salt: bytes | None = None) -> dict[str, 
         "client_keys": entries,
         **{f"unauthorized_{api.value}": error_body(api, unauthorized()).decode() for api in ClientApi},
     }
+
+
+def with_stream_twin(envoy_route: dict[str, Any], route: FastRoute) -> list[dict[str, Any]]:
+    """The route, preceded by its twin for `"stream": true` requests: served by Envoy alone as
+    well, except that the answer's headers and, for an SSE answer, its body go through the filter
+    (a response-only ext_proc stream), which ends a stream that outlives the listener timeout in
+    the client's format (filter/stream_guard.py). If the filter is down, the stream flows as it
+    would without it (failure_mode_allow)."""
+    twin = {**envoy_route, "name": f"{envoy_route['name']}:stream"}
+    twin["match"] = {**envoy_route["match"], "headers": [
+        *envoy_route["match"]["headers"], {"name": STREAM_HEADER, "string_match": {"exact": "1"}}]}
+    twin["typed_per_filter_config"] = {
+        "envoy.filters.http.ext_proc": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+            "overrides": {
+                "processing_mode": {
+                    "request_header_mode": "SKIP", "request_body_mode": "NONE",
+                    "response_header_mode": "SEND", "response_body_mode": "NONE",
+                    "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP",
+                },
+                "failure_mode_allow": True,
+                "grpc_initial_metadata": [{"key": STREAM_METADATA, "value": route.api.value}],
+                # The Lua filter's decision metadata goes to the filter (the model, when the request
+                # started); the filter's `stream_end` comes back.
+                "metadata_options": {"forwarding_namespaces": {"untyped": ["switchyard"]},
+                                     "receiving_namespaces": {"untyped": ["switchyard"]}},
+            },
+        },
+    }
+    return [twin, envoy_route]
 
 
 def key_secret_name(provider: Provider) -> str:

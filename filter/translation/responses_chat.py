@@ -573,5 +573,5 @@ class ChatStreamToResponses(_StreamTranslator):
         self.builder.finish(self._counts, out, incomplete=_INCOMPLETE_FINISH.get(self._finish))
         self._done = True
 
-    def _end_cut_short(self, out: list) -> None:
-        self.builder.fail(502, TRUNCATED_MESSAGE, self._counts, out)
+    def _end_cut_short(self, out: list, message: str = TRUNCATED_MESSAGE) -> None:
+        self.builder.fail(502, message, self._counts, out)

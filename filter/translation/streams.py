@@ -4,7 +4,8 @@
 ``finish()`` flushes at end of the upstream stream.  The client stream always
 ends with exactly one terminal event (``data: [DONE]`` / ``message_stop``),
 except after an upstream mid-stream error, which ends it with the error in the
-client's format.  A stream cut short gets an error and then the terminal event.
+client's format.  A stream cut short gets an error and then the terminal event; so does a
+stream the gateway ends itself (``cut``: it ran into the listener timeout).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class _StreamTranslator:
     def _complete(self, out: list) -> None:
         raise NotImplementedError
 
-    def _end_cut_short(self, out: list) -> None:
+    def _end_cut_short(self, out: list, message: str = TRUNCATED_MESSAGE) -> None:
         raise NotImplementedError
 
     # -- public API -------------------------------------------------------
@@ -101,6 +102,16 @@ class _StreamTranslator:
         else:
             # Finished, but the terminal event never came (some providers omit it).
             self._complete(out)
+        return b"".join(out)
+
+    def cut(self, message: str) -> bytes:
+        """The gateway ends the stream before the provider did: an error saying why, then the
+        terminal event. A partial upstream event still buffered is dropped."""
+        if self._done:
+            return b""
+        out: list = []
+        self._end_cut_short(out, message)
+        self._done = True
         return b"".join(out)
 
 
@@ -237,8 +248,8 @@ class MessagesStreamToChat(_StreamTranslator):
             self._done = True
         # ping, content_block_stop and unknown events carry nothing for the client
 
-    def _end_cut_short(self, out: list) -> None:
-        self._error({"error": {"message": TRUNCATED_MESSAGE, "type": "server_error", "param": None, "code": None}}, out)
+    def _end_cut_short(self, out: list, message: str = TRUNCATED_MESSAGE) -> None:
+        self._error({"error": {"message": message, "type": "server_error", "param": None, "code": None}}, out)
         out.append(_DONE)
 
 
@@ -415,11 +426,11 @@ class ChatStreamToMessages(_StreamTranslator):
             if finish:
                 self._finish = finish
 
-    def _end_cut_short(self, out: list) -> None:
+    def _end_cut_short(self, out: list, message: str = TRUNCATED_MESSAGE) -> None:
         if self._id is None:
             self._start(self._first_id, out)
         self._close_block(out)
-        error = {"type": "error", "error": {"type": "api_error", "message": TRUNCATED_MESSAGE}}
+        error = {"type": "error", "error": {"type": "api_error", "message": message}}
         out.append(encode_event("error", _dumps(error)))
         out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
 

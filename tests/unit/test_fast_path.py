@@ -32,7 +32,7 @@ def check(lua, body: bytes):
     found = lua(body)
     if found is None or found[0] is None:
         return None
-    model, first, last = found
+    model, first, last = found[:3]
     return model.decode(), body[: first - 1] + b'"REWRITTEN"' + body[last:]
 
 
