@@ -107,7 +107,7 @@ class Exchange:
     rewriter: ResponseRewriter | None = None  # set when the answer must be translated
     trace: TraceContext | None = None
     client: str | None = None  # the name of the client key presented (gateway.client_keys)
-    started: float = 0.0  # time.time() at the request headers: a stream's deadline counts from it
+    started: float = 0.0  # time.monotonic() at the request headers: a stream's deadline counts from it
     model: str = ""  # the model that serves it, for the metrics of a cut stream
     guard: StreamGuard | None = None  # set when the filter relays an SSE answer
     refusal: tuple[GatewayError, tuple] | None = None  # an error decided on the headers, answered after the body
@@ -177,7 +177,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ request headers
 
     def on_request_headers(self, ex: Exchange, message):
-        ex.started = time.time()
+        ex.started = time.monotonic()
         ex.headers = ext_proc.header_values(message)
         ex.trace = start_trace(ex.headers.get("traceparent"))
         path, _, query = ex.headers.get(":path", "/").partition("?")

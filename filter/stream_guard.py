@@ -54,9 +54,21 @@ def deadline_margin(timeout_s: float) -> float:
     return min(1.0, max(0.1, timeout_s / 10), timeout_s / 2)
 
 
-def stream_deadline(started: float, timeout_s: float) -> float:
-    """The wall-clock time (`time.time()`) by which a stream begun at `started` is ended."""
+def stream_deadline(started: float, timeout_s: float, now: float | None = None) -> float:
+    """The monotonic time by which a stream begun at `started` (monotonic) is ended. A start
+    ahead of now, or older than the timeout (the answer's headers cannot come after it), means a
+    wall clock was stepped between Envoy's start and here: the deadline then counts from now,
+    and Envoy's own timer is the backstop."""
+    now = time.monotonic() if now is None else now
+    if not started <= now < started + timeout_s:
+        started = now
     return started + timeout_s - deadline_margin(timeout_s)
+
+
+def monotonic_start(started_wall: float) -> float:
+    """Envoy's start of a request (its wall clock, from the Lua filter) on this process's monotonic
+    clock; only the time elapsed since then is taken from the wall clock."""
+    return time.monotonic() - (time.time() - started_wall)
 
 
 def cut_message(timeout_s: float) -> str:
@@ -171,7 +183,7 @@ class StreamGuard:
             while True:
                 if pending is None:
                     pending = asyncio.ensure_future(messages.__anext__())
-                done, _ = await asyncio.wait((pending,), timeout=max(0.0, self.deadline - time.time()))
+                done, _ = await asyncio.wait((pending,), timeout=max(0.0, self.deadline - time.monotonic()))
                 if not done:
                     self._on_cut()
                     yield ext_proc.streamed_response_chunk(self.cut(), True, metadata=CUT_METADATA)
@@ -224,7 +236,7 @@ async def relay_fast_stream(api: ClientApi, messages: AsyncIterator,
             yield ext_proc.response_headers(stream_body=False)
             return
         fields = message.metadata_context.filter_metadata[ext_proc.METADATA_NAMESPACE].fields
-        started = fields["started_ms"].number_value / 1000 if "started_ms" in fields else time.time()
+        started = monotonic_start(fields["started_ms"].number_value / 1000) if "started_ms" in fields else time.monotonic()
         guard = make_guard(api, started, fields["model"].string_value if "model" in fields else "")
         yield ext_proc.relayed_response_headers()
         async for reply in guard.relay(messages):

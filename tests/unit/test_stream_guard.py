@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from openai._streaming import SSEDecoder
 
 from filter.errors import ClientApi
-from filter.stream_guard import StreamGuard, _Passthrough, cut_message, deadline_margin, stream_deadline
+from filter.stream_guard import StreamGuard, _Passthrough, cut_message, deadline_margin, monotonic_start, stream_deadline
 from tests.standins import Received, anthropic_reply, openai_reply, responses_reply
 
 MESSAGE = cut_message(5)
@@ -99,7 +99,18 @@ def test_an_event_too_large_to_hold_is_relayed_as_it_comes():
 @pytest.mark.parametrize("timeout, margin", [(30, 1.0), (10, 1.0), (3, 0.3), (0.5, 0.1), (0.1, 0.05)])
 def test_the_gateway_acts_a_margin_before_the_listener_timeout(timeout, margin):
     assert deadline_margin(timeout) == pytest.approx(margin)
-    assert stream_deadline(100.0, timeout) == pytest.approx(100.0 + timeout - margin)
+    assert stream_deadline(100.0, timeout, now=100.0 + timeout / 2) == pytest.approx(100.0 + timeout - margin)
+
+
+@pytest.mark.parametrize("started", [130.0, 100.0 - 30.0, 100.0 - 3000.0], ids=["ahead", "at-timeout", "long-ago"])
+def test_a_start_a_stepped_clock_made_impossible_counts_from_now(started):
+    """Envoy's start (its wall clock) and the worker's disagree: the headers came before the start
+    or after the listener timeout. The gateway then gives the stream the whole timeout from now."""
+    assert stream_deadline(started, 30, now=100.0) == pytest.approx(100.0 + 30 - 1.0)
+
+
+def test_a_fast_streams_start_keeps_the_time_elapsed_since_envoy_began_it():
+    assert monotonic_start(time.time() - 2.0) == pytest.approx(time.monotonic() - 2.0, abs=0.05)
 
 
 # ---------------------------------------------------------------- the ext_proc exchange
@@ -123,7 +134,7 @@ def run(guard: StreamGuard, messages, gaps=None):
 
 
 def guard(deadline_in: float, cuts: list):
-    return StreamGuard(ClientApi.CHAT, time.time() + deadline_in, 5, None, 1 << 20, lambda: cuts.append(1))
+    return StreamGuard(ClientApi.CHAT, time.monotonic() + deadline_in, 5, None, 1 << 20, lambda: cuts.append(1))
 
 
 def streamed(reply):
