@@ -7,13 +7,12 @@ router sees, and ``parse_route_answer`` turns the model's short JSON answer into
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
-import re
 from typing import Any, Collection, Sequence
 
 from router_model.engine import Message, Route, RouterError
+from router_model.router_answer import UNREADABLE, unfenced, value_of
 
 # --- The prompt -------------------------------------------------------------------------------
 # The template split around its two holes once at import, so a request only pays for two
@@ -177,23 +176,8 @@ def conversation_cache_key(routes: Sequence[Route], trimmed_messages: Sequence[M
 
 
 # --- The answer -------------------------------------------------------------------------------
-_FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*(.*?)\s*```$", re.DOTALL)
 # Answers are a few tokens; anything longer is not an answer and is not worth parsing.
 _MAX_ANSWER_CHARS = 2048
-_NO_ANSWER = object()
-
-
-def _load(text: str) -> Any:
-    """JSON, else a Python literal (single quotes, None); ``_NO_ANSWER`` when neither."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        # literal_eval evaluates no code; it accepts {'route': 'x'} that json rejects.
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _NO_ANSWER
 
 
 def _route_from_name(name: str, route_names: Collection[str]) -> str | None:
@@ -215,21 +199,11 @@ def parse_route_answer(text: str | None, route_names: Collection[str]) -> str | 
     """
     if text is None:
         return None
-    answer = text.strip()
-    fenced = _FENCE.match(answer)
-    if fenced:
-        answer = fenced.group(1).strip()
+    answer = unfenced(text, _MAX_ANSWER_CHARS, "router answer")
     if not answer:
         return None
-    if len(answer) > _MAX_ANSWER_CHARS:
-        raise RouterError(f"router answer too long ({len(text)} chars)")
-
-    value = _load(answer)
-    if value is _NO_ANSWER:
-        start, end = answer.find("{"), answer.rfind("}")
-        if 0 <= start < end:
-            value = _load(answer[start : end + 1])
-    if value is _NO_ANSWER:
+    value = value_of(answer)
+    if value is UNREADABLE:
         # A bare name without quotes or braces is the only plain text we accept.
         if answer == OTHER_ROUTE:
             return None

@@ -9,12 +9,11 @@ text byte for byte (a SHA-256 test checks it), ``select_conversation`` its trimm
 
 from __future__ import annotations
 
-import ast
 import json
-import re
 from typing import Any, Collection, Sequence
 
 from router_model.engine import Message, Route, RouterError
+from router_model.router_answer import UNREADABLE, literal, unfenced, value_of
 
 # The exact text (it starts and ends with a newline). The placeholders are filled by plain string
 # replacement, so the doubled braces of the response-format line reach the model doubled, as in
@@ -154,21 +153,19 @@ def select_conversation(messages: Sequence[Message], token_budget: int = TOKEN_B
 
 
 # --- The answer -------------------------------------------------------------------------------
-_FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*(.*?)\s*```$", re.DOTALL)
 _MAX_ANSWER_CHARS = 4096  # a list of route names; anything longer is not an answer
-_UNREADABLE = object()
 
 
 def _load(text: str) -> Any:
-    for candidate in (text, text.replace("'", '"').replace("\\n", "")):  # the second is Plano's repair
-        try:
-            return json.loads(candidate)
-        except ValueError:
-            pass
+    repaired = text.replace("'", '"').replace("\\n", "")  # Plano's own repair, tried before a Python literal
     try:
-        return ast.literal_eval(text)  # evaluates no code; reads {'route': ['x']}
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _UNREADABLE
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return json.loads(repaired)
+    except ValueError:
+        return literal(text)
 
 
 def parse_routes_answer(text: str | None, route_names: Collection[str]) -> str | None:
@@ -181,20 +178,11 @@ def parse_routes_answer(text: str | None, route_names: Collection[str]) -> str |
     """
     if text is None:
         return None
-    answer = text.strip()
-    fenced = _FENCE.match(answer)
-    if fenced:
-        answer = fenced.group(1).strip()
+    answer = unfenced(text, _MAX_ANSWER_CHARS, "orchestrator answer")
     if not answer:
         return None
-    if len(answer) > _MAX_ANSWER_CHARS:
-        raise RouterError(f"orchestrator answer too long ({len(text)} chars)")
-    value = _load(answer)
-    if value is _UNREADABLE:
-        start, end = answer.find("{"), answer.rfind("}")
-        if 0 <= start < end:
-            value = _load(answer[start:end + 1])
-    if value is _UNREADABLE:
+    value = value_of(answer, _load)
+    if value is UNREADABLE:
         raise RouterError("unparseable orchestrator answer")
     if isinstance(value, dict):
         value = value.get("route")

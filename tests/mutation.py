@@ -82,6 +82,8 @@ MODULES: dict[str, Module] = {
     "arch_prompt": Module("router_model.arch_prompt", "router_model/arch_prompt.py", ARCH_PROMPT_TESTS),
     "plano_orchestrator_prompt": Module("router_model.plano_orchestrator_prompt",
                                         "router_model/plano_orchestrator_prompt.py", PLANO_PROMPT_TESTS),
+    "router_answer": Module("router_model.router_answer", "router_model/router_answer.py",
+                            ARCH_PROMPT_TESTS + PLANO_PROMPT_TESTS),
     **{f"config.{n}": _config(n) for n in ("build", "schema", "loader", "errors", "model")},
 }
 KILLED = {"killed", "timeout", "caught by type check"}
