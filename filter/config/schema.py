@@ -60,21 +60,25 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _integer(value: Any, what: str = "an integer") -> int:
+def _integer(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(f"expected {what}, got {type_name(value)}")
     return value
 
 
-def _bounded_int(low: int, high: int, what: str = "an integer"):
-    def check(value: Any) -> int:
-        number = _integer(value, what)
-        if number < low:
-            raise fail(f"must be at least {low}, got {number}")
-        if number > high:
-            raise fail(f"must be at most {high}, got {number}")
-        return number
-    return check
+# The validator factories below run once, at import, to build the Annotated types: their checks
+# are module-level functions, so that tests (and `make mutation`) reach them call by call.
+def _bounded_int(low: int, high: int, what: str = "an integer"):  # pragma: no mutate block
+    return lambda value: _check_bounded_int(value, low, high, what)
+
+
+def _check_bounded_int(value: Any, low: int, high: int, what: str) -> int:
+    number = _integer(value, what)
+    if number < low:
+        raise fail(f"must be at least {low}, got {number}")
+    if number > high:
+        raise fail(f"must be at most {high}, got {number}")
+    return number
 
 
 def _port(value: Any) -> int:
@@ -84,16 +88,18 @@ def _port(value: Any) -> int:
     return port
 
 
-def _number(low: float, high: float):
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(f"expected a number, got {type_name(value)}")
-        if math.isnan(value) or math.isinf(value):
-            raise fail(f"expected a finite number, got {value}")
-        if not low <= value <= high:
-            raise fail(f"must be between {low:g} and {high:g}, got {value:g}")
-        return float(value)
-    return check
+def _number(low: float, high: float):  # pragma: no mutate block
+    return lambda value: _check_number(value, low, high)
+
+
+def _check_number(value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail(f"expected a number, got {type_name(value)}")
+    if math.isnan(value) or math.isinf(value):
+        raise fail(f"expected a finite number, got {value}")
+    if not low <= value <= high:
+        raise fail(f"must be between {low:g} and {high:g}, got {value:g}")
+    return float(value)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -119,17 +125,19 @@ def parse_duration(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
-def _duration(high_s: float = DAY_S):
-    def check(value: Any) -> float:
-        seconds = parse_duration(value)
-        if seconds is None:
-            raise fail(f"bad duration {value!r} (use e.g. 500ms, 1s, 1.5s, 2m)")
-        if seconds < MIN_DURATION_S:
-            raise fail(f"duration {value!r} is shorter than 1ms")
-        if seconds > high_s:
-            raise fail(f"duration {value!r} is longer than the maximum of {_format_seconds(high_s)}")
-        return seconds
-    return check
+def _duration(high_s: float = DAY_S):  # pragma: no mutate block
+    return lambda value: _check_duration(value, high_s)
+
+
+def _check_duration(value: Any, high_s: float) -> float:
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise fail(f"bad duration {value!r} (use e.g. 500ms, 1s, 1.5s, 2m)")
+    if seconds < MIN_DURATION_S:
+        raise fail(f"duration {value!r} is shorter than 1ms")
+    if seconds > high_s:
+        raise fail(f"duration {value!r} is longer than the maximum of {_format_seconds(high_s)}")
+    return seconds
 
 
 def _format_seconds(seconds: float) -> str:
@@ -151,13 +159,15 @@ def _address(value: Any) -> str:
     return text
 
 
-def _choice(*options: str):
-    def check(value: Any) -> str:
-        text = _string(value)
-        if text not in options:
-            raise fail(f"{text!r} is not one of {', '.join(options)}")
-        return text
-    return check
+def _choice(*options: str):  # pragma: no mutate block
+    return lambda value: _check_choice(value, options)
+
+
+def _check_choice(value: Any, options: tuple[str, ...]) -> str:
+    text = _string(value)
+    if text not in options:
+        raise fail(f"{text!r} is not one of {', '.join(options)}")
+    return text
 
 
 def _secret(value: Any, info: ValidationInfo) -> Secret:
@@ -252,19 +262,19 @@ PositiveInt = Annotated[int, PlainValidator(_bounded_int(1, 2**31 - 1))]
 Count = Annotated[int, PlainValidator(_bounded_int(0, 2**31 - 1))]
 
 
-def bounded(low: int, high: int) -> Any:
+def bounded(low: int, high: int) -> Any:  # pragma: no mutate block (run at import)
     return Annotated[int, PlainValidator(_bounded_int(low, high))]
 
 
-def choice(*options: str) -> Any:
+def choice(*options: str) -> Any:  # pragma: no mutate block (run at import)
     return Annotated[str, PlainValidator(_choice(*options))]
 
 
-def number(low: float, high: float) -> Any:
+def number(low: float, high: float) -> Any:  # pragma: no mutate block (run at import)
     return Annotated[float, PlainValidator(_number(low, high))]
 
 
-def duration(high_s: float) -> Any:
+def duration(high_s: float) -> Any:  # pragma: no mutate block (run at import)
     return Annotated[float, PlainValidator(_duration(high_s))]
 
 
