@@ -351,6 +351,8 @@ def _in_unsigned_tool_loop(messages: list) -> bool:
     for msg in reversed(messages):
         if msg["role"] == "assistant":
             content = msg["content"]
+            if isinstance(content, str):  # a lone text block, collapsed: no tools
+                return False
             if not any(b["type"] == "tool_use" for b in content):
                 return False
             return content[0]["type"] not in ("thinking", "redacted_thinking")
