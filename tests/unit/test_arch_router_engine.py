@@ -241,12 +241,12 @@ def test_error_messages_never_carry_header_values(server: FakeServer) -> None:
 
 
 def test_connection_refused_raises() -> None:
+    # A port this test holds bound and never listens on: refused, and nobody else can take it.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # The port was just released and nothing listens on it.
-    with pytest.raises(RouterError, match="connection"):
-        run_choose(f"http://127.0.0.1:{port}/v1")
+        with pytest.raises(RouterError, match="connection"):
+            run_choose(f"http://127.0.0.1:{port}/v1")
 
 
 def test_read_timeout_raises_router_error(server: FakeServer) -> None:
