@@ -125,7 +125,9 @@ def _function_tool(tool: dict, param: str, namespace: str | None = None) -> dict
         note = "Call with the whole input as the `input` string."
         fmt = tool.get("format")
         if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
-            note += f" The input must match this {fmt.get('syntax') or ''} grammar:\n{fmt['definition']}"
+            syntax = fmt.get("syntax")
+            kind = f"{syntax} grammar" if isinstance(syntax, str) and syntax else "grammar"
+            note += f" The input must match this {kind}:\n{fmt['definition']}"
         fn["description"] = f"{description}\n\n{note}" if isinstance(description, str) and description else note
         fn["parameters"] = {"type": "object", "properties": {CUSTOM_INPUT: {"type": "string"}},
                             "required": [CUSTOM_INPUT], "additionalProperties": False}
