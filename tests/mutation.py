@@ -14,7 +14,7 @@ the run fail. `--readme` writes the table into README.md.
     make mutation                               # every module
     make mutation MUTATION_ARGS="resolve inbound"   # some of them
     make mutation MUTATION_ARGS="translation.*"     # a package: its modules one by one
-    make mutation MUTATION_ARGS="config.* --survivors"  # after new tests: rerun the last survivors only
+    make mutation MUTATION_ARGS="config.* --survivors"  # after new tests: the last survivors (and unrun) only
 
 A run names its modules' mutants explicitly, so mutmut tests every one of them again (its cache
 of results only spares unnamed mutants); `--survivors` reruns just the last run's survivors.
@@ -97,6 +97,7 @@ class Score:
     equivalent: list[str] = field(default_factory=list)
     survivors: list[str] = field(default_factory=list)  # neither killed nor listed as equivalent
     survivor_names: list[str] = field(default_factory=list)  # their mutmut names (for --survivors)
+    unchecked_names: list[str] = field(default_factory=list)
     unchecked: int = 0  # not run yet (a run stopped at its limit, or never started)
     seconds: float = 0.0
 
@@ -164,8 +165,10 @@ def mutmut_run(name: str, children: int, survivors_only: bool = False) -> int:
         return run_tests(self, mutant_name=mutant_name, tests=kept)
 
     PytestRunner.run_tests = own_tests_only
-    # --survivors: only the last run's survivors that are not listed as equivalent (after new tests)
-    names = score(name).survivor_names if survivors_only else [f"{module.prefix}.*"]
+    # --survivors: only the last run's survivors that are not listed as equivalent, and mutants not
+    # run yet (after new tests; a changed function's mutants are new: a second --survivors runs them)
+    last = score(name) if survivors_only else None
+    names = last.survivor_names + last.unchecked_names if last else [f"{module.prefix}.*"]
     if not names:
         return 0
     try:
@@ -210,6 +213,7 @@ def score(name: str) -> Score:
             result.total += 1
             if code is None:
                 result.unchecked += 1
+                result.unchecked_names.append(mutant)
                 continue
             if status_by_exit_code[code] in KILLED:
                 result.killed += 1
@@ -284,7 +288,7 @@ def main() -> int:
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--score-only", action="store_true", help="read the last results, run nothing")
     parser.add_argument("--survivors", action="store_true",
-                        help="rerun only the last results' survivors not listed as equivalent (after adding tests)")
+                        help="rerun only the last results' survivors not listed as equivalent, and mutants not run yet")
     parser.add_argument("--readme", action="store_true", help="write the score into README.md")
     parser.add_argument("--link", metavar="SITE_PACKAGES", help="set-up: let this venv see the project's packages")
     parser.add_argument("--mutmut-run", metavar="MODULE", help=argparse.SUPPRESS)  # one module's mutmut run
