@@ -24,6 +24,11 @@ CASES = [
     pytest.param(b"data: 1\n\n\n", [("", b"1")], id="a blank tail"),
     pytest.param(b"event: \xff\ndata: x\n\n", [("\ufffd", b"x")], id="a broken event name"),
     pytest.param(b"", [], id="nothing"),
+    pytest.param(b"x\ndata: y\n\n", [("", b"y")], id="a one-letter field"),
+    pytest.param(b"\n\n\n data: x\n\nXdata: y\n\n", [], id="fields named ' data' and 'Xdata' are not data"),
+    pytest.param(b"data: 1\n\nevent: only", [("", b"1")], id="a tail without data"),
+    pytest.param(b"data: x \n", [("", b"x ")], id="a tail keeps its trailing space"),
+    pytest.param(b"data: oX", [("", b"oX")], id="a tail keeps its last letter"),
 ]
 
 
@@ -46,6 +51,18 @@ def test_events_come_out_as_soon_as_they_end():
     assert parser.feed(b"") == []
     assert [(e.event, e.data) for e in parser.feed(b"\r\n\r\n")] == [("", b"2")]
     assert parser.close() == []
+
+
+def test_an_event_after_leading_blank_lines_comes_out_at_once():
+    assert [(e.event, e.data) for e in SSEParser().feed(b"\n\ndata: x\n\n")] == [("", b"x")]
+
+
+def test_only_the_newline_right_after_a_carriage_return_is_dropped():
+    parser = SSEParser()
+    assert parser.feed(b"data: 1\r") == []
+    assert parser.feed(b"\ndata: 2") == []
+    # This "\n" ends the event: it follows "2", not a "\r".
+    assert [(e.event, e.data) for e in parser.feed(b"\n\n")] == [("", b"1\n2")]
 
 
 def test_a_crlf_split_between_chunks_is_one_line_end():
