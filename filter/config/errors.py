@@ -15,17 +15,29 @@ class ConfigError(Exception):
     """A configuration problem, already worded for the user: `file: key.path: what is wrong`."""
 
 
+# The tags of the schema's unions (schema.py), which pydantic puts in an error's location.
+UNION_TAGS = frozenset({"@list", "@object", "@key", "@entry", "@one"})
+
+
 def key_path(loc: tuple) -> str:
-    """('llm_providers', 0, 'model') → 'llm_providers[0].model'; union tags ('@list') dropped."""
+    """('llm_providers', 0, 'model') → 'llm_providers[0].model'; union tags ('@list') dropped.
+    A key that would not read as one in a path (empty, spaces at its ends, a line break or
+    another control character, ': ') is written quoted: `gateway['']`, `x['a\\nb']`."""
     path = ""
     for part in loc:
-        if isinstance(part, str) and (part.startswith("@") or part == "[key]"):
+        if isinstance(part, str) and (part in UNION_TAGS or part == "[key]"):
             continue  # a union's tag; a mapping key's own check (the key is already in the path)
         if isinstance(part, int):
             path += f"[{part}]"
+        elif _needs_quotes(str(part)):
+            path += f"[{str(part)!r}]"
         else:
             path += f".{part}" if path else str(part)
     return path
+
+
+def _needs_quotes(key: str) -> bool:
+    return not key or key != key.strip() or ": " in key or not key.isprintable()
 
 
 def fail(file: str, path: str, message: str) -> ConfigError:
@@ -53,6 +65,9 @@ def from_validation_error(file: str, root: type[BaseModel], exc: ValidationError
         message = "must not be empty"
     elif kind == "union_tag_invalid":
         message = f"unexpected {type_name(value)}"
+    elif kind == "invalid_key":  # a key of a section that is not a string (`false:`, `1:`): the section's path
+        path = key_path(loc[:-1])
+        message = f"keys must be strings, got {type_name(value)} ({value!r})"
     elif kind == "string_type" and loc and loc[-1] == "[key]":
         path = key_path(loc[:-2])
         message = f"names must be strings, got {type_name(loc[-2])}"
