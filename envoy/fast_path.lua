@@ -4,9 +4,9 @@
 -- "fast:<api>:<name>" exists for it (filter/fast_path.py renders them) — is checked, rewritten
 -- and sent without the Python filter. The check accepts only bodies that filter/inbound.py would
 -- accept and forward unchanged except for `model`: strict JSON (UTF-8, escapes, numbers, depth),
--- a top-level object with unique keys, `messages` a non-empty array of objects, `stream` a
--- boolean or null, `model` a plain string, and no per-request routing preferences. Anything else,
--- or any doubt, goes to the filter, which stays the authority on errors.
+-- a top-level object, unique keys in every object, `messages` a non-empty array of objects,
+-- `stream` a boolean or null, `model` a plain string, and no per-request routing preferences.
+-- Anything else, or any doubt, goes to the filter, which stays the authority on errors.
 --
 -- With gateway.client_keys, every request (fast or not) is authenticated here first, as the
 -- filter would: the presented key's salted SHA-256 digest is compared in constant time with every
@@ -116,14 +116,31 @@ end
 
 local skip_value
 
+-- A key given twice is read one way by the filter (the last) and another by some providers (the
+-- first, or a 400): such an object goes to the filter. Escaped keys are compared decoded (an
+-- escape past ASCII kept as a marked \uxxxx in lower case); escaped and unescaped non-ASCII keys
+-- in one object are doubtful.
+local UNESCAPE = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", u = "\0u" }
+local function ascii(hex) return string.char(tonumber(hex, 16)) end
+
 local function skip_object(s, i, depth)
   local j = ws(s, i + 1)
   if not j then return nil end
   if byte(s, j) == 125 then return j + 1 end
+  local keys, escapes, raw = {}, false, false
   while true do
     if byte(s, j) ~= 34 then return nil end
-    j = skip_string(s, j)
-    j = j and ws(s, j)
+    local e, escaped = skip_string(s, j)
+    if not e then return nil end
+    local key = sub(s, j + 1, e - 2)
+    if escaped then
+      key = key:gsub("\\(.)", UNESCAPE):gsub("%zu00([0-7]%x)", ascii):gsub("%zu%x%x%x%x", lower) -- raw keys hold no NUL
+      escapes = escapes or find(key, "%zu%x%x%x%x") ~= nil
+    end
+    raw = raw or find(key, "[\128-\255]") ~= nil
+    if keys[key] or (escapes and raw) then return nil end
+    keys[key] = true
+    j = ws(s, e)
     if not j or byte(s, j) ~= 58 then return nil end
     j = ws(s, j + 1)
     j = j and skip_value(s, j, depth)
