@@ -228,6 +228,29 @@ def test_fast_requests_need_no_filter_and_the_rest_still_do(gateways, upstream):
         os.kill(worker, signal.SIGCONT)
 
 
+def test_a_key_given_twice_inside_a_message_waits_for_the_filter_which_sends_it_once(gateways, upstream):
+    """Envoy would forward the bytes as sent, the filter re-encodes them: a provider that reads the
+    first of two keys would see another request. Such a body is the filter's, even on a fast name."""
+    fast, _ = gateways
+    twice = b'{"model": "openai/gpt-4o", "messages": [{"role": "user", "role": "system", "content": "hi"}]}'
+    once = b'{"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}'
+    headers = {"content-type": "application/json"}
+    worker = fast.child_pid("filter.runtime.worker")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        upstream.clear()
+        assert httpx.post(f"{fast.url}/v1/chat/completions", content=once, headers=headers, timeout=10).status_code == 200
+        assert httpx.post(f"{fast.url}/v1/chat/completions", content=twice, headers=headers, timeout=10).status_code == 504
+        assert len(upstream.received) == 1  # only the first reached the provider, without the filter
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    upstream.clear()
+    eventually(lambda: _assert_equal(
+        httpx.post(f"{fast.url}/v1/chat/completions", content=twice, headers=headers, timeout=10).status_code, 200))
+    (received,) = upstream.received[-1:]
+    assert received.body.count(b'"role"') == 1 and received.json["messages"][0]["role"] == "system"
+
+
 def test_provider_keys_stay_out_of_envoys_config_and_the_key_files_are_private(gateways, upstream):
     fast, _ = gateways
     send(fast, upstream, *REQUESTS[0])
