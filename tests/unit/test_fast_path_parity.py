@@ -37,7 +37,9 @@ CONFIG = parse_config({
     "model_aliases": {"fast": {"target": "gpt-4o-mini"}, "claude": {"target": "claude-sonnet-4-5"}},
     "gateway": {"fast_path": True},
 }, "parity.yaml", {"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-a"})
-ROUTES = [fast_path.envoy_route(r, "30s", "upstream") for r in fast_path.fast_routes(CONFIG)]
+# As the bootstrap renders them: each fast route preceded by its twin for `"stream": true`.
+ROUTES = [twin for r in fast_path.fast_routes(CONFIG)
+          for twin in fast_path.with_stream_twin(fast_path.envoy_route(r, "30s", "upstream"), r)]
 PATHS = {ClientApi.CHAT: "/v1/chat/completions", ClientApi.MESSAGES: "/v1/messages"}
 CHAT_MODELS = ["gpt-4o", "openai/gpt-4o", "gpt-4o-mini", "fast"]
 MESSAGES_MODELS = ["claude-sonnet-4-5", "anthropic/claude-sonnet-4-5", "claude"]
@@ -65,10 +67,15 @@ function make_handle(path, content_type, body, routes)
   local handle = {}
   function handle:headers() return headers end
   function handle:body() return buffer end
-  function handle:clearRouteCache()
-    local flag = hs["x-switchyard-fast-model"]
-    matched = (flag and routes[path .. "\0" .. flag]) or {}
+  function handle:clearRouteCache() -- Envoy's match: the first route whose path and headers all match
+    matched = {}
+    for _, route in ipairs(routes) do
+      local ok = hs[":path"] == route.path
+      for name, value in pairs(route.headers) do ok = ok and hs[name] == value end
+      if ok then matched = route.metadata; state.route = route.name; return end
+    end
   end
+  function handle:timestamp() return 1700000000000 end
   function handle:metadata() return meta(matched) end
   function handle:virtualHost() return { metadata = function() return meta({}) end } end
   local dynamic = {}
@@ -81,7 +88,7 @@ end
 function run(path, content_type, body, routes)
   local handle, state, hs = make_handle(path, content_type, body, routes)
   envoy_on_request(handle)
-  return state.forwarded, state.body, hs[":path"], state.metadata["model"], state.responded
+  return state.forwarded, state.body, hs[":path"], state.metadata["model"], state.responded, state.route
 end
 """
 
@@ -92,11 +99,16 @@ def lua():
     runtime.execute(envoy_file("fast_path.lua").read_bytes())
     runtime.execute(STAND_IN)
     routes = runtime.table()
-    for route in ROUTES:
+    for i, route in enumerate(ROUTES, 1):
         metadata = route["metadata"]["filter_metadata"][fast_path.LUA_FILTER]
-        key = (route["match"]["path"] + "\0" + route["match"]["headers"][0]["string_match"]["exact"]).encode()
-        routes[key] = runtime.table_from({k.encode(): v.encode() if isinstance(v, str) else v
-                                          for k, v in metadata.items()})
+        routes[i] = runtime.table_from({
+            b"name": route["name"].encode(),
+            b"path": route["match"]["path"].encode(),
+            b"headers": runtime.table_from({h["name"].encode(): h["string_match"]["exact"].encode()
+                                            for h in route["match"]["headers"]}),
+            b"metadata": runtime.table_from({k.encode(): v.encode() if isinstance(v, str) else v
+                                             for k, v in metadata.items()}),
+        })
     run = runtime.globals().run
     return lambda api, body, content_type=b"application/json": run(PATHS[api].encode(), content_type, body, routes)
 
@@ -109,7 +121,7 @@ def _unique_keys(pairs):
 
 def verdicts(lua, api: ClientApi, body: bytes) -> bool:
     """Both parsers on one body; asserts they agree. True when the Lua filter sent it on."""
-    forwarded, sent, upstream_path, served, responded = lua(api, body)
+    forwarded, sent, upstream_path, served, responded, route = lua(api, body)
     assert not responded  # no client keys configured: the script never answers by itself
     try:
         request = parse_client_request(api, body)
@@ -121,6 +133,7 @@ def verdicts(lua, api: ClientApi, body: bytes) -> bool:
     assert request.preferences is None, body
     decision = resolve(CONFIG, request.model, None)
     assert served.decode() == decision.provider.slug
+    assert route.decode().endswith(":stream") == request.stream  # a stream's answer goes through the filter
     upstream = build_upstream_request(request, decision.provider, {}, "")
     assert upstream_path.decode() == upstream.path
     # The same JSON the filter sends, and read the same way by any parser (no key twice).
@@ -282,7 +295,7 @@ def test_a_chat_model_on_the_messages_path_and_the_reverse_go_to_the_filter(lua)
     # Translated pairs are the filter's: no fast route matches, the script leaves the body alone.
     for api, model in [(ClientApi.MESSAGES, "gpt-4o"), (ClientApi.CHAT, "claude")]:
         body = orjson.dumps({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
-        forwarded, sent, _, _, _ = lua(api, body)
+        forwarded, sent, *_ = lua(api, body)
         assert not forwarded and sent == body
 
 
@@ -340,7 +353,7 @@ def _with_message(fields: bytes) -> bytes:
 ])
 def test_a_key_given_twice_at_any_depth_goes_to_the_filter(lua, fields):
     body = _with_message(fields)
-    forwarded, sent, _, _, _ = lua(ClientApi.CHAT, body)
+    forwarded, sent, *_ = lua(ClientApi.CHAT, body)
     assert not forwarded and sent == body
     assert not isinstance(parse_client_request(ClientApi.CHAT, body), GatewayError)  # the filter serves it
 
