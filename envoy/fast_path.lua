@@ -387,6 +387,8 @@ local function eligible_model(handle, headers)
   if encoding ~= "identity" and encoding ~= "" then return nil end
   local body = handle:body()
   if not body or body:length() == 0 then return nil end
+  -- Over gateway.max_request_bytes (Envoy buffers more, for large answers): the filter's 413.
+  if body:length() > (handle:virtualHost():metadata():get("max_request_bytes") or math.huge) then return nil end
   local raw = body:getBytes(0, body:length())
   local model, first, last, stream = fast_model(raw)
   return model, raw, first, last, stream

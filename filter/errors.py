@@ -38,6 +38,12 @@ def unauthorized() -> GatewayError:
     return GatewayError(401, "missing or invalid API key for this gateway", code="invalid_api_key")
 
 
+def request_too_large(limit: int) -> GatewayError:
+    """A body over gateway.max_request_bytes (Envoy buffers more than that, for large answers)."""
+    return GatewayError(413, f"request body is larger than the gateway's limit ({limit} bytes, "
+                             "gateway.max_request_bytes)", code="request_too_large")
+
+
 # OpenAI names few error types; Anthropic has one per class of failure (one table for the gateway's
 # own errors and for translated provider errors: filter.translation.errors).
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}

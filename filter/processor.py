@@ -24,7 +24,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from filter import echo, ext_proc
 from filter.catalog import Catalog
 from filter.config import Chain, Config, Provider
-from filter.errors import ClientApi, GatewayError, error_body, unauthorized
+from filter.errors import ClientApi, GatewayError, error_body, request_too_large, unauthorized
 from filter.governance import ModelAccess
 from filter.failover import AttemptRewriter, attempt_envelope, chain_of
 from filter.count_tokens import count_answer, estimate_input_tokens
@@ -233,6 +233,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
     # ------------------------------------------------------------------ request body: the decision
 
     async def on_request_body(self, ex: Exchange, raw: bytes):
+        if len(raw) > self.config.gateway.max_request_bytes:
+            return self._error(ex, request_too_large(self.config.gateway.max_request_bytes))
         if ex.refusal is not None:
             return self._error(ex, ex.refusal[0], headers=ex.refusal[1])
         if ex.endpoint is Endpoint.EMBEDDINGS:

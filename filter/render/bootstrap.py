@@ -173,6 +173,12 @@ def _key_file(provider: Provider) -> str:
     return f"{fast_path.key_secret_name(provider)}.yaml"
 
 
+def connection_buffer_bytes(gateway) -> int:
+    """What Envoy buffers of one request or answer: enough for both limits (the request limit is
+    then enforced on the body's length by the filter and the fast path)."""
+    return int(max(gateway.max_request_bytes, gateway.max_response_bytes))
+
+
 def _template(config: Config, *, listener_port: int | None = None, admin_port: int | None = None,
               max_connections: int | None = None) -> dict[str, Any]:
     listener, gateway = config.listener, config.gateway
@@ -180,7 +186,7 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
         admin_port=int(gateway.admin_port if admin_port is None else admin_port),
         listener_address=_yaml_scalar(listener.address),
         listener_port=int(listener.port if listener_port is None else listener_port),
-        max_request_bytes=int(gateway.max_request_bytes),
+        connection_buffer_bytes=connection_buffer_bytes(gateway),
         message_timeout=_duration(config.routing.timeout_s + MESSAGE_TIMEOUT_MARGIN_S),
         max_connections=int(config.gateway.max_connections if max_connections is None else max_connections),
         request_headers_timeout=_duration(config.gateway.request_headers_timeout_s),
@@ -190,8 +196,8 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
     virtual_host = _connection_manager(bootstrap)["route_config"]["virtual_hosts"][0]
     metadata = {governance.METADATA_NAMESPACE: governance.governance_metadata(config)}
     keys = fast_path.client_key_metadata(config)
-    if keys:
-        metadata[fast_path.LUA_FILTER] = keys
+    if config.gateway.fast_path:  # a body over the request limit is left to the filter (its 413)
+        metadata[fast_path.LUA_FILTER] = {**keys, "max_request_bytes": int(gateway.max_request_bytes)}
     virtual_host["metadata"] = {"filter_metadata": metadata}
     if config.gateway.usage_metrics:
         add, remove = timing_headers()

@@ -25,6 +25,7 @@ from filter.governance.service import Governance
 from filter.metrics import Metrics
 from filter.observer import ResponseObserver
 from filter.processor import Processor
+from filter.render.bootstrap import connection_buffer_bytes
 from filter.routing import Router, build_router
 from filter.state import open_store
 from filter.tracing import SpanExporter
@@ -51,8 +52,9 @@ async def start_router(config: Config) -> Router | None:
 async def serve(config_path: str, socket_path: str, state_dir: str) -> None:
     config = load_config(config_path)
     router = await start_router(config)
-    # The buffered request body travels in one gRPC message: allow the configured body limit.
-    limit = config.gateway.max_request_bytes + 64 * 1024
+    # The buffered request body travels in one gRPC message, up to what Envoy buffers (the filter
+    # answers 413 past gateway.max_request_bytes), and so does a translated answer held whole.
+    limit = connection_buffer_bytes(config.gateway) + 64 * 1024
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),

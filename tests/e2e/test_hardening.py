@@ -353,3 +353,115 @@ def test_a_translated_answer_over_the_response_limit_is_an_error_in_the_clients_
             error = response.json()
             assert "type" not in error  # OpenAI's shape, not Anthropic's
             assert "larger than the gateway's limit (1048576 bytes, gateway.max_response_bytes)" in error["error"]["message"]
+
+
+# An answer larger than the request limit, and requests over it, on both paths (issue row 10).
+MIB = 1024 * 1024
+BIG_ANSWER = 10 * 1024 * 1024  # over max_request_bytes, under max_response_bytes
+HUGE_ANSWER = 20 * 1024 * 1024  # over max_response_bytes
+PAIRS = {  # client path → model: (native or translated, the provider's wire format)
+    ("chat", "gpt-4o"): "native", ("messages", "claude-x"): "native",
+    ("chat", "claude-x"): "translated", ("messages", "gpt-4o"): "translated",
+}
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
+
+
+def _sized_answer(request):
+    """Answers with as many characters as the prompt asks for ("size N")."""
+    from tests.standins import anthropic_reply, openai_reply
+
+    content = request.json["messages"][0]["content"]
+    size = int(content.split()[1]) if content.startswith("size ") else 5
+    make = anthropic_reply if request.path.split("?")[0].endswith("/messages") else openai_reply
+    return make(request, text="z" * size)
+
+
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory):
+    """Two gateways on one provider stand-in, max_request_bytes 1 MiB and max_response_bytes
+    16 MiB: one with the fast path, one sending everything through the filter."""
+    from tests.standins import StandIn
+
+    with StandIn(_sized_answer) as upstream:
+        def config(fast: bool) -> dict:
+            return {"llm_providers": [
+                        {"model": "openai/gpt-4o", "access_key": "sk-o", "base_url": f"{upstream.url}/v1", "default": True},
+                        {"model": "anthropic/claude-x", "access_key": "sk-a", "base_url": f"{upstream.url}/v1"}],
+                    "routing": {"engine": "none"},
+                    "gateway": {"fast_path": fast, "max_request_bytes": MIB, "max_response_bytes": 16 * MIB}}
+        with Gateway(config(True), tmp_path_factory.mktemp("fast")) as fast, \
+                Gateway(config(False), tmp_path_factory.mktemp("filter")) as filtered:
+            yield {"fast": fast, "filter": filtered}, upstream
+
+
+def _ask(gateway: Gateway, api: str, model: str, content: str) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    if api == "messages":
+        body["max_tokens"] = 100
+    return httpx.post(f"{gateway.url}{PATHS[api]}", json=body, timeout=120)
+
+
+def _filter_streams(gateway: Gateway) -> int:
+    """How many requests Envoy has sent through the filter so far."""
+    stats = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/stats?filter=ext_proc.streams_started").text
+    return sum(int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if "streams_started" in line)
+
+
+def _answer_text(api: str, response: httpx.Response) -> str:
+    answer = response.json()
+    return answer["choices"][0]["message"]["content"] if api == "chat" else answer["content"][0]["text"]
+
+
+def _assert_clients_shape(api: str, response: httpx.Response) -> dict:
+    error = response.json()
+    if api == "messages":
+        assert error["type"] == "error" and isinstance(error["error"]["message"], str), error
+    else:
+        assert "type" not in error and isinstance(error["error"]["message"], str), error
+    return error["error"]
+
+
+@pytest.mark.parametrize("path", ["fast", "filter"])
+@pytest.mark.parametrize("api, model", list(PAIRS), ids=[f"{a}-{PAIRS[(a, m)]}" for a, m in PAIRS])
+def test_an_answer_larger_than_the_request_limit_is_delivered(sized, path, api, model):
+    gateways, _ = sized
+    gateway = gateways[path]
+    before = _filter_streams(gateway)
+    response = _ask(gateway, api, model, f"size {BIG_ANSWER}")
+    assert response.status_code == 200, response.text[:500]
+    assert _answer_text(api, response) == "z" * BIG_ANSWER
+    if path == "fast" and PAIRS[(api, model)] == "native":  # Envoy alone served it
+        assert _filter_streams(gateway) == before
+
+
+@pytest.mark.parametrize("path", ["fast", "filter"])
+@pytest.mark.parametrize("api, model", list(PAIRS), ids=[f"{a}-{PAIRS[(a, m)]}" for a, m in PAIRS])
+def test_an_answer_over_the_response_limit_is_an_error_in_the_clients_shape(sized, path, api, model):
+    gateways, _ = sized
+    response = _ask(gateways[path], api, model, f"size {HUGE_ANSWER}")
+    assert response.status_code >= 500
+    _assert_clients_shape(api, response)
+
+
+@pytest.mark.parametrize("path", ["fast", "filter"])
+@pytest.mark.parametrize("api, model", [("chat", "gpt-4o"), ("messages", "claude-x"), ("chat", "claude-x"),
+                                        ("messages", "gpt-4o"), ("responses", "gpt-4o")])
+def test_a_request_over_the_request_limit_is_a_413_in_the_clients_shape(sized, path, api, model):
+    gateways, upstream = sized
+    upstream.clear()
+    padding = "p" * (MIB + 1024)
+    if api == "responses":
+        response = httpx.post(f"{gateways[path].url}/v1/responses", json={"model": model, "input": padding}, timeout=60)
+    else:
+        response = _ask(gateways[path], api, model, padding)
+    assert response.status_code == 413
+    error = _assert_clients_shape(api, response)
+    assert "gateway.max_request_bytes" in error["message"]
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize("path", ["fast", "filter"])
+def test_a_request_just_under_the_request_limit_is_served(sized, path):
+    gateways, _ = sized
+    response = _ask(gateways[path], "chat", "gpt-4o", "size 5 " + "p" * (MIB - 4096))
+    assert response.status_code == 200, response.text[:500]

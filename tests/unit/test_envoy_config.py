@@ -108,7 +108,10 @@ def test_ext_proc_filter_is_configured_as_the_design_says():
     bootstrap = render_bootstrap(config)
     listener = bootstrap["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 18080}
-    assert listener["per_connection_buffer_limit_bytes"] == 12345678
+    # Room for the default 64 MiB answer too; the filter holds requests to 12345678 bytes.
+    assert listener["per_connection_buffer_limit_bytes"] == 64 * 1024 * 1024
+    bigger = render_bootstrap(_config(max_request_bytes=100_000_000))["static_resources"]["listeners"][0]
+    assert bigger["per_connection_buffer_limit_bytes"] == 100_000_000
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
     ext_proc = next(f for f in filters if f["name"] == "envoy.filters.http.ext_proc")["typed_config"]
     assert ext_proc["failure_mode_allow"] is False
