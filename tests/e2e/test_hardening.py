@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import signal
 import socket
 import time
@@ -68,6 +69,87 @@ def test_past_what_the_open_file_limit_allows_connections_are_refused_and_envoy_
         assert gateway.child_pid("envoy") == envoy and "Envoy exited" not in gateway.output()
         # The supervisor could not raise the limit, so it lowered the connection limit to fit, and said so.
         assert "the open-file limit allows 384 client connections" in gateway.output()
+
+
+def _envoy_stat(gateway: Gateway, name: str) -> int:
+    text = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/stats?filter=^{name}$").text
+    return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if line.split(":")[0] == name)
+
+
+def _closed_by_peer(s: socket.socket, wait_s: float) -> bytes | None:
+    """What the peer sent before closing `s` (b"" if nothing), or None if still open after `wait_s`."""
+    readable, _, _ = select.select([s], [], [], wait_s)
+    if not readable:
+        return None
+    received = b""
+    try:
+        while chunk := s.recv(4096):
+            received += chunk
+    except OSError:
+        pass
+    return received
+
+
+def test_slow_request_headers_are_cut_at_the_headers_timeout_while_other_clients_are_served(tmp_path):
+    config = {**ECHO, "gateway": {"request_headers_timeout": "1s", "idle_timeout": "300s"}}
+    with Gateway(config, tmp_path) as gateway:
+        envoy = gateway.child_pid("envoy")
+        slow = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+        started = time.monotonic()
+        sent, answer, others = 0, None, []
+        # Headers a byte at a time, never finished: a byte whenever the gateway has not closed the
+        # connection within 0.2 s. A normal client on its own connection meanwhile.
+        for byte in b"POST /v1/chat/completions HTTP/1.1\r\nhost: slow\r\nx-slow: " + b"a" * 10_000:
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:  # closed already
+                answer = _closed_by_peer(slow, 5)
+                break
+            sent += 1
+            if sent % 5 == 0:
+                others.append(served(gateway))
+            answer = _closed_by_peer(slow, 0.2)
+            if answer is not None:
+                break
+        lasted = time.monotonic() - started
+        slow.close()
+        assert answer is not None, "the slow client was never cut"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        # Cut by the headers timer (not the 300 s idle one), long before the headers could be done.
+        assert _envoy_stat(gateway, "http.switchyard.downstream_rq_header_timeout") >= 1
+        assert lasted < 60 and sent < 10_000
+        assert others and set(others) == {200}
+        assert served(gateway) == 200 and gateway.child_pid("envoy") == envoy
+
+
+def test_connections_over_max_connections_are_refused_while_open_ones_keep_working(tmp_path):
+    import http.client
+    import json
+
+    limit = 20
+    with Gateway({**ECHO, "gateway": {"max_connections": limit}}, tmp_path) as gateway:
+        envoy = gateway.child_pid("envoy")
+
+        def ask(conn: http.client.HTTPConnection) -> int:
+            conn.request("POST", "/v1/chat/completions", body=json.dumps(HELLO),
+                         headers={"content-type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+
+        existing = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+        assert ask(existing) == 200
+        local = existing.sock.getsockname()
+        with ExitStack() as stack:
+            flood = idle_connections(stack, gateway.port, 2 * limit)
+            # Envoy closes what is over its limit (the one existing connection counts too).
+            closed = eventually(lambda: _count_closed(flood, at_least=limit + 1), timeout=20)
+            assert closed <= 2 * limit
+            # The connection that was open before the flood is still served, on the same socket.
+            assert ask(existing) == 200 and existing.sock.getsockname() == local
+        existing.close()
+        eventually(lambda: _served_once(gateway), timeout=20)  # the flood gone, new clients are served
+        assert gateway.child_pid("envoy") == envoy and "Envoy exited" not in gateway.output()
 
 
 def served_or_refused(gateway: Gateway):
