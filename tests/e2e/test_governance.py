@@ -10,6 +10,7 @@ day or month, where a real deployment would wait for it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import threading
@@ -42,6 +43,7 @@ KEYS = {
     "restricted": {**MANY, "models": ["fast-model", "code_generation"]},
     "claude-only": {**MANY, "models": ["anthropic/claude-sonnet-4-5"]},
     "responses-a": MANY, "responses-b": MANY,
+    "headers-key": {"limits": {"rpm": 50, "tpm": 100_000}},
 }
 
 
@@ -145,6 +147,7 @@ def test_a_key_over_its_requests_per_minute_gets_429_until_the_minute_ends(gatew
     assert "'rpm-key'" in error.message and "3 requests per minute" in error.message
     headers = error.response.headers
     assert 50 < int(headers["retry-after"]) <= 60
+    assert_waits_agree(headers, "requests")
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert len(fresh.received) == 3  # the refused request never reached the provider
 
@@ -153,6 +156,39 @@ def test_a_key_over_its_requests_per_minute_gets_429_until_the_minute_ends(gatew
     raw = admitted_soon(lambda: ask(gateway, "rpm-key"))
     assert raw.headers["x-ratelimit-remaining-requests"] == "2"
     assert len(fresh.received) == 4
+
+
+def assert_waits_agree(headers, kind: str) -> None:
+    """retry-after (whole seconds, rounded up), retry-after-ms (what the OpenAI SDKs prefer) and
+    x-ratelimit-reset-<kind> name the same moment: the end of the minute."""
+    wait_ms = int(headers["retry-after-ms"])
+    assert int(headers["retry-after"]) == max(1, math.ceil(wait_ms / 1000)), dict(headers)
+    assert abs(seconds(headers[f"x-ratelimit-reset-{kind}"]) - wait_ms / 1000) < 0.0015, dict(headers)
+
+
+def test_successful_answers_carry_the_limit_headers_whichever_path_serves_them(gateway, clock):
+    """A literal model is served by Envoy alone when the fast path is on; a routed request (`auto`)
+    and a Chat Completions request on an Anthropic model (translated, streamed or not) always go
+    through the filter. Every answer carries the x-ratelimit-* headers, counted together."""
+    fresh_minute(gateway, clock)
+    client = chat(gateway, "headers-key")
+    answers = [ask(gateway, "headers-key", "gpt-4o"), ask(gateway, "headers-key", "auto"),
+               ask(gateway, "headers-key", "claude-sonnet-4-5"),
+               claude(gateway, "headers-key").messages.with_raw_response.create(
+                   model="claude-sonnet-4-5", max_tokens=50, messages=HELLO)]
+    with client.chat.completions.with_streaming_response.create(model="claude-sonnet-4-5", messages=HELLO,
+                                                                stream=True) as streamed:
+        assert "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
+    answers.append(streamed)
+    assert answers[2].parse().choices[0].message.content  # the translated body is intact
+    assert [a.headers["x-ratelimit-remaining-requests"] for a in answers] == ["49", "48", "47", "46", "45"]
+    for answer in answers:
+        headers = answer.headers
+        assert headers["x-ratelimit-limit-requests"] == "50" and headers["x-ratelimit-limit-tokens"] == "100000"
+        # Tokens count when each answer ends: at most the four before this one.
+        assert 100_000 - 4 * ANTHROPIC_TOKENS <= int(headers["x-ratelimit-remaining-tokens"]) <= 100_000
+        for kind in ("requests", "tokens"):
+            assert 50 < seconds(headers[f"x-ratelimit-reset-{kind}"]) <= 60, dict(headers)
 
 
 def test_a_key_without_limits_of_its_own_gets_the_default(gateway, clock):
@@ -170,6 +206,8 @@ def test_a_model_limit_holds_for_every_key_together(gateway, clock):
     with pytest.raises(openai.RateLimitError) as refused:
         ask(gateway, "model-a", "openai/gpt-4o-mini")
     assert "model 'openai/gpt-4o-mini' (all keys together): 2 requests per minute" in refused.value.message
+    assert 50 < int(refused.value.response.headers["retry-after"]) <= 60
+    assert_waits_agree(refused.value.response.headers, "requests")
     ask(gateway, "model-a", "gpt-4o")  # other models are not held back
 
 
@@ -191,7 +229,10 @@ def test_tokens_per_minute_count_input_and_output_of_the_answers(gateway, clock)
     body = refused.value.body
     assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
     assert "40 tokens per minute" in body["error"]["message"]
-    assert refused.value.response.headers["x-ratelimit-remaining-tokens"] == "0"
+    headers = refused.value.response.headers
+    assert headers["x-ratelimit-remaining-tokens"] == "0"
+    assert 50 < int(headers["retry-after"]) <= 60
+    assert_waits_agree(headers, "tokens")
 
 
 def test_a_stream_counts_its_tokens_when_it_ends(gateway, clock, fresh):
@@ -289,6 +330,20 @@ def test_spend_is_counted_per_key_and_model_from_each_answers_tokens(gateway, cl
     # Anthropic: 12 input, 4 cache reads (priced as cached input), 9 output.
     expected = (12 * PRICES["input"] + 4 * PRICES["cached_input"] + 9 * PRICES["output"]) / 1e6
     eventually(lambda: _close(metric(gateway, "switchyard_cost_usd_total", **labels) - before, expected))
+    # Every spend series is labelled by the key's name, the provider and the model; never a key.
+    spend = series(gateway, "switchyard_cost_usd_total")
+    assert spend and all(set(labels) == {"client", "provider", "model"} for labels in spend), spend
+    assert {labels["client"] for labels in spend} <= set(KEYS), spend
+
+
+def series(gateway, name: str) -> list[dict[str, str]]:
+    """The label sets of one metric's series on /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
+    found = []
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            found.append(dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', line[len(name):line.rindex("}") + 1])))
+    return found
 
 
 def _close(value: float, expected: float) -> None:
@@ -330,6 +385,22 @@ def test_a_model_a_fast_route_serves_is_refused_to_keys_that_may_not_use_it(gate
     with pytest.raises(openai.PermissionDeniedError):
         ask(gateway, "claude-only", "gpt-4o")
     assert [r.path for r in fresh.received] == ["/v1/messages"]
+
+
+def test_a_model_a_key_may_not_use_is_refused_in_every_api_it_speaks(gateway, fresh):
+    """Chat Completions, Messages, Responses and embeddings: a 403 in that API's own error format."""
+    fresh.clear()
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        claude(gateway, "claude-only").messages.create(model="gpt-4o", max_tokens=10, messages=HELLO)
+    assert denied.value.body["type"] == "error" and denied.value.body["error"]["type"] == "permission_error"
+    assert "'claude-only'" in denied.value.body["error"]["message"]
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        chat(gateway, "claude-only").responses.create(model="gpt-4o", input="hello")
+    assert denied.value.code == "model_not_allowed" and "'claude-only'" in denied.value.message
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        chat(gateway, "restricted").embeddings.create(model="gpt-4o", input="hello")
+    assert denied.value.code == "model_not_allowed"
+    assert fresh.received == []
 
 
 # ---------------------------------------------------------------- names, formats, stored answers
