@@ -287,7 +287,8 @@ def benchmark(fleet: Fleet, workdir: Path, args, rounds: int, seconds: float, tt
                    for name, s in systems.items() if name in ("sy1", "syemb")}
     if args.only:  # a development run: the embedded engine's targets only
         for t in plan:
-            log(f"{t.key:16s} {t.median('rps'):9.0f} req/s  p50 {t.median('p50_ms'):.3f} ms")
+            log(f"{t.key:16s} {t.median('rps'):9.0f} req/s  p50 {t.median('p50_ms'):.3f} ms"
+                f"  gateway CPU {_gateway_cpu(t.cpu_median()):.3f} s per 1k requests")
         for g, by in paced.items():
             for k, results in by.items():
                 log(f"paced {g}/{k:14s} p50 {statistics.median(r.p50_ms for r in results):.3f} ms")

@@ -416,6 +416,28 @@ def test_the_key_name_labels_logs_and_metrics_and_the_key_never_shows(gateway):
         assert secret(name) not in gateway.output() and secret(name) not in scraped
 
 
+def test_plain_keys_are_named_by_their_place_in_the_list_and_get_the_default(upstream, tmp_path):
+    """Today's plain list keeps working: the second key is `key-2` in the metrics and the access
+    log, limited by `gateway.limits.default`."""
+    config = {
+        "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1",
+                           "default": True, "prices": dict(PRICES)}],
+        "routing": {"engine": "none"},
+        "gateway": {"client_keys": [secret("plain-1"), secret("plain-2")], "limits": {"default": {"rpm": 5}}},
+    }
+    with Gateway(config, tmp_path) as gw:
+        raw = ask(gw, "plain-2")
+        assert raw.headers["x-ratelimit-limit-requests"] == "5"
+        eventually(lambda: _close(metric(gw, "switchyard_cost_usd_total", client="key-2", model="openai/gpt-4o"),
+                                  OPENAI_COST))
+        assert metric(gw, "switchyard_cost_usd_total", client="key-1") == 0
+        eventually(lambda: _assert(any(json.loads(line).get("client") == "key-2"
+                                       for line in gw.output().splitlines() if line.startswith("{"))))
+        scraped = httpx.get(f"http://127.0.0.1:{gw.metrics_port}/metrics").text
+        for name in ("plain-1", "plain-2"):
+            assert secret(name) not in scraped and secret(name) not in gw.output()
+
+
 def test_a_translated_request_over_its_limit_gets_the_429_in_its_clients_format(gateway, clock):
     """A Chat Completions client on an Anthropic model: the refusal is OpenAI's, not translated."""
     fresh_minute(gateway, clock)
