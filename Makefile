@@ -60,8 +60,10 @@ render: install
 	$(VENV)/bin/switchyard render $(CONFIG)
 
 # A bounded mixed load (2 minutes, loopback only) against a real gateway; figures into README.md.
+# SOAK_ARGS=--flood: the same mix beside a flood of idle and slowloris connections (README).
+SOAK_ARGS ?=
 soak: install
-	$(PY) bench/soak.py --seconds 120
+	$(PY) bench/soak.py --seconds 120 $(SOAK_ARGS)
 
 # The CLINC150 domain routing benchmark (../shared/data/clinc150); writes its figures into README.md.
 bench-routing: install

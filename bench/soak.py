@@ -5,6 +5,14 @@ varied prompts), Anthropic clients translated to an OpenAI-style model, requests
 fails (503) and fails over, and requests to a provider that is down with no fallback (a 503 is
 the expected answer). Reports requests sent, errors that should not have happened, resident
 memory of each process at start and end, and latency p50/p99. Stops by itself.
+
+`--flood` (`make soak SOAK_ARGS=--flood`) holds, beside the same mix, a flood of idle connections
+(connected, never a byte) and slowloris ones (request headers a byte at a time, never finished,
+reopened when the gateway cuts them at `gateway.request_headers_timeout`), in alternating rounds
+with and without it, and reports the normal requests' latency in each (medians of the rounds'
+p50 and p99, and their ratio), how many flood connections were held and cut, and whether any
+process died or restarted. Loopback only; the flood is bounded in count (`--idle`, `--slow`) and
+in time (the rounds).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import resource
 import statistics
 import sys
 import tempfile
@@ -106,7 +115,11 @@ def processes(gateway: Gateway) -> dict[str, int]:
     return named
 
 
-async def run(seconds: float, concurrency: int, gateway: Gateway) -> Tally:
+def run(seconds: float, concurrency: int, gateway: Gateway) -> Tally:
+    return asyncio.run(run_async(seconds, concurrency, gateway))
+
+
+async def run_async(seconds: float, concurrency: int, gateway: Gateway) -> Tally:
     tally = Tally()
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -116,11 +129,124 @@ async def run(seconds: float, concurrency: int, gateway: Gateway) -> Tally:
     return tally
 
 
+@dataclass
+class Flood:
+    """Idle and slowloris connections held open against the listener until `stop` is set."""
+
+    port: int
+    idle: int
+    slow: int
+    byte_every_s: float = 1.0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    open_now: int = 0
+    most_open: int = 0
+    opened: int = 0
+    cut: int = 0  # closed by the gateway
+    refused: int = 0
+    cut_after_s: list[float] = field(default_factory=list)  # how long a slowloris connection lasted
+
+    async def _hold(self, slow: bool) -> None:
+        while not self.stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                self.refused += 1
+                await asyncio.sleep(0.5)
+                continue
+            self.opened += 1
+            self.open_now += 1
+            self.most_open = max(self.most_open, self.open_now)
+            started = time.monotonic()
+            closed = asyncio.ensure_future(reader.read(1))  # b"" (or Envoy's 408) when the gateway closes it
+            stopped = asyncio.ensure_future(self.stop.wait())
+            try:
+                if slow:
+                    for byte in b"POST /v1/chat/completions HTTP/1.1\r\nhost: soak\r\nx-slow: " + b"a" * 10_000:
+                        writer.write(bytes([byte]))
+                        await asyncio.wait([closed, stopped], timeout=self.byte_every_s,
+                                           return_when=asyncio.FIRST_COMPLETED)
+                        if closed.done() or stopped.done():
+                            break
+                else:
+                    await asyncio.wait([closed, stopped], return_when=asyncio.FIRST_COMPLETED)
+                if closed.done():
+                    self.cut += 1
+                    if slow:
+                        self.cut_after_s.append(time.monotonic() - started)
+            except (ConnectionError, OSError):
+                self.cut += 1
+            finally:
+                if closed.done() and not closed.cancelled():
+                    closed.exception()  # a reset is a way of closing too: retrieved, not reported
+                closed.cancel()
+                stopped.cancel()
+                self.open_now -= 1
+                writer.close()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._hold(False) for _ in range(self.idle)),
+                             *(self._hold(True) for _ in range(self.slow)))
+
+
+async def rounds(gateway: Gateway, count: int, seconds: float, concurrency: int, idle: int, slow: int):
+    """Alternating rounds of the normal mix, without and with the flood: (without, with, flood)."""
+    plain, flooded = [], []
+    flood = Flood(gateway.port, idle, slow)
+    for i in range(count):
+        with_flood = i % 2 == 1
+        task = None
+        if with_flood:
+            flood.stop.clear()
+            task = asyncio.ensure_future(flood.run())
+            await asyncio.sleep(min(5.0, seconds / 4))  # the flood is up before the round starts
+        tally = await run_async(seconds, concurrency, gateway)
+        if task is not None:
+            flood.stop.set()
+            await task
+        (flooded if with_flood else plain).append(tally)
+    return plain, flooded, flood
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * share) - 1)] * 1000
+
+
+def flood_report(plain: list[Tally], flooded: list[Tally], flood: Flood, restarts: list[str], alive: bool,
+                 args) -> tuple[str, bool]:
+    def row(name, tallies):
+        p50 = statistics.median(_percentile(t.latencies, 0.5) for t in tallies)
+        p99 = statistics.median(_percentile(t.latencies, 0.99) for t in tallies)
+        unexpected = sum(sum(t.unexpected.values()) for t in tallies)
+        return p50, p99, unexpected, f"| {name} | {sum(t.sent for t in tallies)} | {p50:.1f} ms | {p99:.1f} ms | {unexpected} |"
+
+    b50, b99, b_bad, base_row = row("normal mix alone", plain)
+    f50, f99, f_bad, flood_row = row(f"normal mix beside the flood ({args.idle} idle + {args.slow} slowloris)", flooded)
+    cut_after = statistics.median(flood.cut_after_s) if flood.cut_after_s else float("nan")
+    ok = b_bad == 0 and f_bad == 0 and alive and not restarts and f50 / b50 <= 1.5
+    lines = [
+        f"| rounds of {args.flood_round:.0f} s, alternating | requests | latency p50 (median of rounds) | p99 | unexpected |",
+        "| --- | --- | --- | --- | --- |", base_row, flood_row, "",
+        f"Ratio beside the flood / alone: p50 {f50 / b50:.2f}×, p99 {f99 / b99:.2f}×. Flood: {flood.opened} connections "
+        f"opened, at most {flood.most_open} open at once, {flood.cut} closed by the gateway (slowloris ones after a "
+        f"median {cut_after:.1f} s; `request_headers_timeout: {args.headers_timeout}`), {flood.refused} refused. "
+        f"Processes alive at the end: {'all' if alive else 'NOT all'}; restarts: {', '.join(restarts) or 'none'}. "
+        f"Measured by `make soak SOAK_ARGS=--flood` on {time.strftime('%Y-%m-%d')}; targets: 0 unexpected errors, "
+        f"p50 beside the flood ≤ 1.5× alone, nothing dies ({'met' if ok else 'NOT met'}).",
+    ]
+    return "\n".join(lines), ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--flood", action="store_true", help="alternate rounds with a flood of idle and slow connections")
+    parser.add_argument("--idle", type=int, default=1000, help="idle connections of the flood")
+    parser.add_argument("--slow", type=int, default=200, help="slowloris connections of the flood")
+    parser.add_argument("--flood-round", type=float, default=20.0, help="seconds per round with --flood")
+    parser.add_argument("--headers-timeout", default="5s", help="gateway.request_headers_timeout with --flood")
     args = parser.parse_args()
 
     flaky = lambda request: json_reply(503, {"error": {"message": "overloaded"}})  # noqa: E731
@@ -142,12 +268,14 @@ def main() -> int:
             "failover": {"retries": 0, "failures_before_cooldown": 1000000},
             "gateway": {"log_level": "warning"},
         }
+        if args.flood:
+            return flood_main(config, Path(tmp), args)
         with Gateway(config, Path(tmp), workers=2) as gateway:
-            asyncio.run(run(min(10.0, args.seconds / 6), args.concurrency, gateway))  # warm-up, not counted
+            run(min(10.0, args.seconds / 6), args.concurrency, gateway)  # warm-up, not counted
             pids = processes(gateway)
             before = {name: rss_mb(pid) for name, pid in pids.items()}
             started = time.monotonic()
-            tally = asyncio.run(run(args.seconds, args.concurrency, gateway))
+            tally = run(args.seconds, args.concurrency, gateway)
             elapsed = time.monotonic() - started
             after = {name: rss_mb(pid) for name, pid in pids.items()}
 
@@ -178,6 +306,31 @@ def main() -> int:
     if not args.no_readme:
         replace_block("soak", report)
     return 0 if unexpected == 0 else 1
+
+
+def flood_main(config: dict, tmp: Path, args) -> int:
+    """The flood variant: the same gateway and mix, in alternating rounds with and without it."""
+    wanted = args.idle + args.slow + args.concurrency + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            raise SystemExit(f"soak --flood: needs {wanted} open files, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    config["gateway"] = {**config["gateway"], "request_headers_timeout": args.headers_timeout}
+    count = max(2, int(args.seconds // args.flood_round) // 2 * 2)  # pairs of rounds
+    with Gateway(config, tmp, workers=2) as gateway:
+        run(min(10.0, args.flood_round / 2), args.concurrency, gateway)  # warm-up, not counted
+        pids = processes(gateway)
+        plain, flooded, flood = asyncio.run(rounds(gateway, count, args.flood_round, args.concurrency,
+                                                   args.idle, args.slow))
+        alive = all(Path(f"/proc/{pid}").exists() and pid in {*gateway.children(), gateway.process.pid}
+                    for pid in pids.values())
+        restarts = [line.strip() for line in gateway.output().splitlines() if "exited" in line or "restarting" in line]
+    report, ok = flood_report(plain, flooded, flood, restarts, alive, args)
+    print(report)
+    if not args.no_readme:
+        replace_block("soak-flood", report)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
