@@ -129,6 +129,9 @@ async def run_async(seconds: float, concurrency: int, gateway: Gateway) -> Tally
     return tally
 
 
+MAX_CONNECTIONS = 4096  # gateway.max_connections of the flood variant (the default)
+
+
 @dataclass
 class Flood:
     """Idle and slowloris connections held open against the listener until `stop` is set."""
@@ -183,6 +186,12 @@ class Flood:
                 self.open_now -= 1
                 writer.close()
 
+    async def up(self, count: int, timeout: float) -> None:
+        """Until `count` flood connections are open at once (or `timeout`: then the report says so)."""
+        deadline = time.monotonic() + timeout
+        while self.open_now < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
     async def run(self) -> None:
         await asyncio.gather(*(self._hold(False) for _ in range(self.idle)),
                              *(self._hold(True) for _ in range(self.slow)))
@@ -198,7 +207,7 @@ async def rounds(gateway: Gateway, count: int, seconds: float, concurrency: int,
         if with_flood:
             flood.stop.clear()
             task = asyncio.ensure_future(flood.run())
-            await asyncio.sleep(min(5.0, seconds / 4))  # the flood is up before the round starts
+            await flood.up(idle + slow, timeout=30.0)  # the flood is held before the round starts
         tally = await run_async(seconds, concurrency, gateway)
         if task is not None:
             flood.stop.set()
@@ -311,12 +320,15 @@ def main() -> int:
 def flood_main(config: dict, tmp: Path, args) -> int:
     """The flood variant: the same gateway and mix, in alternating rounds with and without it."""
     wanted = args.idle + args.slow + args.concurrency + 256
+    if args.idle + args.slow + args.concurrency >= MAX_CONNECTIONS:  # bounded: never past the gateway's limit
+        raise SystemExit(f"soak --flood: --idle + --slow + --concurrency must stay under {MAX_CONNECTIONS}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < wanted:
         if hard != resource.RLIM_INFINITY and hard < wanted:
             raise SystemExit(f"soak --flood: needs {wanted} open files, the hard limit is {hard}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    config["gateway"] = {**config["gateway"], "request_headers_timeout": args.headers_timeout}
+    config["gateway"] = {**config["gateway"], "request_headers_timeout": args.headers_timeout,
+                         "max_connections": MAX_CONNECTIONS}
     count = max(2, int(args.seconds // args.flood_round) // 2 * 2)  # pairs of rounds
     with Gateway(config, tmp, workers=2) as gateway:
         run(min(10.0, args.flood_round / 2), args.concurrency, gateway)  # warm-up, not counted
