@@ -21,6 +21,7 @@ import yaml
 
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
+from filter.render.fast_path import LUA_FILTER
 from filter.render.governance import FILTER_NAME as GOVERNANCE_FILTER
 from filter.render.metrics import METRICS_FILTER, span_access_log
 from filter.runtime.supervisor import envoy_binary
@@ -74,6 +75,7 @@ STATS_LOGGER = {
                 ("client", "%DYNAMIC_METADATA(switchyard:client)%"))]}, "value_fixed": 1}],
     },
 }
+LUA_ALONE = "the fast path's Lua alone (no logs, no metrics, no token filters, no ext_proc)"
 VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
     "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
@@ -82,27 +84,72 @@ VARIANTS = {
         _without_filters(METRICS_FILTER), _with_logs(STATS_LOGGER)),
     "without the token-count filters": _without_filters(*TOKEN_FILTERS),
     "without the governance extension (cost counted, no limits configured)": _without_filters(GOVERNANCE_FILTER),
+    "without json_to_metadata (JSON answers' tokens)": _without_filters(TOKEN_FILTERS[0]),
+    "without the SSE token scan (Lua)": _without_filters(TOKEN_FILTERS[1]),
     "without the (per-route disabled) ext_proc filter": _without_filters("envoy.filters.http.ext_proc"),
     "with tracing's gRPC access log (spans)": _with_logs(span_access_log()),
     "before this round: gRPC access log for the metrics, no extension": _then(
         _without_filters(METRICS_FILTER), _with_logs(span_access_log())),
-    "the fast path's Lua alone (no logs, no metrics, no token filters, no ext_proc)": _then(
+    LUA_ALONE: _then(
         _without_logs(STDOUT_LOG), _without_filters(METRICS_FILTER, GOVERNANCE_FILTER, *TOKEN_FILTERS,
                                                     "envoy.filters.http.ext_proc")),
 }
 
 
+# References started apart from the gateway, on the same stand-in upstream.
+REFERENCES = {
+    "bare Envoy (listener, router, one cluster)": "bare_envoy",
+    "no-checks ceiling: Envoy alone routes on the body's model (design study)": "native_routing_envoy",
+}
+
+
+def _with_lua(source: str):
+    def mutate(bootstrap: dict) -> None:
+        for f in _manager(bootstrap)["http_filters"]:
+            if f["name"] == LUA_FILTER:
+                f["typed_config"]["default_source_code"]["inline_string"] = source
+    return mutate
+
+
+def _with_wasm(path: Path):
+    def mutate(bootstrap: dict) -> None:
+        for f in _manager(bootstrap)["http_filters"]:
+            if f["name"] == METRICS_FILTER:
+                f["typed_config"]["config"]["vm_config"]["code"] = {"local": {"filename": str(path)}}
+    return mutate
+
+
 def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connections: int, threads: int,
-            out: Path, running: list) -> int:
+            out: Path, running: list, only: str | None = None, rate: float | None = None,
+            lua: list[str] = (), lua_alone: list[str] = (), wasm: list[str] = ()) -> int:
+    """`only`: comma-separated parts of variant names to run (development); `rate`: pace every
+    variant at this many req/s instead of driving it flat out (CPU per request at equal load);
+    `lua` / `wasm`: more variants, the shipped bootstrap with another fast-path script or metrics
+    module (A/B of a change, side by side in one run); `lua_alone`: another script in the "Lua
+    alone" variant (what a script costs by itself)."""
     upstream = fleet.upstream()
     gateway = fleet.switchyard("syfast", upstream, workers=1, engine="none")
     argv = Path(f"/proc/{gateway.processes['envoy']}/cmdline").read_bytes().split(b"\0")
     shipped = yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
 
+    variants = dict(VARIANTS)
+    for path in lua:
+        variants[f"as shipped, fast-path Lua from {path}"] = _with_lua(Path(path).read_text())
+    for path in lua_alone:
+        variants[f"Lua alone, from {path}"] = _then(VARIANTS[LUA_ALONE], _with_lua(Path(path).read_text()))
+    for path in wasm:
+        variants[f"as shipped, metrics module from {path}"] = _with_wasm(Path(path).resolve())
+    chosen = [name for name in [*REFERENCES, *variants]
+              if only is None or name == next(iter(VARIANTS)) or any(part in name for part in only.split(","))]
+
     envoys: dict[str, tuple[str, int]] = {}
-    for name, mutate in VARIANTS.items():
+    for name in chosen:
+        if name in REFERENCES:
+            system = getattr(fleet, REFERENCES[name])(upstream)
+            envoys[name] = (system.url + "/v1/chat/completions", system.processes["envoy"])
+            continue
         bootstrap = copy.deepcopy(shipped)
-        mutate(bootstrap)
+        variants[name](bootstrap)
         port, admin = free_port(), free_port()
         bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = port
         bootstrap["admin"]["address"]["socket_address"]["port_value"] = admin
@@ -110,40 +157,60 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
         proc, log = fleet.spawn(f"variant-{port}", [envoy_binary(), "-c", str(path), "--log-level", "error",
                                                     "--disable-hot-restart", "--base-id", str(port),
+                                                    "--file-flush-interval-msec", "500",
                                                     "--concurrency", str(max(1, os.cpu_count() or 1))])
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         wait_http(url, 30, body=chat_body("fast"), proc=proc, log=log)
         envoys[name] = (url, proc.pid)
 
-    script = lua_script("/v1/chat/completions", chat_body("fast"), vary=False, delay_ms=None)
-    worker = gateway.processes["worker1"]
-    figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in envoys}
-    for _ in range(rounds):
-        for name, (url, pid) in envoys.items():
-            before = cpu_seconds(pid), cpu_seconds(worker)
+    delay_ms = None if rate is None else connections / rate * 1000
+    script = lua_script("/v1/chat/completions", chat_body("fast"), vary=False, delay_ms=delay_ms)
+    worker, upstream_pid = gateway.processes["worker1"], upstream.processes["upstream"]
+    # Per round: req/s, then CPU ms per request of Envoy, the filter worker, the upstream and wrk.
+    figures: dict[str, list[tuple[float, ...]]] = {name: [] for name in envoys}
+    names = list(envoys)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # the order rotates
+            url, pid = envoys[name]
+            before = cpu_seconds(pid), cpu_seconds(worker), cpu_seconds(upstream_pid)
             result = run_wrk(url, script, workdir, seconds=seconds, connections=connections, threads=threads,
                              procs=running)
-            after = cpu_seconds(pid), cpu_seconds(worker)
-            per_k = [(a - b) / max(result.requests, 1) * 1000 for a, b in zip(after, before)]
-            figures[name].append((result.rps, *per_k))
-            print(f"{name:50s} {result.rps:7.0f} req/s  Envoy {per_k[0]:.3f}  worker {per_k[1]:.3f} CPU ms/req", flush=True)
+            after = cpu_seconds(pid), cpu_seconds(worker), cpu_seconds(upstream_pid)
+            n = max(result.requests, 1)
+            per_req = [(a - b) / n * 1000 for a, b in zip(after, before)] + [result.wrk_cpu_s / n * 1000]
+            figures[name].append((result.rps, *per_req))
+            print(f"{name[:60]:60s} {result.rps:7.0f} req/s  Envoy {per_req[0]:.3f}  worker {per_req[1]:.3f}  "
+                  f"upstream {per_req[2]:.3f}  wrk {per_req[3]:.3f} CPU ms/req  (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
 
-    shipped_rps = statistics.median(f[0] for f in figures[next(iter(VARIANTS))])
+    def med(name: str, i: int) -> float:
+        return statistics.median(row[i] for row in figures[name])
+
+    shipped_name = next(iter(VARIANTS))
+    bare_name = next(iter(REFERENCES))
+    load = "flat out" if rate is None else f"paced at {rate:g} req/s (wrk delay())"
     lines = [
         "# What each part of the fast path costs: `make bench BENCH_ARGS=--fast-path-costs`",
         "",
-        f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {os.cpu_count()} cores. "
-        f"Alias path, wrk {threads} threads × {connections} connections, {rounds} interleaved rounds of {seconds:g} s, "
-        "medians. Each variant is Switchyard's fast-path Envoy with one part removed (same routes, clusters, keys "
-        "and filter worker); none is a configuration Switchyard offers.",
+        f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {os.cpu_count()} cores (1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end). Alias path, wrk {threads} threads × {connections} connections, {load}, "
+        f"{rounds} interleaved rounds of {seconds:g} s, medians. Each variant is Switchyard's fast-path Envoy with one "
+        "part removed, added or swapped (same routes, clusters, keys and filter worker); none is a configuration "
+        "Switchyard offers. The references are separate Envoys on the same upstream. CPU is utime + stime per "
+        "request; \"Envoy − bare\" is what the variant's Envoy spends per request beyond bare Envoy's.",
         "",
-        "| variant | req/s | × as shipped | Envoy CPU ms / req | worker CPU ms / req |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| variant | req/s | × as shipped | × bare Envoy | Envoy CPU ms / req | Envoy − bare | worker | upstream | wrk |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, rows in figures.items():
-        rps = statistics.median(r[0] for r in rows)
-        lines.append(f"| {name} | {rps:.0f} | {rps / shipped_rps:.2f}× | {statistics.median(r[1] for r in rows):.3f} | "
-                     f"{statistics.median(r[2] for r in rows):.3f} |")
+    shipped_rps = med(shipped_name, 0)
+    bare_rps = med(bare_name, 0) if bare_name in figures else None
+    bare_cpu = med(bare_name, 1) if bare_name in figures else None
+    for name in figures:
+        rps = med(name, 0)
+        vs_bare = f"{rps / bare_rps:.2f}×" if bare_rps else "–"
+        extra = f"{med(name, 1) - bare_cpu:+.3f}" if bare_cpu is not None else "–"
+        lines.append(f"| {name} | {rps:.0f} | {rps / shipped_rps:.2f}× | {vs_bare} | {med(name, 1):.3f} | {extra} | "
+                     f"{med(name, 2):.3f} | {med(name, 3):.3f} | {med(name, 4):.3f} |")
     lines.append("")
     markdown = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)

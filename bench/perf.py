@@ -135,6 +135,15 @@ def main() -> int:
     parser.add_argument("--profile-seconds", type=float, default=15)
     parser.add_argument("--fast-path-costs", action="store_true",
                         help="instead of the benchmark: what each part of the fast path costs → bench/fast_path_costs.md")
+    parser.add_argument("--variants", help="with --fast-path-costs: comma-separated parts of the variant names to run "
+                                           "(development; as shipped always runs)")
+    parser.add_argument("--rate", type=float, help="with --fast-path-costs: pace every variant at this req/s")
+    parser.add_argument("--lua", action="append", default=[],
+                        help="with --fast-path-costs: one more variant, the fast-path Lua from this file (repeatable)")
+    parser.add_argument("--lua-alone", action="append", default=[],
+                        help="with --fast-path-costs: one more variant, the Lua-alone variant with the Lua from this file")
+    parser.add_argument("--wasm", action="append", default=[],
+                        help="with --fast-path-costs: one more variant, the metrics module from this file (repeatable)")
     parser.add_argument("--out", default=str(HERE), help="where results.md/.json/.png go (default bench/)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -159,7 +168,8 @@ def main() -> int:
             return profile(fleet, workdir, args, running)
         if args.fast_path_costs:
             return fast_path_costs.measure(fleet, workdir, rounds=rounds, seconds=seconds, connections=args.connections,
-                                           threads=args.threads, out=Path(args.out), running=running)
+                                           threads=args.threads, out=Path(args.out), running=running,
+                                           only=args.variants, rate=args.rate, lua=args.lua, lua_alone=args.lua_alone, wasm=args.wasm)
         return benchmark(fleet, workdir, args, rounds, seconds, ttfb_n, running, started)
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)

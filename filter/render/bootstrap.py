@@ -264,7 +264,7 @@ def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]
         rendered = fast_path.envoy_route(route, timeout, _authority(route.decision.provider), spans)
         clients = governance.fast_route_clients(config, route.name, route.decision)
         if clients is not None:  # keys that may not use this model go to the filter (its 403)
-            rendered["metadata"]["filter_metadata"][fast_path.LUA_FILTER]["clients"] = dict.fromkeys(clients, True)
+            rendered["metadata"]["filter_metadata"][fast_path.LUA_FILTER]["fast"]["clients"] = dict.fromkeys(clients, True)
         routes += fast_path.with_stream_twin(rendered, route)
     return routes
 
