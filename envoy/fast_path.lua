@@ -517,7 +517,10 @@ function envoy_on_request(handle)
     return
   end
 
-  if sub(raw, first, last) ~= fast.model_json then -- a client that sent the provider's own id: nothing to change
+  -- A client that sent the provider's own id: nothing to change, unless the body has no
+  -- content-length (a gzip body Envoy decoded): setBytes sets it, as the filter's rewrite does,
+  -- for providers that refuse a chunked request body.
+  if sub(raw, first, last) ~= fast.model_json or not headers:get("content-length") then
     handle:body():setBytes(sub(raw, 1, first - 1) .. fast.model_json .. sub(raw, last + 1))
   end
   local anthropic_version = fast.anthropic_version -- an Anthropic provider: the query's known parameters travel
