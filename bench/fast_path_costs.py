@@ -21,7 +21,7 @@ import yaml
 
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
-from filter.render.fast_path import LUA_FILTER
+from filter.render.fast_path import FLAG_HEADER, LUA_FILTER
 from filter.render.governance import FILTER_NAME as GOVERNANCE_FILTER
 from filter.render.metrics import METRICS_FILTER, span_access_log
 from filter.runtime.supervisor import envoy_binary
@@ -111,6 +111,41 @@ def _with_lua(source: str):
     return mutate
 
 
+def _with_flat_lua(script: str):
+    """A script of before the fast routes carried one `fast` table (envoy/fast_path.lua up to
+    commit cb6b287): the routes' metadata back in its flat form, the credentials removed by the
+    script again (the route removes only the flag)."""
+    def mutate(bootstrap: dict) -> None:
+        _with_lua(script)(bootstrap)
+        manager = _manager(bootstrap)
+        routes_file = None
+        if "rds" in manager:  # `switchyard up` reads its routes from a file: this variant gets its own
+            source = manager["rds"]["config_source"]["path_config_source"]
+            shared = Path(source["path"])
+            resources = yaml.safe_load(shared.read_text())
+            routes_file = shared.with_name(f"routes-flat-{id(bootstrap)}.yaml")
+            source["path"], source["watched_directory"] = str(routes_file), {"path": str(routes_file.parent)}
+            route_config = resources["resources"][0]
+        else:
+            route_config = manager["route_config"]
+        for host in route_config["virtual_hosts"]:
+            for route in host.get("routes", []):
+                metadata = route.get("metadata", {}).get("filter_metadata", {}).get(LUA_FILTER, {})
+                if "fast" not in metadata:
+                    continue
+                fast = metadata.pop("fast")
+                decision = dict(zip(fast["metadata"][::2], fast["metadata"][1::2]))
+                removed = [h for h in route["request_headers_to_remove"] if h != FLAG_HEADER]
+                route["request_headers_to_remove"] = [FLAG_HEADER]
+                metadata.update({key: decision[key] for key in ("model", "decision", "provider", "api", "upstream_api")})
+                metadata.update(model_json=fast["model_json"], upstream_path=fast["upstream_path"],
+                                keep_query="anthropic_version" in fast, remove_headers=",".join(removed))
+                metadata.update({key: fast[key] for key in ("anthropic_version", "spans", "clients") if key in fast})
+        if routes_file is not None:
+            routes_file.write_text(yaml.safe_dump(resources, sort_keys=False))
+    return mutate
+
+
 def _with_wasm(path: Path):
     def mutate(bootstrap: dict) -> None:
         for f in _manager(bootstrap)["http_filters"]:
@@ -121,12 +156,13 @@ def _with_wasm(path: Path):
 
 def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connections: int, threads: int,
             out: Path, running: list, only: str | None = None, rate: float | None = None,
-            lua: list[str] = (), lua_alone: list[str] = (), wasm: list[str] = ()) -> int:
+            lua: list[str] = (), lua_alone: list[str] = (), wasm: list[str] = (), flat_lua: list[str] = ()) -> int:
     """`only`: comma-separated parts of variant names to run (development); `rate`: pace every
     variant at this many req/s instead of driving it flat out (CPU per request at equal load);
     `lua` / `wasm`: more variants, the shipped bootstrap with another fast-path script or metrics
     module (A/B of a change, side by side in one run); `lua_alone`: another script in the "Lua
-    alone" variant (what a script costs by itself)."""
+    alone" variant (what a script costs by itself); `flat_lua`: both variants with a script of before
+    the routes' one `fast` table (the routes given their older metadata)."""
     upstream = fleet.upstream()
     gateway = fleet.switchyard("syfast", upstream, workers=1, engine="none")
     argv = Path(f"/proc/{gateway.processes['envoy']}/cmdline").read_bytes().split(b"\0")
@@ -137,6 +173,10 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         variants[f"as shipped, fast-path Lua from {path}"] = _with_lua(Path(path).read_text())
     for path in lua_alone:
         variants[f"Lua alone, from {path}"] = _then(VARIANTS[LUA_ALONE], _with_lua(Path(path).read_text()))
+    for path in flat_lua:
+        variants[f"as shipped, flat-metadata Lua from {path}"] = _with_flat_lua(Path(path).read_text())
+        variants[f"Lua alone, flat-metadata Lua from {path}"] = _then(VARIANTS[LUA_ALONE],
+                                                                      _with_flat_lua(Path(path).read_text()))
     for path in wasm:
         variants[f"as shipped, metrics module from {path}"] = _with_wasm(Path(path).resolve())
     chosen = [name for name in [*REFERENCES, *variants]

@@ -142,6 +142,9 @@ def main() -> int:
                         help="with --fast-path-costs: one more variant, the fast-path Lua from this file (repeatable)")
     parser.add_argument("--lua-alone", action="append", default=[],
                         help="with --fast-path-costs: one more variant, the Lua-alone variant with the Lua from this file")
+    parser.add_argument("--flat-lua", action="append", default=[],
+                        help="with --fast-path-costs: two more variants (as shipped, Lua alone) with a fast-path Lua of "
+                             "before the routes' one `fast` table, e.g. `git show cb6b287:envoy/fast_path.lua`")
     parser.add_argument("--wasm", action="append", default=[],
                         help="with --fast-path-costs: one more variant, the metrics module from this file (repeatable)")
     parser.add_argument("--out", default=str(HERE), help="where results.md/.json/.png go (default bench/)")
@@ -169,7 +172,8 @@ def main() -> int:
         if args.fast_path_costs:
             return fast_path_costs.measure(fleet, workdir, rounds=rounds, seconds=seconds, connections=args.connections,
                                            threads=args.threads, out=Path(args.out), running=running,
-                                           only=args.variants, rate=args.rate, lua=args.lua, lua_alone=args.lua_alone, wasm=args.wasm)
+                                           only=args.variants, rate=args.rate, lua=args.lua, lua_alone=args.lua_alone, wasm=args.wasm,
+                                           flat_lua=args.flat_lua)
         return benchmark(fleet, workdir, args, rounds, seconds, ttfb_n, running, started)
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
