@@ -21,7 +21,7 @@ import yaml
 
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
-from filter.render.fast_path import FLAG_HEADER, LUA_FILTER
+from filter.render.fast_path import FLAG_HEADER, LUA_FILTER, STREAM_HEADER
 from filter.render.governance import FILTER_NAME as GOVERNANCE_FILTER
 from filter.render.metrics import METRICS_FILTER, span_access_log
 from filter.runtime.supervisor import envoy_binary
@@ -113,8 +113,8 @@ def _with_lua(source: str):
 
 def _with_flat_lua(script: str):
     """A script of before the fast routes carried one `fast` table (envoy/fast_path.lua up to
-    commit cb6b287): the routes' metadata back in its flat form, the credentials removed by the
-    script again (the route removes only the flag)."""
+    commit 8087783): the routes' metadata back in its flat form, the credentials removed by the
+    script again (the route removes only the flags)."""
     def mutate(bootstrap: dict) -> None:
         _with_lua(script)(bootstrap)
         manager = _manager(bootstrap)
@@ -135,8 +135,9 @@ def _with_flat_lua(script: str):
                     continue
                 fast = metadata.pop("fast")
                 decision = dict(zip(fast["metadata"][::2], fast["metadata"][1::2]))
-                removed = [h for h in route["request_headers_to_remove"] if h != FLAG_HEADER]
-                route["request_headers_to_remove"] = [FLAG_HEADER]
+                flags = (FLAG_HEADER, STREAM_HEADER)
+                removed = [h for h in route["request_headers_to_remove"] if h not in flags]
+                route["request_headers_to_remove"] = [h for h in route["request_headers_to_remove"] if h in flags]
                 metadata.update({key: decision[key] for key in ("model", "decision", "provider", "api", "upstream_api")})
                 metadata.update(model_json=fast["model_json"], upstream_path=fast["upstream_path"],
                                 keep_query="anthropic_version" in fast, remove_headers=",".join(removed))

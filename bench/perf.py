@@ -144,7 +144,7 @@ def main() -> int:
                         help="with --fast-path-costs: one more variant, the Lua-alone variant with the Lua from this file")
     parser.add_argument("--flat-lua", action="append", default=[],
                         help="with --fast-path-costs: two more variants (as shipped, Lua alone) with a fast-path Lua of "
-                             "before the routes' one `fast` table, e.g. `git show cb6b287:envoy/fast_path.lua`")
+                             "before the routes' one `fast` table, e.g. `git show 8087783:envoy/fast_path.lua`")
     parser.add_argument("--wasm", action="append", default=[],
                         help="with --fast-path-costs: one more variant, the metrics module from this file (repeatable)")
     parser.add_argument("--out", default=str(HERE), help="where results.md/.json/.png go (default bench/)")
