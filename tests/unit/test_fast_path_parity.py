@@ -93,6 +93,18 @@ end
 """
 
 
+def _lua_value(runtime, value):
+    """A route metadata value as Envoy's Lua filter hands it over: strings as bytes, maps and
+    lists as tables (lists from 1)."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, dict):
+        return runtime.table_from({k.encode(): _lua_value(runtime, v) for k, v in value.items()})
+    if isinstance(value, list):
+        return runtime.table_from({i: _lua_value(runtime, v) for i, v in enumerate(value, 1)})
+    return value
+
+
 @pytest.fixture(scope="module")
 def lua():
     runtime = luajit21.LuaRuntime(encoding=None)
@@ -106,8 +118,7 @@ def lua():
             b"path": route["match"]["path"].encode(),
             b"headers": runtime.table_from({h["name"].encode(): h["string_match"]["exact"].encode()
                                             for h in route["match"]["headers"]}),
-            b"metadata": runtime.table_from({k.encode(): v.encode() if isinstance(v, str) else v
-                                             for k, v in metadata.items()}),
+            b"metadata": _lua_value(runtime, metadata),
         })
     run = runtime.globals().run
     return lambda api, body, content_type=b"application/json": run(PATHS[api].encode(), content_type, body, routes)
