@@ -284,3 +284,22 @@ def test_a_changed_key_or_key_source_makes_a_different_provider():
     assert provider(access_key="k1") != provider(access_key="k2")
     assert provider(access_key="kv") != provider(access_key="$KEY")  # the same text, another source
     assert same[0].access_key != "kv"
+
+
+def test_depth_is_counted_back_one_level_at_a_time():
+    # "1" ends at depth 4; its sibling list is at depth 4 again and its item at 5: too deep.
+    with pytest.raises(YamlLimitError) as caught:
+        load_yaml("[[[1, [2]]]]", max_depth=4)
+    assert str(caught.value) == "nested deeper than 4 levels at line 1, column 8"
+
+
+def test_a_query_mark_before_white_space_is_still_a_query():
+    # urlsplit drops the tab; the bare '?' left over would be lost in the URL the gateway renders.
+    assert error({"llm_providers": [{"model": "openai/a", "base_url": "https://x.example/v1?\t", "access_key": "k"}]}) \
+        == "t.yaml: llm_providers[0].base_url: 'https://x.example/v1?\\t' has a query or fragment, which a base URL " \
+           "cannot carry"
+
+
+def test_a_required_value_given_as_null():
+    assert error({"llm_providers": [{"model": None}]}) == \
+        "t.yaml: llm_providers[0].model: expected a string, got nothing (null)"
