@@ -109,3 +109,33 @@ def test_a_message_with_text_and_a_refusal_keeps_both_parts_in_order():
     raw = chunk({"content": "a"}) + chunk({"refusal": "r"}) + chunk({"content": "b"}) + b"data: [DONE]\n\n"
     final = run_to_responses(ChatStreamToResponses, raw)[-1][1]["response"]["output"]
     assert final[0]["content"] == [text_part("a"), {"type": "refusal", "refusal": "r"}, text_part("b")]
+
+
+@pytest.mark.parametrize("tools, names", [
+    ([], ToolNames()),
+    (["junk", {"type": "custom", "name": "patch"}, {"type": "custom", "name": 5}],
+     ToolNames(frozenset({"patch"}), ())),
+    ([{"type": "namespace", "name": "crm", "tools": ["junk", {"type": "function", "name": "lookup"},
+                                                   {"type": "custom", "name": "note"}, {"name": 5}]},
+      {"type": "namespace", "name": 5, "tools": [{"type": "custom", "name": "x"}]},
+      {"type": "function", "name": "plain"}],
+     ToolNames(frozenset({"crm__note"}), (("crm__lookup", "crm", "lookup"), ("crm__note", "crm", "note")))),
+])
+def test_how_custom_and_namespaced_tools_are_named_upstream(tools, names):
+    from filter.translation import responses_tool_names
+    assert responses_tool_names({"tools": tools}) == names
+
+
+def test_a_request_that_is_no_object_has_no_tool_names():
+    from filter.translation import responses_tool_names
+    assert responses_tool_names(["x"]) == ToolNames()
+
+
+@pytest.mark.parametrize("status, body, error", [
+    (429, b'{"error": {"message": "slow down"}}',
+     {"message": "slow down", "type": "rate_limit_error", "param": None, "code": None}),
+    (503, b"", {"message": "Service Unavailable", "type": "overloaded_error", "param": None, "code": None}),
+])
+def test_a_provider_error_as_a_responses_client_gets_it(status, body, error):
+    from filter.translation import error_to_responses
+    assert orjson.loads(error_to_responses(status, body)) == {"error": error}
