@@ -139,3 +139,10 @@ def test_a_request_that_is_no_object_has_no_tool_names():
 def test_a_provider_error_as_a_responses_client_gets_it(status, body, error):
     from filter.translation import error_to_responses
     assert orjson.loads(error_to_responses(status, body)) == {"error": error}
+
+
+def test_a_responses_request_as_anthropic_receives_it():
+    from filter.translation import responses_request_to_messages
+    assert responses_request_to_messages({"input": "Hi", "instructions": "Be brief"}, model="claude-x",
+                                         default_max_tokens=4096) == {
+        "model": "claude-x", "max_tokens": 4096, "messages": [{"role": "user", "content": "Hi"}], "system": "Be brief"}
