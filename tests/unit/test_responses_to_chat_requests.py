@@ -379,6 +379,22 @@ TRANSLATED = [
         {'model': 'm', 'messages': [{'role': 'user', 'content': 'Hi'}]},
         id='stream_no'),
     pytest.param(
+        {'model': 'gpt', 'input': 'Hi', 'user': '', 'safety_identifier': ''},
+        {'model': 'm', 'messages': [{'role': 'user', 'content': 'Hi'}]},
+        id='user_and_safety_empty'),
+    pytest.param(
+        {'model': 'gpt',
+         'input': [{'role': 'user', 'content': 'Hi'},
+                   {'type': 'function_call', 'call_id': 'c1', 'name': 'f', 'namespace': '', 'arguments': '{}'}]},
+        {'model': 'm',
+         'messages': [{'role': 'user', 'content': 'Hi'},
+                      {'role': 'assistant',
+                       'content': None,
+                       'tool_calls': [{'id': 'c1',
+                                       'type': 'function',
+                                       'function': {'name': 'f', 'arguments': '{}'}}]}]},
+        id='call_empty_namespace'),
+    pytest.param(
         {'model': 'gpt', 'input': [{'type': 'reasoning', 'summary': [{'text': 5}], 'content': ['x']}]},
         {'model': 'm', 'messages': [{'role': 'assistant', 'content': ''}]},
         id='reasoning_bad_parts'),

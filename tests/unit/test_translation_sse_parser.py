@@ -27,6 +27,7 @@ CASES = [
     pytest.param(b"x\ndata: y\n\n", [("", b"y")], id="a one-letter field"),
     pytest.param(b"\n\n\n data: x\n\nXdata: y\n\n", [], id="fields named ' data' and 'Xdata' are not data"),
     pytest.param(b"data: 1\n\nevent: only", [("", b"1")], id="a tail without data"),
+    pytest.param(b"\n\n\nXdata: y\n\n", [], id="a field named 'Xdata' after blank lines is not data"),
     pytest.param(b"data: x \n", [("", b"x ")], id="a tail keeps its trailing space"),
     pytest.param(b"data: oX", [("", b"oX")], id="a tail keeps its last letter"),
 ]
