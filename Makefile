@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-envoy/%.wasm: envoy/%.c envoy/proxy_wasm_abi.h
+envoy/%.wasm: envoy/%.c envoy/proxy_wasm_abi.h envoy/wasm_support.h
 	@command -v clang >/dev/null && command -v wasm-ld >/dev/null && test -f /usr/lib/wasm32-wasi/libc.a \
 	  && ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(WASM_PACKAGES))

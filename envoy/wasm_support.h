@@ -1,0 +1,129 @@
+/* What both Proxy-Wasm extensions (switchyard_metrics.c, switchyard_governance.c) need to read
+ * what Envoy hands them: byte slices, properties, and the request's dynamic metadata as one
+ * serialized protobuf message. Static inline, so an extension that uses less compiles without
+ * unused-function warnings. */
+#ifndef SWITCHYARD_WASM_SUPPORT_H
+#define SWITCHYARD_WASM_SUPPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy_wasm_abi.h"
+
+typedef struct {
+  const char *data;
+  size_t size;
+} slice;
+
+static inline slice slice_of(const char *text) { return (slice){text, strlen(text)}; }
+static inline bool slice_is(slice s, const char *text) { return s.size == strlen(text) && memcmp(s.data, text, s.size) == 0; }
+
+static inline uint32_t fnv1a(const char *data, size_t size) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < size; i++) h = (h ^ (unsigned char)data[i]) * 16777619u;
+  return h ? h : 1;
+}
+
+
+/* A property's raw value (the caller frees `*owned`), or an empty slice. */
+static inline slice property(const char *path, size_t size, char **owned) {
+  char *value = NULL;
+  size_t value_size = 0;
+  *owned = NULL;
+  if (proxy_get_property(path, size, &value, &value_size) != PROXY_OK || value == NULL) {
+    free(value);
+    return (slice){NULL, 0};
+  }
+  *owned = value;
+  return (slice){value, value_size};
+}
+
+#define PROPERTY(literal, owned) property(literal, sizeof(literal) - 1, owned)
+
+
+/* The request's whole dynamic metadata comes as one serialized envoy.config.core.v3.Metadata
+ * (one host call; reading the namespaces as maps costs Envoy several times more). A minimal
+ * protobuf reader: Metadata{1: map<string, Struct> filter_metadata}, Struct{1: map<string,
+ * Value> fields}, Value{2: double number_value, 3: string string_value} (map entries are
+ * {1: key, 2: value}); everything else is skipped. */
+static inline bool varint(slice *in, uint64_t *out) {
+  uint64_t value = 0;
+  for (int shift = 0; shift < 64 && in->size > 0; shift += 7) {
+    unsigned char c = (unsigned char)in->data[0];
+    in->data++, in->size--;
+    value |= (uint64_t)(c & 0x7f) << shift;
+    if (c < 0x80) {
+      *out = value;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* The next field of a message: its number, wire type and (for length-delimited) its bytes. */
+static inline bool pb_field(slice *in, uint32_t *number, uint32_t *type, slice *bytes) {
+  uint64_t tag, length;
+  if (in->size == 0 || !varint(in, &tag)) return false;
+  *number = (uint32_t)(tag >> 3), *type = (uint32_t)(tag & 7);
+  switch (*type) {
+    case 0: return varint(in, &length);
+    case 1:
+      if (in->size < 8) return false;
+      *bytes = (slice){in->data, 8};
+      in->data += 8, in->size -= 8;
+      return true;
+    case 2:
+      if (!varint(in, &length) || length > in->size) return false;
+      *bytes = (slice){in->data, (size_t)length};
+      in->data += length, in->size -= length;
+      return true;
+    case 5:
+      if (in->size < 4) return false;
+      in->data += 4, in->size -= 4;
+      return true;
+    default: return false;
+  }
+}
+
+/* A map entry {1: key, 2: value} (both length-delimited). */
+static inline bool map_entry(slice entry, slice *key, slice *value) {
+  uint32_t number, type;
+  slice bytes = {0};
+  *key = *value = (slice){NULL, 0};
+  while (pb_field(&entry, &number, &type, &bytes)) {
+    if (type == 2 && number == 1) *key = bytes;
+    else if (type == 2 && number == 2) *value = bytes;
+  }
+  return key->data != NULL;
+}
+
+/* Calls `visit` with each field of a Struct: a string's bytes, or a number's 8 bytes. */
+static inline void each_struct_field(slice fields, void (*visit)(slice key, slice value, void *into), void *into) {
+  uint32_t number, type;
+  slice entry;
+  while (pb_field(&fields, &number, &type, &entry)) {
+    slice key, value;
+    if (number != 1 || type != 2 || !map_entry(entry, &key, &value)) continue;
+    uint32_t value_number, value_type;
+    slice bytes;
+    while (pb_field(&value, &value_number, &value_type, &bytes)) {
+      if ((value_number == 2 && value_type == 1) || (value_number == 3 && value_type == 2)) visit(key, bytes, into);
+    }
+  }
+}
+
+/* The Struct of one namespace of the request's metadata, or an empty slice. */
+static inline slice namespace_of(slice metadata, const char *name) {
+  uint32_t number, type;
+  slice entry;
+  while (pb_field(&metadata, &number, &type, &entry)) {
+    slice key, value;
+    if (number == 1 && type == 2 && map_entry(entry, &key, &value) && slice_is(key, name)) return value;
+  }
+  return (slice){NULL, 0};
+}
+
+
+#endif
