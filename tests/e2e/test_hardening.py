@@ -547,3 +547,21 @@ def test_a_request_just_under_the_request_limit_is_served(sized, path):
     gateways, _ = sized
     response = _ask(gateways[path], "chat", "gpt-4o", "size 5 " + "p" * (MIB - 4096))
     assert response.status_code == 200, response.text[:500]
+
+
+def test_a_failover_chains_answer_larger_than_the_request_limit_is_delivered(tmp_path):
+    from tests.standins import StandIn, json_reply
+
+    with StandIn(_sized_answer) as upstream, \
+            StandIn(lambda request: json_reply(503, {"error": {"message": "down"}})) as down:
+        config = {"llm_providers": [
+                      {"model": "openai/gpt-4o", "access_key": "sk-o", "base_url": f"{upstream.url}/v1", "default": True},
+                      {"model": "local/flaky", "base_url": f"{down.url}/v1", "fallbacks": ["openai/gpt-4o"]}],
+                  "routing": {"engine": "none"}, "failover": {"retries": 0},
+                  "gateway": {"max_request_bytes": MIB}}
+        with Gateway(config, tmp_path) as gateway:
+            response = _ask(gateway, "chat", "local/flaky", f"size {BIG_ANSWER}")
+            assert response.status_code == 200, response.text[:500]
+            assert response.headers["x-switchyard-model"] == "openai/gpt-4o"
+            assert _answer_text("chat", response) == "z" * BIG_ANSWER
+            assert _ask(gateway, "chat", "local/flaky", "p" * (MIB + 1024)).status_code == 413
