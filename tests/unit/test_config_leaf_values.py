@@ -303,3 +303,11 @@ def test_a_query_mark_before_white_space_is_still_a_query():
 def test_a_required_value_given_as_null():
     assert error({"llm_providers": [{"model": None}]}) == \
         "t.yaml: llm_providers[0].model: expected a string, got nothing (null)"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"llm_providers": [A], False: 1}, "t.yaml: keys must be strings, got a boolean (False)"),
+    ({"llm_providers": [A], "gateway": {1: 2}}, "t.yaml: gateway: keys must be strings, got an integer (1)"),
+])
+def test_a_key_that_is_not_a_string_is_named_with_its_type(raw, message):
+    assert error(raw) == message
