@@ -71,9 +71,11 @@ RETURNING value
 class EmbeddedStore:
     kind = "embedded"
 
-    def __init__(self, directory: str | Path, *, clock: Callable[[], float] = time.time):
+    def __init__(self, directory: str | Path, *, clock: Callable[[], float] = time.time,
+                 timeout_s: float = OPERATION_TIMEOUT_S):
         self.path = Path(directory) / FILE_NAME
         self._clock = clock
+        self._timeout_s = timeout_s  # what a request waits for the store thread at most
         # The store thread: operations that must wait for a lock, checkpoints, opening the file.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchyard-store")
         self._thread_db: sqlite3.Connection | None = None  # used on the store thread only
@@ -92,7 +94,7 @@ class EmbeddedStore:
 
     def _thread_connection(self) -> sqlite3.Connection:
         if self._thread_db is None:
-            db = self._open(BUSY_TIMEOUT_MS / 1000)
+            db = self._open(max(BUSY_TIMEOUT_MS / 1000, self._timeout_s))
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             self._thread_db = db
@@ -125,10 +127,10 @@ class EmbeddedStore:
         def run():
             return self._transaction(self._thread_connection(), operation, args, write)
         try:
-            async with asyncio.timeout(OPERATION_TIMEOUT_S):  # the thread may go on; the request does not wait
+            async with asyncio.timeout(self._timeout_s):  # the thread may go on; the request does not wait
                 return await asyncio.get_running_loop().run_in_executor(self._executor, run)
         except TimeoutError:
-            raise StoreError(f"embedded store {self.path}: no answer within {OPERATION_TIMEOUT_S * 1000:.0f} ms") from None
+            raise StoreError(f"embedded store {self.path}: no answer within {self._timeout_s * 1000:.0f} ms") from None
 
     def _checkpoint(self) -> None:
         try:  # PASSIVE: copies what no reader needs, waits for no one

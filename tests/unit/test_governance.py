@@ -157,6 +157,9 @@ def redis_server(tmp_path_factory):
         yield server
 
 
+STORE_DEADLINE_S = 30.0
+
+
 @pytest.fixture(params=["embedded", "redis"])
 def stores(request, tmp_path):
     """A factory of stores that share their data (two workers, or two replicas on one Redis)."""
@@ -164,10 +167,13 @@ def stores(request, tmp_path):
     prefix = f"g{time.monotonic_ns()}:"
 
     def make():
+        # These tests count; a store operation missing its production deadline (250 ms) on a loaded
+        # machine is the outage path, tested on its own (test_state.py, the e2e outage tests).
         if request.param == "embedded":
-            store = EmbeddedStore(tmp_path)
+            store = EmbeddedStore(tmp_path, timeout_s=STORE_DEADLINE_S)
         else:
-            store = RedisStore(request.getfixturevalue("redis_server").url, key_prefix=prefix)
+            store = RedisStore(request.getfixturevalue("redis_server").url, key_prefix=prefix,
+                               timeout_s=STORE_DEADLINE_S)
         made.append(store)
         return store
 
