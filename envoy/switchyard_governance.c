@@ -439,39 +439,6 @@ static slice header_value(uint32_t map, const char *key, char **owned) {
   return (slice){value, value_size};
 }
 
-typedef struct {
-  slice api, model, model_label, upstream_api, client;
-} decision;
-
-static void read_decision(slice key, slice value, void *into) {
-  decision *d = into;
-  if (slice_is(key, "api")) d->api = value;
-  else if (slice_is(key, "model")) d->model = value;
-  else if (slice_is(key, "model_label")) d->model_label = value;
-  else if (slice_is(key, "upstream_api")) d->upstream_api = value;
-  else if (slice_is(key, "client")) d->client = value;
-}
-
-typedef struct {
-  bool any;
-  double input, output, cached, cache_write;
-} usage;
-
-static void read_usage(slice key, slice value, void *into) {
-  usage *u = into;
-  double n;
-  if (value.size != 8) return;
-  memcpy(&n, value.data, 8);
-  if (!(n >= 0 && n < 1e15)) return;
-  n = floor(n);
-  if (slice_is(key, "input_tokens")) u->input = n;
-  else if (slice_is(key, "output_tokens")) u->output = n;
-  else if (slice_is(key, "cached_tokens")) u->cached = n;
-  else if (slice_is(key, "cache_write_tokens")) u->cache_write = n;
-  else return;
-  u->any = true;
-}
-
 /* The virtual host's governance settings, re-read when their version changes (a reload). */
 static void refresh_settings(void) {
   char *owned;
@@ -1252,7 +1219,7 @@ uint32_t proxy_on_request_headers(uint32_t context_id, size_t headers, uint32_t 
   if (!current.present || current.policy_count == 0) return PROXY_CONTINUE;
   proxy_remove_header_map_value(PROXY_MAP_REQUEST_HEADERS, "x-switchyard-limited", 20);
   char *owned;
-  decision d = {0};
+  decision_fields d = {0};
   each_struct_field(namespace_of(PROPERTY("metadata", &owned), "switchyard"), read_decision, &d);
   if (d.model.size == 0) {
     free(owned);
@@ -1543,7 +1510,7 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
   (void)context_id;
   char *metadata_owned, *served_owned;
   slice metadata = PROPERTY("metadata", &metadata_owned);
-  usage u = {0};
+  usage_fields u = {0};
   each_struct_field(namespace_of(metadata, "switchyard.usage"), read_usage, &u);
   if (!u.any) { /* nothing was read from an answer: nothing to count */
     free(metadata_owned);
@@ -1554,7 +1521,7 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     free(metadata_owned);
     return;
   }
-  decision d = {0};
+  decision_fields d = {0};
   each_struct_field(namespace_of(metadata, "switchyard"), read_decision, &d);
   slice model = d.model_label.size ? d.model_label : d.model;
   /* With failover the model that answered may be a fallback: the attempt's header says which. */

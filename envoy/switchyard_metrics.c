@@ -289,42 +289,6 @@ static slice response_header(const char *key, char **owned) {
   *owned = value;
   return (slice){value, value_size};
 }
-typedef struct {
-  slice api, provider, model, model_label, decision, route, upstream_api, client;
-} decision_fields;
-
-static void read_decision(slice key, slice value, void *into) {
-  decision_fields *d = into;
-  if (slice_is(key, "api")) d->api = value;
-  else if (slice_is(key, "provider")) d->provider = value;
-  else if (slice_is(key, "model")) d->model = value;
-  else if (slice_is(key, "model_label")) d->model_label = value;
-  else if (slice_is(key, "decision")) d->decision = value;
-  else if (slice_is(key, "route")) d->route = value;
-  else if (slice_is(key, "upstream_api")) d->upstream_api = value;
-  else if (slice_is(key, "client")) d->client = value;
-}
-
-typedef struct {
-  bool any;
-  int64_t input, output, cached, cache_write;
-} usage_fields;
-
-/* Token counts are numbers in the metadata: a double's 8 bytes. */
-static void read_usage(slice key, slice value, void *into) {
-  usage_fields *u = into;
-  double number;
-  if (value.size != 8) return;
-  memcpy(&number, value.data, 8);
-  if (!(number >= 0 && number < 1e15)) return;
-  int64_t count = (int64_t)number;
-  if (slice_is(key, "input_tokens")) u->input = count;
-  else if (slice_is(key, "output_tokens")) u->output = count;
-  else if (slice_is(key, "cached_tokens")) u->cached = count;
-  else if (slice_is(key, "cache_write_tokens")) u->cache_write = count;
-  else return;
-  u->any = true;
-}
 
 /* ------------------------------------------------------------------ per-stream state */
 
