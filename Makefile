@@ -49,7 +49,13 @@ $(REDIS_SERVER):
 
 # The end-to-end suite runs twice: as configured (the fast path is on by default), then with
 # gateway.fast_path off wherever a test does not choose (tests/gateway.py).
-test: install $(CLIENTS) $(REDIS_SERVER)
+PROMETHEUS := /usr/bin/prometheus
+
+$(PROMETHEUS):
+	command -v prometheus >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus)
+
+test: install $(CLIENTS) $(REDIS_SERVER) $(PROMETHEUS)
 	$(PY) -m pytest -q
 	SWITCHYARD_TEST_FAST_PATH=0 $(PY) -m pytest -q tests/e2e
 
