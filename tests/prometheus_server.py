@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.redis_server import stop_process
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
@@ -73,13 +75,7 @@ class PrometheusServer:
         raise RuntimeError("prometheus did not become ready")
 
     def __exit__(self, *exc) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def query(self, expr: str) -> list[dict]:

@@ -13,6 +13,17 @@ import subprocess
 import time
 from pathlib import Path
 
+def stop_process(process: subprocess.Popen | None) -> None:
+    """Stop a server a test started: SIGTERM, then SIGKILL after 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -68,13 +79,7 @@ class RedisServer:
         return [line for line in reply.split("\r\n")[1:] if line and not line.startswith("$")]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> "RedisServer":

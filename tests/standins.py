@@ -398,3 +398,10 @@ Your task is to decide which route is best suit with user intent on the conversa
 
 Based on your analysis, provide your response in the following JSON formats if you decide to match any route:
 {{"route": "route_name"}} \n"""
+
+
+def code_generation_router(request):
+    """An Arch-Router stand-in: `code_generation` when the conversation says "function", else `other`."""
+    prompt = request.json["messages"][0]["content"]
+    route = "code_generation" if "function" in prompt.split("<conversation>")[1] else "other"
+    return json_reply(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps({"route": route})}}]})

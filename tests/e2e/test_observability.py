@@ -12,21 +12,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dashboard_metrics import dashboard_metric_names
 from tests.gateway import REPO, Gateway, eventually
-from tests.standins import StandIn, json_reply
+from tests.standins import StandIn, code_generation_router, json_reply
 
 KEY = "sk-observability-upstream-key"
-
-
-def router_behaviour(request):
-    prompt = request.json["messages"][0]["content"]
-    route = "code_generation" if "function" in prompt.split("<conversation>")[1] else "other"
-    return json_reply(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps({"route": route})}}]})
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream, tmp_path_factory):
     down = lambda request: json_reply(503, {"error": {"message": "down"}})  # noqa: E731
-    with StandIn(router_behaviour) as router, StandIn(down) as broken:
+    with StandIn(code_generation_router) as router, StandIn(down) as broken:
         config = {
             "llm_providers": [
                 {"model": "openai/gpt-4o-mini", "access_key": KEY, "base_url": f"{upstream.url}/v1", "default": True},
