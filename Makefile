@@ -6,16 +6,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/demo.yaml
-# Envoy's compiled extension (request metrics, see envoy/switchyard_metrics.c), built from source
-# with Debian's clang for wasm32-wasi; the toolchain is installed when missing.
-EXTENSIONS := envoy/switchyard_metrics.wasm envoy/switchyard_governance.wasm
-WASM_CC := clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror -mexec-model=reactor -Wl,--strip-all
+# Envoy's compiled extensions (request metrics and governance, envoy/switchyard_*.c; in the
+# default configuration both in one module, envoy/switchyard_extension.c), built from source with
+# Debian's clang for wasm32-wasi; the toolchain is installed when missing.
+EXTENSIONS := envoy/switchyard_extension.wasm envoy/switchyard_metrics.wasm envoy/switchyard_governance.wasm
+WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror
+WASM_CC := clang $(WASM_CFLAGS) -mexec-model=reactor -Wl,--strip-all
+# The callbacks each part of the combined module renames (<part>_<callback>) for its dispatcher.
+PART_CALLBACKS := proxy_abi_version_0_2_1 proxy_on_memory_allocate proxy_on_context_create proxy_on_vm_start \
+  proxy_on_configure proxy_on_tick proxy_on_request_headers proxy_on_request_body proxy_on_response_headers \
+  proxy_on_log proxy_on_delete proxy_on_grpc_receive_initial_metadata proxy_on_grpc_receive_trailing_metadata \
+  proxy_on_grpc_receive proxy_on_grpc_close
+WASM_HEADERS := envoy/proxy_wasm_abi.h envoy/wasm_support.h
 WASM_PACKAGES := clang lld wasi-libc libclang-rt-14-dev-wasm32
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real clients the tests drive (Claude Code, Codex CLI), pinned by tests/clients/package-lock.json.
 CLIENTS := tests/clients/node_modules/.installed
 
-.PHONY: install run test validate render bench-routing soak bench mutation clean
+.PHONY: wasm-toolchain install run test validate render bench-routing soak bench mutation clean
 
 install: $(STAMP) $(EXTENSIONS)
 
@@ -25,11 +33,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-envoy/%.wasm: envoy/%.c envoy/proxy_wasm_abi.h envoy/wasm_support.h
+wasm-toolchain:
 	@command -v clang >/dev/null && command -v wasm-ld >/dev/null && test -f /usr/lib/wasm32-wasi/libc.a \
 	  && ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(WASM_PACKAGES))
+
+envoy/%.wasm: envoy/%.c $(WASM_HEADERS) | wasm-toolchain
 	$(WASM_CC) -o $@ $<
+
+build/wasm/%.o: envoy/switchyard_%.c $(WASM_HEADERS) | wasm-toolchain
+	@mkdir -p build/wasm
+	clang $(WASM_CFLAGS) -DSWITCHYARD_PART $(foreach c,$(PART_CALLBACKS),-D$(c)=$*_$(c)) -c -o $@ $<
+
+envoy/switchyard_extension.wasm: envoy/switchyard_extension.c build/wasm/metrics.o build/wasm/governance.o $(WASM_HEADERS) | wasm-toolchain
+	$(WASM_CC) -o $@ $< build/wasm/metrics.o build/wasm/governance.o
 
 run: install
 	$(VENV)/bin/switchyard up $(CONFIG)

@@ -21,9 +21,12 @@ import yaml
 
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
-from filter.render.fast_path import FLAG_HEADER, LUA_FILTER, STREAM_HEADER
-from filter.render.governance import FILTER_NAME as GOVERNANCE_FILTER
-from filter.render.metrics import METRICS_FILTER, span_access_log
+from filter.metrics import extension_config
+from filter.render import governance
+from filter.render.bootstrap import envoy_file
+from filter.render.fast_path import FLAG_HEADER, LUA_FILTER, STREAM_HEADER, ext_proc_config
+from filter.render.metrics import span_access_log
+from filter.render.wasm import EXTENSION_FILTER, extension_code, governance_filter, wasm_filter
 from filter.runtime.supervisor import envoy_binary
 
 
@@ -75,24 +78,65 @@ STATS_LOGGER = {
                 ("client", "%DYNAMIC_METADATA(switchyard:client)%"))]}, "value_fixed": 1}],
     },
 }
-LUA_ALONE = "the fast path's Lua alone (no logs, no metrics, no token filters, no ext_proc)"
+def _two_filters(bootstrap: dict) -> None:
+    """Before the metrics and the governance were one module: each its own Wasm filter (the
+    metrics where the extension is, the governance right after ext_proc)."""
+    manager = _manager(bootstrap)
+    filters = manager["http_filters"]
+    at = next(i for i, f in enumerate(filters) if f["name"] == EXTENSION_FILTER)
+    metrics_code = extension_code(Path(str(envoy_file("switchyard_metrics.wasm"))), inline=False)
+    filters[at] = wasm_filter("switchyard.metrics", "switchyard_metrics", metrics_code, extension_config())
+    ext_proc = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_proc")
+    filters.insert(ext_proc + 1, governance_filter(extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))),
+                                                                  inline=False)))
+
+
+# Fast routes to OpenAI-compatible providers skip the token scan's Lua (their JSON answers'
+# counts come from json_to_metadata): this puts it back on every route.
+def _token_scan_everywhere(bootstrap: dict) -> None:
+    manager = _manager(bootstrap)
+    source = manager.get("rds")
+    if source is not None:  # `switchyard up` reads its routes from a file: this variant gets its own
+        path = source["config_source"]["path_config_source"]
+        shared = Path(path["path"])
+        resources = yaml.safe_load(shared.read_text())
+        routes = resources["resources"][0]
+    else:
+        routes = manager["route_config"]
+    for host in routes["virtual_hosts"]:
+        for route in host.get("routes", []):
+            route.get("typed_per_filter_config", {}).pop(TOKEN_FILTERS[1], None)
+    if source is not None:
+        copy_path = shared.with_name(f"routes-scan-{id(bootstrap)}.yaml")
+        copy_path.write_text(yaml.safe_dump(resources, sort_keys=False))
+        path["path"], path["watched_directory"] = str(copy_path), {"path": str(copy_path.parent)}
+
+
+def _ext_proc_everywhere(bootstrap: dict) -> None:
+    filters = _manager(bootstrap)["http_filters"]
+    at = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_proc")
+    filters[at] = {"name": filters[at]["name"], "typed_config": ext_proc_config(filters[at])}
+
+
+LUA_ALONE = "the fast path's Lua alone (no logs, no extension, no token filters, no ext_proc)"
 VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
     "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
-    "without the metrics extension": _without_filters(METRICS_FILTER),
-    "without the metrics extension, requests counted by the stats access logger": _then(
-        _without_filters(METRICS_FILTER), _with_logs(STATS_LOGGER)),
+    "without the extension (metrics, cost, limits)": _without_filters(EXTENSION_FILTER),
+    "without the extension, requests counted by the stats access logger": _then(
+        _without_filters(EXTENSION_FILTER), _with_logs(STATS_LOGGER)),
+    "metrics and governance as two Wasm filters (before one module)": _two_filters,
     "without the token-count filters": _without_filters(*TOKEN_FILTERS),
-    "without the governance extension (cost counted, no limits configured)": _without_filters(GOVERNANCE_FILTER),
     "without json_to_metadata (JSON answers' tokens)": _without_filters(TOKEN_FILTERS[0]),
-    "without the SSE token scan (Lua)": _without_filters(TOKEN_FILTERS[1]),
-    "without the (per-route disabled) ext_proc filter": _without_filters("envoy.filters.http.ext_proc"),
+    "without the token scan (Lua; skipped on fast OpenAI JSON routes already)": _without_filters(TOKEN_FILTERS[1]),
+    "the token scan's Lua on every route (before the per-route skip)": _token_scan_everywhere,
+    "without the ext_proc filter (built only for requests that may use it)": _without_filters("envoy.filters.http.ext_proc"),
+    "ext_proc built for every request, turned off per route (before)": _ext_proc_everywhere,
     "with tracing's gRPC access log (spans)": _with_logs(span_access_log()),
     "before this round: gRPC access log for the metrics, no extension": _then(
-        _without_filters(METRICS_FILTER), _with_logs(span_access_log())),
+        _without_filters(EXTENSION_FILTER), _with_logs(span_access_log())),
     LUA_ALONE: _then(
-        _without_logs(STDOUT_LOG), _without_filters(METRICS_FILTER, GOVERNANCE_FILTER, *TOKEN_FILTERS,
-                                                    "envoy.filters.http.ext_proc")),
+        _without_logs(STDOUT_LOG), _without_filters(EXTENSION_FILTER, *TOKEN_FILTERS, "envoy.filters.http.ext_proc")),
 }
 
 
@@ -150,7 +194,7 @@ def _with_flat_lua(script: str):
 def _with_wasm(path: Path):
     def mutate(bootstrap: dict) -> None:
         for f in _manager(bootstrap)["http_filters"]:
-            if f["name"] == METRICS_FILTER:
+            if f["name"] == EXTENSION_FILTER:
                 f["typed_config"]["config"]["vm_config"]["code"] = {"local": {"filename": str(path)}}
     return mutate
 
@@ -179,7 +223,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         variants[f"Lua alone, flat-metadata Lua from {path}"] = _then(VARIANTS[LUA_ALONE],
                                                                       _with_flat_lua(Path(path).read_text()))
     for path in wasm:
-        variants[f"as shipped, metrics module from {path}"] = _with_wasm(Path(path).resolve())
+        variants[f"as shipped, extension module from {path}"] = _with_wasm(Path(path).resolve())
     chosen = [name for name in [*REFERENCES, *variants]
               if only is None or name == next(iter(VARIANTS)) or any(part in name for part in only.split(","))]
 
@@ -207,7 +251,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
     delay_ms = None if rate is None else connections / rate * 1000
     script = lua_script("/v1/chat/completions", chat_body("fast"), vary=False, delay_ms=delay_ms)
     worker, upstream_pid = gateway.processes["worker1"], upstream.processes["upstream"]
-    # Per round: req/s, then CPU ms per request of Envoy, the filter worker, the upstream and wrk.
+    # Per round: req/s, then CPU ms per request of Envoy, the filter worker, the upstream and wrk, then p50 ms.
     figures: dict[str, list[tuple[float, ...]]] = {name: [] for name in envoys}
     names = list(envoys)
     for r in range(rounds):
@@ -219,8 +263,8 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
             after = cpu_seconds(pid), cpu_seconds(worker), cpu_seconds(upstream_pid)
             n = max(result.requests, 1)
             per_req = [(a - b) / n * 1000 for a, b in zip(after, before)] + [result.wrk_cpu_s / n * 1000]
-            figures[name].append((result.rps, *per_req))
-            print(f"{name[:60]:60s} {result.rps:7.0f} req/s  Envoy {per_req[0]:.3f}  worker {per_req[1]:.3f}  "
+            figures[name].append((result.rps, *per_req, result.p50_ms))
+            print(f"{name[:60]:60s} {result.rps:7.0f} req/s  p50 {result.p50_ms:.3f} ms  Envoy {per_req[0]:.3f}  worker {per_req[1]:.3f}  "
                   f"upstream {per_req[2]:.3f}  wrk {per_req[3]:.3f} CPU ms/req  (load {os.getloadavg()[0]:.1f})",
                   flush=True)
 
@@ -240,8 +284,8 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         "Switchyard offers. The references are separate Envoys on the same upstream. CPU is utime + stime per "
         "request; \"Envoy − bare\" is what the variant's Envoy spends per request beyond bare Envoy's.",
         "",
-        "| variant | req/s | × as shipped | × bare Envoy | Envoy CPU ms / req | Envoy − bare | worker | upstream | wrk |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | req/s | × as shipped | × bare Envoy | p50 ms | Envoy CPU ms / req | Envoy − bare | worker | upstream | wrk |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     shipped_rps = med(shipped_name, 0)
     bare_rps = med(bare_name, 0) if bare_name in figures else None
@@ -250,7 +294,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         rps = med(name, 0)
         vs_bare = f"{rps / bare_rps:.2f}×" if bare_rps else "–"
         extra = f"{med(name, 1) - bare_cpu:+.3f}" if bare_cpu is not None else "–"
-        lines.append(f"| {name} | {rps:.0f} | {rps / shipped_rps:.2f}× | {vs_bare} | {med(name, 1):.3f} | {extra} | "
+        lines.append(f"| {name} | {rps:.0f} | {rps / shipped_rps:.2f}× | {vs_bare} | {med(name, 5):.3f} | {med(name, 1):.3f} | {extra} | "
                      f"{med(name, 2):.3f} | {med(name, 3):.3f} | {med(name, 4):.3f} |")
     lines.append("")
     markdown = "\n".join(lines)

@@ -10,7 +10,13 @@
 #include <stdint.h>
 
 #define PROXY_IMPORT(name) __attribute__((import_module("env"), import_name(#name)))
+#ifdef SWITCHYARD_PART
+/* Compiled as one part of envoy/switchyard_extension.c's module: its callbacks are renamed by the
+ * build (proxy_on_log → <part>_proxy_on_log) and the module's dispatcher exports the real ones. */
+#define PROXY_EXPORT(name)
+#else
 #define PROXY_EXPORT(name) __attribute__((export_name(#name)))
+#endif
 
 enum proxy_status { PROXY_OK = 0, PROXY_NOT_FOUND = 1, PROXY_BAD_ARGUMENT = 2, PROXY_CAS_MISMATCH = 8 };
 enum proxy_action { PROXY_CONTINUE = 0, PROXY_PAUSE = 1 };

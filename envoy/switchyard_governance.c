@@ -1,6 +1,8 @@
 /* Switchyard's governance inside Envoy: rate limits, budgets and cost, as a Proxy-Wasm HTTP filter
- * (ABI v0.2.1). It sits right after ext_proc, so it sees every forwarded request with its decision
- * already made — by the fast path's Lua or by the Python filter — in the `switchyard` dynamic
+ * (ABI v0.2.1): by default one part of envoy/switchyard_extension.c's module, with the metrics, just
+ * before the router; alone (gateway.usage_metrics off) right after ext_proc. Either way it comes
+ * after ext_proc, so it sees every forwarded request with its decision already made — by the fast
+ * path's Lua or by the Python filter — in the `switchyard` dynamic
  * metadata (`client`: the key's name, `model`: the model that serves, `api`: the client's API).
  *
  * Per request, from memory Envoy's worker threads share (Proxy-Wasm shared data):
@@ -1382,6 +1384,11 @@ static bool own_the_sync(double now) {
 
 PROXY_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
   (void)root_id;
+  /* In the combined module the timer ticks at the metrics' pace: a sync every sync_ms still. */
+  static double last_tick;
+  double tick = own_clock_ms();
+  if (tick - last_tick < 0.9 * sync_ms) return;
+  last_tick = tick;
   refresh_clock();
   double now = now_ms();
   if (syncing && now - sync_started < 4.0 * timeout_ms) return;

@@ -1,4 +1,5 @@
-/* Switchyard's request metrics, computed inside Envoy: a Proxy-Wasm HTTP filter (ABI v0.2.1).
+/* Switchyard's request metrics, computed inside Envoy: a Proxy-Wasm HTTP filter (ABI v0.2.1), run as
+ * one part of envoy/switchyard_extension.c's module (built alone too, for its unit test).
  *
  * For every finished request it reads what Envoy knows — the status, the decision metadata the
  * fast path or the filter set (`switchyard`), the token counts Envoy read from the answer

@@ -9,9 +9,12 @@ import struct
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from filter.metrics import extension_config
 from tests.proxy_wasm_host import OK, REPO, ProxyWasmHost, i32, serialize_metadata
 
 GOVERNANCE_EXTENSION = REPO / "envoy" / "switchyard_governance.wasm"
+# What Envoy runs by default: the governance and the metrics in one module (envoy/switchyard_extension.c).
+COMBINED_EXTENSION = REPO / "envoy" / "switchyard_extension.wasm"
 NOT_FOUND, CAS_MISMATCH, EMPTY = 1, 8, 7
 REQUEST_HEADERS, RESPONSE_HEADERS = 0, 2
 GRPC_RECEIVE = 5
@@ -64,6 +67,8 @@ class Request:
 
 
 class GovernanceHost(ProxyWasmHost):
+    module = GOVERNANCE_EXTENSION  # or COMBINED_EXTENSION: its configuration then has the metrics' lines too
+
     def __init__(self, settings: str, plugin: str = "cluster workers\nsync_ms 200\ntimeout_ms 500\n",
                  now_ms: int = 1_796_000_000_000):
         self.shared: dict[bytes, tuple[bytes, int]] = {}
@@ -74,7 +79,9 @@ class GovernanceHost(ProxyWasmHost):
         self.current: Request | None = None
         self.requests: dict[int, Request] = {}
         self.settings = settings.encode()
-        super().__init__(GOVERNANCE_EXTENSION, plugin)
+        if self.module != GOVERNANCE_EXTENSION:
+            plugin = extension_config() + plugin
+        super().__init__(self.module, plugin)
 
     def _host_functions(self) -> list:
         return super()._host_functions() + [

@@ -20,7 +20,8 @@ import yaml
 
 from filter.config import Chain, Config, Provider
 from filter.render import fast_path, governance
-from filter.render.metrics import EXTENSION_FILE, extension_code, metrics_filter, span_access_log, stats_tags, timing_headers
+from filter.render.metrics import span_access_log, stats_tags, timing_headers
+from filter.render.wasm import EXTENSION_FILE, extension_code, extension_filter, governance_filter
 from filter.state.base import OPERATION_TIMEOUT_S
 
 
@@ -90,20 +91,23 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
 
     manager = _connection_manager(bootstrap)
     if gateway.usage_metrics:
-        # Last before the router: it sees the answer first, and counts every request.
+        # The metrics and the governance in one Wasm filter, last before the router: it sees the
+        # answer first, and counts every request.
         code = extension_code(Path(str(envoy_file(EXTENSION_FILE))), inline=reload_dir is None)
-        manager["http_filters"].insert(len(manager["http_filters"]) - 1, metrics_filter(code))
+        manager["http_filters"].insert(len(manager["http_filters"]) - 1, extension_filter(code))
         bootstrap["stats_config"] = {"stats_tags": stats_tags()}
+    else:
+        # Right after ext_proc: every forwarded request has its decision and its client key's name.
+        position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
+        code = extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))), inline=reload_dir is None)
+        manager["http_filters"].insert(position + 1, governance_filter(code))
     if gateway.otlp_endpoint:
         manager["access_log"].append(span_access_log())
-    # Right after ext_proc: every forwarded request has its decision and its client key's name.
-    position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
-    code = extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))), inline=reload_dir is None)
-    manager["http_filters"].insert(position + 1, governance.governance_filter(code))
     manager["local_reply_config"]["mappers"].insert(0, governance.local_reply_mapper())
     if gateway.fast_path:
         # Right before ext_proc: after the request body is decompressed.
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
+        manager["http_filters"][position] = fast_path.ext_proc_only_where_needed(manager["http_filters"][position])
         manager["http_filters"].insert(position, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [

@@ -1,5 +1,5 @@
-"""The governance extension (envoy/switchyard_governance.c) as Envoy configuration: its HTTP
-filter, and the settings it reads from the virtual host's metadata — limits and budgets by
+"""The governance extension (envoy/switchyard_governance.c) as Envoy configuration: its plugin
+configuration, and the settings it reads from the virtual host's metadata — limits and budgets by
 entity, prices by model, and the gateway's error bodies — which change with the routes on a
 reload. Also which client keys may take each fast route (the fast path's Lua reads it).
 
@@ -29,24 +29,10 @@ TIMEOUT_MS = 500
 _SENTINEL = "\x00"
 
 
-def governance_filter(code: dict[str, Any], cluster: str = "switchyard_filter") -> dict[str, Any]:
-    """The HTTP filter; it goes right after ext_proc, where every forwarded request has its
-    decision (from the fast path or the filter) and the client key's name."""
-    configuration = f"cluster {cluster}\nsync_ms {SYNC_MS}\ntimeout_ms {TIMEOUT_MS}\n"
-    return {
-        "name": FILTER_NAME,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "switchyard_governance",
-                "root_id": "switchyard_governance",
-                "vm_config": {"vm_id": "switchyard_governance", "runtime": "envoy.wasm.runtime.v8", "code": code},
-                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration},
-                # If the module fails, requests go on unlimited rather than all failing.
-                "failure_policy": "FAIL_OPEN",
-            },
-        },
-    }
+def plugin_configuration(cluster: str = "switchyard_filter") -> str:
+    """The module's static settings (its filter: filter/render/wasm.py): the workers' cluster it
+    calls, how often it syncs, how long a call may take."""
+    return f"cluster {cluster}\nsync_ms {SYNC_MS}\ntimeout_ms {TIMEOUT_MS}\n"
 
 
 def local_reply_mapper() -> dict[str, Any]:

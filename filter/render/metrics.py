@@ -1,23 +1,19 @@
-"""What Envoy computes for observability, as Envoy configuration: the metrics extension, the
-timing headers it reads, the stat tags that label its counters, and the access log that spans
+"""What Envoy computes for observability, as Envoy configuration: the timing headers the
+metrics extension reads (its filter: filter/render/wasm.py), the stat tags that label its counters, and the access log that spans
 come from when tracing is configured.
 
 Request, upstream-duration, time-to-first-token and token metrics are counted inside Envoy by
-`envoy/switchyard_metrics.c` (a Proxy-Wasm filter, built by `make install`), for the fast path's
+`envoy/switchyard_metrics.c` (part of the Proxy-Wasm extension, built by `make install`), for the fast path's
 requests and the filter's alike; `filter/envoy_stats.py` reads them back for /metrics. Pure
 functions: Envoy configuration dicts out.
 """
 
 from __future__ import annotations
 
-import base64
-from pathlib import Path
 from typing import Any
 
-from filter.metrics import REQUEST_FAMILIES, extension_config
+from filter.metrics import REQUEST_FAMILIES
 
-EXTENSION_FILE = "switchyard_metrics.wasm"
-METRICS_FILTER = "switchyard.metrics"
 # Envoy's own timings of the upstream call, as response headers from the virtual host: the
 # extension reads them and removes them before the client sees them (DS_RX_BEG is the request's
 # start, US_TX_BEG the first byte sent upstream, US_RX_BEG the first byte received).
@@ -25,39 +21,6 @@ SENT_HEADER = "x-switchyard-t-sent"
 FIRST_HEADER = "x-switchyard-t-first"
 _TIMINGS = {SENT_HEADER: "%COMMON_DURATION(DS_RX_BEG:US_TX_BEG:ns)%",
             FIRST_HEADER: "%COMMON_DURATION(US_TX_BEG:US_RX_BEG:ns)%"}
-
-
-class ExtensionMissing(Exception):
-    """The compiled extension is not there: `make install` builds it from envoy/*.c."""
-
-
-def extension_code(path: Path, inline: bool) -> dict[str, Any]:
-    """Where Envoy loads the module from: the file (`switchyard up`), or its bytes inside the
-    bootstrap (`switchyard render`: Envoy may run in another container, without our files)."""
-    if not path.is_file():
-        raise ExtensionMissing(f"{path} is missing: run `make install`, which builds it from envoy/{path.stem}.c")
-    if inline:
-        return {"local": {"inline_bytes": base64.b64encode(path.read_bytes()).decode()}}
-    return {"local": {"filename": str(path)}}
-
-
-def metrics_filter(code: dict[str, Any]) -> dict[str, Any]:
-    """The HTTP filter that counts every finished request; it goes last, just before the router,
-    so that it sees the answer (and removes the timing headers) before any other filter."""
-    return {
-        "name": METRICS_FILTER,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "switchyard_metrics",
-                "root_id": "switchyard_metrics",
-                "vm_config": {"vm_id": "switchyard_metrics", "runtime": "envoy.wasm.runtime.v8", "code": code},
-                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": extension_config()},
-                # Metrics must never fail a request: if the module fails, requests go on uncounted.
-                "failure_policy": "FAIL_OPEN",
-            },
-        },
-    }
 
 
 def timing_headers() -> tuple[list[dict[str, Any]], list[str]]:

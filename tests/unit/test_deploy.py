@@ -495,7 +495,7 @@ def test_dockerfile_builds_the_cli_image():
     for path in ("pyproject.toml", "filter/", "router_model/", "envoy/", "Makefile"):
         assert f"COPY {path}" in text and f"!{path}" in ignore
     # The compiled extension is built inside the image from its source, never taken from the context.
-    assert "envoy/*.wasm" in ignore.splitlines() and "make envoy/switchyard_metrics.wasm" in text
+    assert "envoy/*.wasm" in ignore.splitlines() and "make envoy/switchyard_extension.wasm envoy/switchyard_governance.wasm" in text
     assert "pip wheel --wheel-dir /wheels ." in text and "--no-index" in text
 
 

@@ -12,6 +12,7 @@ import yaml
 
 from filter.config import load_config, parse_config
 from filter.render.bootstrap import render_bootstrap, render_yaml
+from filter.render.fast_path import ext_proc_config
 from filter.runtime.supervisor import envoy_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +114,7 @@ def test_ext_proc_filter_is_configured_as_the_design_says():
     bigger = render_bootstrap(_config(max_request_bytes=100_000_000))["static_resources"]["listeners"][0]
     assert bigger["per_connection_buffer_limit_bytes"] == 100_000_000
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
-    ext_proc = next(f for f in filters if f["name"] == "envoy.filters.http.ext_proc")["typed_config"]
+    ext_proc = ext_proc_config(next(f for f in filters if f["name"] == "envoy.filters.http.ext_proc"))
     assert ext_proc["failure_mode_allow"] is False
     assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
     assert ext_proc["processing_mode"]["response_header_mode"] == "SKIP"
@@ -198,7 +199,7 @@ def test_fragments_merge_into_a_foreign_bootstrap_that_envoy_accepts(tmp_path):
     validated = envoy_validate(yaml.safe_dump(bootstrap), tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     names = {f["name"] for f in fragments["http_filters"]}
-    assert {"envoy.filters.http.ext_proc", "switchyard.metrics", "switchyard.fast_path"} <= names
+    assert {"envoy.filters.http.ext_proc", "switchyard.extension", "switchyard.fast_path"} <= names
     # The fast path comes along: its routes, and key files (never keys) for the providers it serves.
     assert any(r["name"].startswith("fast:") for r in virtual_host["routes"])
     assert {s["generic_secret"]["secret"]["filename"] for s in fragments["secrets"]} <= {str(keys / n) for n in env}

@@ -1,12 +1,15 @@
 """The compiled governance extension (envoy/switchyard_governance.c) on inputs Envoy cannot be made
 to produce on demand: any instant (period ends, reset times), odd key names in error bodies,
 exact costs, and the round trips it makes or saves. It runs in wasmtime under
-tests/governance_wasm_host.py; the end-to-end tests run it in Envoy."""
+tests/governance_wasm_host.py, every test twice: the governance module alone (what Envoy runs
+with gateway.usage_metrics off) and the default one module with the metrics
+(envoy/switchyard_extension.c); the end-to-end tests run it in Envoy."""
 
 from __future__ import annotations
 
 import functools
 import math
+import struct
 from datetime import datetime, timezone
 
 import orjson
@@ -19,11 +22,16 @@ from filter.config import ConfigError, parse_config
 from filter.governance.protocol import encode_name
 from filter.render.governance import settings_text
 from filter.state.windows import calendar_period
-from tests.governance_wasm_host import GovernanceHost
+from tests.governance_wasm_host import COMBINED_EXTENSION, GOVERNANCE_EXTENSION, GovernanceHost
 
 START = datetime(1971, 1, 1, tzinfo=timezone.utc).timestamp()
 END = datetime(2199, 12, 31, tzinfo=timezone.utc).timestamp()
 PRICES = {"input": 3.0, "output": 15.0, "cached_input": 0.3}
+
+
+@pytest.fixture(autouse=True, params=[GOVERNANCE_EXTENSION, COMBINED_EXTENSION], ids=["alone", "with-metrics"])
+def module(request, monkeypatch):
+    monkeypatch.setattr(GovernanceHost, "module", request.param)
 
 
 def gateway_settings(keys: list[dict], **providers) -> str:
@@ -87,8 +95,12 @@ def go_duration(ms: int) -> str:
     return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
 
 
-@functools.cache
 def limits_host() -> GovernanceHost:
+    return _limits_host(GovernanceHost.module)
+
+
+@functools.cache
+def _limits_host(_module) -> GovernanceHost:
     return GovernanceHost(gateway_settings([{"name": "k", "key": "s", "limits": {"rpm": 50, "tpm": 999}}]))
 
 
@@ -220,8 +232,12 @@ def test_fail_open_admits_on_this_envoys_count_when_the_store_cannot_answer():
 # ---------------------------------------------------------------- cost
 
 
-@functools.cache
 def cost_host() -> GovernanceHost:
+    return _cost_host(GovernanceHost.module)
+
+
+@functools.cache
+def _cost_host(_module) -> GovernanceHost:
     return GovernanceHost(gateway_settings([]))
 
 
@@ -249,3 +265,19 @@ def test_spend_of_a_fallback_is_priced_at_the_model_that_served():
     host.finish(request, usage={"input_tokens": 1000, "output_tokens": 0}, served="anthropic/claude-sonnet-4-5")
     assert host.stats_value("switchyard_cost_usd_total", client="team", provider="anthropic",
                             model="anthropic/claude-sonnet-4-5") == 3_000_000  # 1000 × 3 USD/M = 0.003 USD, in nano-USD
+
+
+def test_in_the_default_module_the_metrics_count_the_same_requests():
+    """One filter, both parts: each request is counted by the metrics and priced by the
+    governance (with the metrics off the governance runs alone: nothing else to count)."""
+    host = GovernanceHost(gateway_settings([{"name": "team", "key": "s", "limits": {"rpm": 100}}]))
+    request = host.start(decision("team"))
+    host.answer(host.calls[0], worker_answer(host.calls[0], requests=1))
+    request.properties[b"response\0code"] = struct.pack("<q", 200)
+    host.finish(request, usage={"input_tokens": 1000, "output_tokens": 10})
+    assert host.stats_value("switchyard_cost_usd_total", client="team", provider="openai", model="openai/gpt-4o") \
+        == 3_150_000  # 1000 × 3 + 10 × 15 USD/M, in nano-USD
+    host.tick()  # the metrics' flush
+    counted = host.stats_value("switchyard_requests_total", client_api="openai", provider="openai", model="openai/gpt-4o",
+                               decision="", route="", status_class="2xx", client="team")
+    assert counted == (1 if GovernanceHost.module == COMBINED_EXTENSION else 0)

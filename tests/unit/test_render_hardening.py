@@ -8,6 +8,7 @@ import re
 
 from filter.config import parse_config
 from filter.render.bootstrap import render_bootstrap
+from filter.render.fast_path import ext_proc_config
 
 
 def _config(**gateway):
@@ -58,7 +59,7 @@ def test_a_tiny_timeout_never_renders_as_envoys_no_timeout():
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     assert {r["route"]["timeout"] for r in routes if "route" in r} == {"0.001s"}
     ext_proc = next(f for f in manager["http_filters"] if f["name"] == "envoy.filters.http.ext_proc")
-    assert ext_proc["typed_config"]["message_timeout"] == "1.001s"
+    assert ext_proc_config(ext_proc)["message_timeout"] == "1.001s"
     assert _config().listener.timeout_s == 45.0
     assert routes[0]["route"]["timeout"] != "0.000s"
 
