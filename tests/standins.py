@@ -400,6 +400,11 @@ Based on your analysis, provide your response in the following JSON formats if y
 {{"route": "route_name"}} \n"""
 
 
+def provider_down(request: Received) -> Reply:
+    """A provider that answers every request 503 (a failover chain's first member)."""
+    return json_reply(503, {"error": {"message": "down"}})
+
+
 def code_generation_router(request):
     """An Arch-Router stand-in: `code_generation` when the conversation says "function", else `other`."""
     prompt = request.json["messages"][0]["content"]

@@ -36,8 +36,8 @@ from filter.upstream import (ANTHROPIC_HEADERS, CLIENT_AUTH_HEADERS, credential_
 LUA_FILTER = "switchyard.fast_path"  # its route metadata lives under this name too
 FLAG_HEADER = "x-switchyard-fast-model"
 STREAM_HEADER = "x-switchyard-fast-stream"  # set by the Lua filter with FLAG_HEADER for `"stream": true`
-STREAM_METADATA = "x-switchyard-stream"
-TOKEN_SCAN_FILTER = "envoy.filters.http.lua"  # the bootstrap's token scan of answers (the fast path's Lua is LUA_FILTER)  # the gRPC metadata of a fast stream's ext_proc stream: its client API
+STREAM_METADATA = "x-switchyard-stream"  # the gRPC metadata of a fast stream's ext_proc stream: its client API
+TOKEN_SCAN_FILTER = "envoy.filters.http.lua"  # the bootstrap's token scan of answers (the fast path's Lua is LUA_FILTER)
 CLIENT_PATHS = {ClientApi.CHAT: "/v1/chat/completions", ClientApi.MESSAGES: "/v1/messages"}
 _NATIVE = {ClientApi.CHAT: {Interface.OPENAI}, ClientApi.MESSAGES: {Interface.ANTHROPIC}}
 

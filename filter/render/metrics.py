@@ -1,11 +1,11 @@
 """What Envoy computes for observability, as Envoy configuration: the timing headers the
-metrics extension reads (its filter: filter/render/wasm.py), the stat tags that label its counters, and the access log that spans
-come from when tracing is configured.
+metrics extension reads (its filter: filter/render/wasm.py), the stat tags that label its
+counters, and the access log that spans come from when tracing is configured.
 
 Request, upstream-duration, time-to-first-token and token metrics are counted inside Envoy by
-`envoy/switchyard_metrics.c` (part of the Proxy-Wasm extension, built by `make install`), for the fast path's
-requests and the filter's alike; `filter/envoy_stats.py` reads them back for /metrics. Pure
-functions: Envoy configuration dicts out.
+`envoy/switchyard_metrics.c` (part of the Proxy-Wasm extension, built by `make install`), for
+the fast path's requests and the filter's alike; `filter/envoy_stats.py` reads them back for
+/metrics. Pure functions: Envoy configuration dicts out.
 """
 
 from __future__ import annotations

@@ -12,15 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dashboard_metrics import dashboard_metric_names
 from tests.gateway import REPO, Gateway, eventually
-from tests.standins import StandIn, code_generation_router, json_reply
+from tests.standins import StandIn, code_generation_router, provider_down
 
 KEY = "sk-observability-upstream-key"
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream, tmp_path_factory):
-    down = lambda request: json_reply(503, {"error": {"message": "down"}})  # noqa: E731
-    with StandIn(code_generation_router) as router, StandIn(down) as broken:
+    with StandIn(code_generation_router) as router, StandIn(provider_down) as broken:
         config = {
             "llm_providers": [
                 {"model": "openai/gpt-4o-mini", "access_key": KEY, "base_url": f"{upstream.url}/v1", "default": True},
