@@ -201,15 +201,17 @@ def _with_wasm(path: Path):
 
 def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connections: int, threads: int,
             out: Path, running: list, only: str | None = None, rate: float | None = None,
-            lua: list[str] = (), lua_alone: list[str] = (), wasm: list[str] = (), flat_lua: list[str] = ()) -> int:
+            lua: list[str] = (), lua_alone: list[str] = (), wasm: list[str] = (), flat_lua: list[str] = (),
+            governance: str | None = None) -> int:
     """`only`: comma-separated parts of variant names to run (development); `rate`: pace every
     variant at this many req/s instead of driving it flat out (CPU per request at equal load);
     `lua` / `wasm`: more variants, the shipped bootstrap with another fast-path script or metrics
     module (A/B of a change, side by side in one run); `lua_alone`: another script in the "Lua
     alone" variant (what a script costs by itself); `flat_lua`: both variants with a script of before
-    the routes' one `fast` table (the routes given their older metadata)."""
+    the routes' one `fast` table (the routes given their older metadata); `governance`: "keys" or
+    "limits", the gateway (so every variant) with the bench's client key, or with its limits too."""
     upstream = fleet.upstream()
-    gateway = fleet.switchyard("syfast", upstream, workers=1, engine="none")
+    gateway = fleet.switchyard("sy" + (governance or "fast"), upstream, workers=1, engine="none", governance=governance)
     argv = Path(f"/proc/{gateway.processes['envoy']}/cmdline").read_bytes().split(b"\0")
     shipped = yaml.safe_load(Path(argv[argv.index(b"-c") + 1].decode()).read_text())
 
@@ -279,7 +281,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         "",
         f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {os.cpu_count()} cores (1-minute load average "
         f"{os.getloadavg()[0]:.1f} at the end). Alias path, wrk {threads} threads × {connections} connections, {load}, "
-        f"{rounds} interleaved rounds of {seconds:g} s, medians. Each variant is Switchyard's fast-path Envoy with one "
+        f"{rounds} interleaved rounds of {seconds:g} s, medians. Gateway: {governance or 'default'} configuration. Each variant is Switchyard's fast-path Envoy with one "
         "part removed, added or swapped (same routes, clusters, keys and filter worker); none is a configuration "
         "Switchyard offers. The references are separate Envoys on the same upstream. CPU is utime + stime per "
         "request; \"Envoy − bare\" is what the variant's Envoy spends per request beyond bare Envoy's.",

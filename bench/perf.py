@@ -147,6 +147,8 @@ def main() -> int:
                              "before the routes' one `fast` table, e.g. `git show 8087783:envoy/fast_path.lua`")
     parser.add_argument("--wasm", action="append", default=[],
                         help="with --fast-path-costs: one more variant, the extension module (metrics and governance) from this file (repeatable)")
+    parser.add_argument("--governance", choices=("keys", "limits"),
+                        help="with --fast-path-costs: every variant with the bench's client key, or with its limits too")
     parser.add_argument("--out", default=str(HERE), help="where results.md/.json/.png go (default bench/)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
@@ -173,7 +175,7 @@ def main() -> int:
             return fast_path_costs.measure(fleet, workdir, rounds=rounds, seconds=seconds, connections=args.connections,
                                            threads=args.threads, out=Path(args.out), running=running,
                                            only=args.variants, rate=args.rate, lua=args.lua, lua_alone=args.lua_alone, wasm=args.wasm,
-                                           flat_lua=args.flat_lua)
+                                           flat_lua=args.flat_lua, governance=args.governance)
         return benchmark(fleet, workdir, args, rounds, seconds, ttfb_n, running, started)
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)

@@ -15,6 +15,11 @@
  *   - otherwise (close to a limit, or the first request of an entity this minute) it is confirmed:
  *     the request pauses, one gRPC call asks a filter worker, which counts it in the shared store
  *     (Redis across replicas) and answers admit or refuse from the store's exact totals.
+ * Far from every limit of a key or model (its headroom, shared among Envoy's threads, leaves each
+ * thread more than LOCAL_MIN_* of it), each thread judges and counts from its own copy of the
+ * shared record and adds what it counted to the shared one on its next tick (0.1 s): no shared
+ * data on such a request (`local_view`). Near a limit every request reads and writes the shared
+ * record, as above.
  * Every few hundred milliseconds one thread of each Envoy pushes what it counted alone to the
  * workers and pulls the totals back (`proxy_on_tick`). Counts of one minute are counted in that
  * minute's counter (fixed windows, as the peers count); budgets in UTC days or months.
@@ -45,6 +50,10 @@
 #define MIN_MARGIN_REQUESTS 10.0
 #define WINDOW_MS 60000.0
 #define STATUS_FRESH_MS 2000.0 /* a store outage known this recently skips confirmations */
+/* Below these a thread's share of an entity's headroom is too small to count on its own. */
+#define LOCAL_MIN_REQUESTS 100.0
+#define LOCAL_MIN_TOKENS 100000.0
+#define LOCAL_MIN_USD 1.0
 #define MAX_ENTITY 600
 
 static bool slice_eq(slice a, slice b) { return a.size == b.size && (a.size == 0 || memcmp(a.data, b.data, a.size) == 0); }
@@ -70,7 +79,8 @@ static double own_clock_ms(void) {
 
 static double now_ms(void) { return own_clock_ms() + clock_offset_ms; }
 
-/* The offset the last answer on any thread set (shared data "clock"). */
+/* The offset the last answer on any thread set (shared data "clock"): read on every tick (an
+ * answer on this thread sets it at once). */
 static void refresh_clock(void) {
   char *shared = NULL;
   size_t size = 0;
@@ -267,25 +277,44 @@ static void put_time(text *t, double unix_s) {
   if (n > 0) put(t, buffer, (size_t)n);
 }
 
+/* A whole number's digits. What every answer's headers need is written by hand: wasi-libc's
+ * printf formats through long double, which wasm32 emulates in software (microseconds a number). */
+static size_t whole_text(char *out, uint64_t value) {
+  char reversed[24];
+  size_t n = 0;
+  do reversed[n++] = (char)('0' + value % 10); while ((value /= 10) != 0);
+  for (size_t i = 0; i < n; i++) out[i] = reversed[n - 1 - i];
+  out[n] = 0;
+  return n;
+}
+
+static void put_whole(text *t, uint64_t value) {
+  char digits[24];
+  put(t, digits, whole_text(digits, value));
+}
+
 /* A duration as OpenAI's x-ratelimit-reset-* headers write it (Go's form): 250ms, 12.5s, 6m0s. */
 static void put_duration(text *t, double ms) {
   if (ms < 0) ms = 0;
-  int64_t total = (int64_t)ceil(ms);
-  char buffer[48];
-  int n;
+  uint64_t total = (uint64_t)ceil(ms);
   if (total < 1000) {
-    n = snprintf(buffer, sizeof buffer, "%lldms", (long long)total);
-  } else {
-    int64_t minutes = total / 60000, rest = total % 60000;
-    char seconds[24];
-    snprintf(seconds, sizeof seconds, "%lld.%03lld", (long long)(rest / 1000), (long long)(rest % 1000));
-    size_t len = strlen(seconds);
-    while (seconds[len - 1] == '0') seconds[--len] = 0; /* 12.500 → 12.5, 0.000 → 0. */
-    if (seconds[len - 1] == '.') seconds[--len] = 0;
-    n = minutes ? snprintf(buffer, sizeof buffer, "%lldm%ss", (long long)minutes, seconds)
-                : snprintf(buffer, sizeof buffer, "%ss", seconds);
+    put_whole(t, total);
+    puts_(t, "ms");
+    return;
   }
-  if (n > 0) put(t, buffer, (size_t)n);
+  uint64_t minutes = total / 60000, rest = total % 60000, millis = rest % 1000;
+  if (minutes) {
+    put_whole(t, minutes);
+    puts_(t, "m");
+  }
+  put_whole(t, rest / 1000);
+  if (millis) { /* 12.500 → 12.5, 0.000 → 0 */
+    char fraction[5] = {'.', (char)('0' + millis / 100), (char)('0' + millis / 10 % 10), (char)('0' + millis % 10), 0};
+    size_t len = 4;
+    while (fraction[len - 1] == '0') len--;
+    put(t, fraction, len);
+  }
+  puts_(t, "s");
 }
 
 /* ------------------------------------------------------------------ configuration */
@@ -318,6 +347,10 @@ typedef struct {
 } settings;
 
 static settings current;
+
+typedef struct local_view local_view;
+static local_view *views; /* this thread's copies of the shared records, one per policy (below) */
+static int view_count;
 static char cluster[128] = "switchyard_filter";
 static uint32_t sync_ms = 200, timeout_ms = 500;
 
@@ -429,25 +462,16 @@ static const price *find_price(const settings *s, slice model) {
 /* ------------------------------------------------------------------ host values */
 
 
-static slice header_value(uint32_t map, const char *key, char **owned) {
-  char *value = NULL;
-  size_t value_size = 0;
-  *owned = NULL;
-  if (proxy_get_header_map_value(map, key, strlen(key), &value, &value_size) != PROXY_OK || value == NULL) {
-    free(value);
-    return (slice){NULL, 0};
-  }
-  *owned = value;
-  return (slice){value, value_size};
-}
-
 /* The virtual host's governance settings, re-read when their version changes (a reload). */
+static void drop_views(void);
+static void new_views(void);
+
 static void refresh_settings(void) {
   char *owned;
   slice version = PROPERTY("xds\0virtual_host_metadata\0filter_metadata\0switchyard.governance\0version", &owned);
   if (version.data == NULL) {
     free(owned);
-    if (current.present) clear_settings(&current);
+    if (current.present) drop_views(), clear_settings(&current);
     return;
   }
   if (current.present && version.size < sizeof current.version && memcmp(current.version, version.data, version.size) == 0 &&
@@ -457,8 +481,10 @@ static void refresh_settings(void) {
   }
   char *config_owned;
   slice config = PROPERTY("xds\0virtual_host_metadata\0filter_metadata\0switchyard.governance\0config", &config_owned);
+  drop_views();
   clear_settings(&current);
   each_line(config, settings_line, &current);
+  new_views();
   size_t n = version.size < sizeof current.version - 1 ? version.size : sizeof current.version - 1;
   memcpy(current.version, version.data, n);
   current.version[n] = 0;
@@ -566,6 +592,8 @@ static size_t record_key(slice entity, char *out) {
   return entity.size + 2;
 }
 
+static void keep_copy(slice entity, const record *r); /* this thread's copies, below */
+
 static bool load(slice entity, record *r, uint32_t *cas) {
   char key[MAX_ENTITY + 2];
   size_t key_size = record_key(entity, key);
@@ -577,13 +605,16 @@ static bool load(slice entity, record *r, uint32_t *cas) {
   bool found = status == PROXY_OK && value != NULL && size == sizeof *r;
   if (found) memcpy(r, value, sizeof *r);
   free(value);
+  keep_copy(entity, r);
   return found;
 }
 
 static bool store_record(slice entity, const record *r, uint32_t cas) {
   char key[MAX_ENTITY + 2];
   size_t key_size = record_key(entity, key);
-  return proxy_set_shared_data(key, key_size, (const char *)r, sizeof *r, cas) == PROXY_OK;
+  if (proxy_set_shared_data(key, key_size, (const char *)r, sizeof *r, cas) != PROXY_OK) return false;
+  keep_copy(entity, r);
+  return true;
 }
 
 /* A new minute or a new budget period starts from zero (what an old one still had unsent only
@@ -623,10 +654,160 @@ static void update(slice entity, double window, double period_end, record_change
 
 static double period_of(const policy *p, double now) { return p->period == NO_PERIOD ? 0 : period_end_s(now, p->period); }
 
+/* ------------------------------------------------------------------ this thread's copies */
+
+/* One per policy of the current settings (same index): the shared record as this thread last read
+ * or wrote it, and what this thread counted since without writing it (for `window`, `period`). */
+struct local_view {
+  record shared;
+  bool fresh;    /* `shared` was read or written since the last tick but one */
+  bool used;     /* a request used it since the last tick */
+  double req, tok, usd, window, period;
+};
+
+static double thread_count = 1; /* Envoy's VMs (one per thread), from shared data "vms" */
+
+static local_view *view_of(slice entity) {
+  const policy *p = find_policy(&current, entity);
+  if (p == NULL || views == NULL) return NULL;
+  int i = (int)(p - current.policies);
+  return i < view_count ? &views[i] : NULL;
+}
+
+static void keep_copy(slice entity, const record *r) {
+  local_view *v = view_of(entity);
+  if (v == NULL) return;
+  v->shared = *r;
+  v->fresh = true;
+}
+
+/* What the shared record says plus what this thread has not written yet. */
+static bool local_record(const policy *p, double window, double period, record *r) {
+  local_view *v = view_of((slice){p->entity, p->entity_size});
+  if (v == NULL || !v->fresh) return false;
+  *r = v->shared;
+  roll(r, window, period);
+  if (v->window == window) {
+    r->f[OWN_REQ] += v->req;
+    r->f[UNSENT_REQ] += v->req;
+    r->f[OWN_TOK] += v->tok;
+    r->f[UNSENT_TOK] += v->tok;
+  }
+  if (v->period == period) {
+    r->f[OWN_USD] += v->usd;
+    r->f[UNSENT_USD] += v->usd;
+  }
+  v->used = true;
+  return true;
+}
+
+static double local_room(double headroom, double minimum) {
+  double share = headroom / (2.0 * thread_count); /* all threads' unwritten counts: half of it at most */
+  return share >= minimum ? share : 0;
+}
+
+/* How much this thread may hold unwritten for an entity, from its copy (`r`, already holding it). */
+static void allowance(const policy *p, const record *r, double *req, double *tok, double *usd) {
+  *req = *tok = *usd = HUGE_VAL;
+  if (p->rpm >= 0)
+    *req = local_room(p->rpm - upper(r, SYNCED_REQ, INFLIGHT_REQ, UNSENT_REQ, OWN_REQ) -
+                          max2(p->rpm * MARGIN_FRACTION, MIN_MARGIN_REQUESTS), LOCAL_MIN_REQUESTS);
+  if (p->tpm >= 0)
+    *tok = local_room(p->tpm - upper(r, SYNCED_TOK, INFLIGHT_TOK, UNSENT_TOK, OWN_TOK) - p->tpm * MARGIN_FRACTION,
+                      LOCAL_MIN_TOKENS);
+  if (p->usd >= 0)
+    *usd = local_room(p->usd - upper(r, SYNCED_USD, INFLIGHT_USD, UNSENT_USD, OWN_USD) - p->usd * MARGIN_FRACTION,
+                      LOCAL_MIN_USD);
+}
+
+/* Counts `req` requests, `tok` tokens and `usd` here when the entity's copy leaves room for them. */
+static bool count_locally(const policy *p, double now, double req, double tok, double usd) {
+  double window = floor(now / WINDOW_MS), period = period_of(p, now);
+  record r;
+  if (!local_record(p, window, period, &r)) return false;
+  local_view *v = view_of((slice){p->entity, p->entity_size});
+  if (v->window != window) v->req = v->tok = 0, v->window = window; /* an old minute's counts count for nothing */
+  if (v->period != period) v->usd = 0, v->period = period;
+  double room_req, room_tok, room_usd;
+  allowance(p, &r, &room_req, &room_tok, &room_usd);
+  if (v->req + req > room_req || v->tok + tok > room_tok || v->usd + usd > room_usd) return false;
+  v->req += req;
+  v->tok += tok;
+  v->usd += usd;
+  return true;
+}
+
+static void add_unwritten(record *r, void *arg) {
+  const local_view *v = arg;
+  if (r->f[WINDOW] == v->window) {
+    r->f[OWN_REQ] += v->req;
+    r->f[UNSENT_REQ] += v->req;
+    r->f[OWN_TOK] += v->tok;
+    r->f[UNSENT_TOK] += v->tok;
+  }
+  if (r->f[PERIOD] == v->period) {
+    r->f[OWN_USD] += v->usd;
+    r->f[UNSENT_USD] += v->usd;
+  }
+}
+
+/* Writes what this thread counted for an entity into the shared record. */
+static void write_unwritten(const policy *p, double now) {
+  local_view *v = view_of((slice){p->entity, p->entity_size});
+  if (v == NULL || (v->req == 0 && v->tok == 0 && v->usd == 0)) return;
+  local_view held = *v;
+  v->req = v->tok = v->usd = 0;
+  update((slice){p->entity, p->entity_size}, floor(now / WINDOW_MS), period_of(p, now), add_unwritten, &held);
+}
+
+/* Before the settings change (a reload): what was counted here goes to shared data. */
+static void drop_views(void) {
+  double now = own_clock_ms() + clock_offset_ms;
+  for (int i = 0; i < view_count && i < current.policy_count; i++) write_unwritten(&current.policies[i], now);
+  free(views);
+  views = NULL;
+  view_count = 0;
+}
+
+static void new_views(void) {
+  views = current.policy_count > 0 ? calloc((size_t)current.policy_count, sizeof *views) : NULL;
+  view_count = views != NULL ? current.policy_count : 0;
+}
+
+/* On every tick: what was counted here goes to shared data; copies in use are read again, the
+ * others go stale (the next request reads the shared record). */
+static void refresh_views(double now) {
+  for (int i = 0; i < view_count && i < current.policy_count; i++) {
+    const policy *p = &current.policies[i];
+    write_unwritten(p, now);
+    local_view *v = &views[i];
+    if (v->used) {
+      record r;
+      uint32_t cas;
+      load((slice){p->entity, p->entity_size}, &r, &cas);
+    } else {
+      v->fresh = false;
+    }
+    v->used = false;
+  }
+}
+
 /* The store's state as the last answer (or failed call) said: shared, so every thread skips
  * confirmations during an outage. */
+static double known_status[2] = {1.0, 0.0}; /* this thread's copy of shared data "status", read on every tick */
+
+static void read_store_status(void) {
+  char *value = NULL;
+  size_t size = 0;
+  uint32_t cas;
+  if (proxy_get_shared_data("status", 6, &value, &size, &cas) == PROXY_OK && value != NULL && size == sizeof known_status)
+    memcpy(known_status, value, sizeof known_status);
+  free(value);
+}
+
 static void set_store_status(bool ok, double now) {
   double value[2] = {ok ? 1.0 : 0.0, now};
+  memcpy(known_status, value, sizeof value);
   for (int attempt = 0; attempt < 8; attempt++) {
     char *old = NULL;
     size_t size = 0;
@@ -643,19 +824,7 @@ static void set_store_status(bool ok, double now) {
   }
 }
 
-static bool store_down_recently(double now) {
-  char *value = NULL;
-  size_t size = 0;
-  uint32_t cas;
-  bool down = false;
-  if (proxy_get_shared_data("status", 6, &value, &size, &cas) == PROXY_OK && value != NULL && size == 2 * sizeof(double)) {
-    double status[2];
-    memcpy(status, value, sizeof status);
-    down = status[0] == 0.0 && now - status[1] < STATUS_FRESH_MS;
-  }
-  free(value);
-  return down;
-}
+static bool store_down_recently(double now) { return known_status[0] == 0.0 && now - known_status[1] < STATUS_FRESH_MS; }
 
 /* ------------------------------------------------------------------ the wire format */
 
@@ -959,19 +1128,24 @@ static void header_pairs(const text *collected, int count, text *out) {
   put(out, collected->data, collected->size);
 }
 
-static void number_text(char *out, size_t size, double value) { snprintf(out, size, "%.0f", value < 0 ? 0 : floor(value)); }
+/* `out` holds 24 bytes at least. */
+static void number_text(char *out, double value) {
+  double whole = value < 0 ? 0 : floor(value);
+  whole_text(out, whole < 1e19 ? (uint64_t)whole : (uint64_t)1e19);
+}
 
 static void add_limit_headers(text *h, int *count, const header_numbers *n, const char *kind) {
   if (!n->have) return;
   char key[48], value[48];
   text reset = {0};
-  snprintf(key, sizeof key, "x-ratelimit-limit-%s", kind);
-  number_text(value, sizeof value, n->limit);
+  size_t kind_size = strlen(kind) + 1;
+  memcpy(key, "x-ratelimit-limit-", 18), memcpy(key + 18, kind, kind_size);
+  number_text(value, n->limit);
   put_header(h, count, key, value);
-  snprintf(key, sizeof key, "x-ratelimit-remaining-%s", kind);
-  number_text(value, sizeof value, n->remaining);
+  memcpy(key, "x-ratelimit-remaining-", 22), memcpy(key + 22, kind, kind_size);
+  number_text(value, n->remaining);
   put_header(h, count, key, value);
-  snprintf(key, sizeof key, "x-ratelimit-reset-%s", kind);
+  memcpy(key, "x-ratelimit-reset-", 18), memcpy(key + 18, kind, kind_size);
   put_duration(&reset, n->reset_ms);
   put_header(h, count, key, reset.data ? reset.data : "0ms");
   free(reset.data);
@@ -1065,7 +1239,8 @@ static void consider_headers(header_numbers *n, double limit, double remaining, 
   if (!n->have || remaining < n->remaining) *n = (header_numbers){true, limit, remaining, reset_ms};
 }
 
-static admission judge(stream *s, const policy *const *policies, int count_of, double now) {
+/* `local`: from this thread's copies (a policy without a fresh one makes it a confirmation). */
+static admission judge(stream *s, const policy *const *policies, int count_of, double now, bool local) {
   admission a = {0, NULL, LIMIT_NONE, 0, 0};
   double window = floor(now / WINDOW_MS), window_reset = (window + 1) * WINDOW_MS - now;
   s->requests.have = s->tokens.have = false;
@@ -1076,8 +1251,12 @@ static admission judge(stream *s, const policy *const *policies, int count_of, d
       double period = period_of(p, now);
       record r;
       uint32_t cas;
-      load((slice){p->entity, p->entity_size}, &r, &cas);
-      roll(&r, window, period);
+      if (local) {
+        if (!local_record(p, window, period, &r)) return (admission){2, NULL, LIMIT_NONE, 0, 0};
+      } else {
+        load((slice){p->entity, p->entity_size}, &r, &cas);
+        roll(&r, window, period);
+      }
       if (pass == 0) {
         if (p->usd >= 0 && lower(&r, SYNCED_USD, OWN_USD) >= p->usd && a.verdict != 1) {
           a = (admission){1, p, LIMIT_BUDGET, lower(&r, SYNCED_USD, OWN_USD), period * 1000.0 - now};
@@ -1121,6 +1300,24 @@ static void admit_here(stream *s, const policy *const *policies, int n, double n
     update((slice){policies[i]->entity, policies[i]->entity_size}, window, period_of(policies[i], now), count_admitted,
            &unsent);
   (void)s;
+}
+
+/* Far from every limit: judged and counted from this thread's copies, no shared data. */
+static bool admit_locally(stream *s, const policy *const *policies, int n, double now) {
+  if (current.fail_closed && store_down_recently(now)) return false;
+  if (judge(s, policies, n, now, true).verdict != 0) return false;
+  for (int i = 0; i < n; i++) {
+    double window = floor(now / WINDOW_MS), period = period_of(policies[i], now), room_req, room_tok, room_usd;
+    record r;
+    if (!local_record(policies[i], window, period, &r)) return false;
+    allowance(policies[i], &r, &room_req, &room_tok, &room_usd);
+    local_view *v = view_of((slice){policies[i]->entity, policies[i]->entity_size});
+    /* Every limit must leave room: near any of them, the shared record is read (what the other
+     * threads wrote at once), not this thread's copy. */
+    if ((v->window == window ? v->req : 0) + 1 > room_req || room_tok <= 0 || room_usd <= 0) return false;
+  }
+  for (int i = 0; i < n; i++) count_locally(policies[i], now, 1, 0, 0);
+  return true;
 }
 
 static int stream_policies(const stream *s, const policy **out) {
@@ -1266,10 +1463,11 @@ uint32_t proxy_on_request_headers(uint32_t context_id, size_t headers, uint32_t 
   free(model_entity.data);
   free(owned);
 
-  refresh_clock();
   double now = now_ms();
   s->now = now;
-  admission a = judge(s, policies, n, now);
+  if (admit_locally(s, policies, n, now)) return PROXY_CONTINUE;
+  for (int i = 0; i < n; i++) write_unwritten(policies[i], now); /* exact from here: shared data */
+  admission a = judge(s, policies, n, now, false);
   if (a.verdict == 1) {
     refuse(s, a.refused_by, a.refused_kind, a.used, a.reset_ms);
     return PROXY_PAUSE;
@@ -1364,6 +1562,15 @@ static uint32_t sync_token;
 static double sync_started;
 static call_entities sync_entities;
 
+static void read_thread_count(void) {
+  char *value = NULL;
+  size_t size = 0;
+  uint32_t cas, count = 0;
+  if (proxy_get_shared_data("vms", 3, &value, &size, &cas) == PROXY_OK && value != NULL && size == 4) memcpy(&count, value, 4);
+  free(value);
+  if (count > 0) thread_count = count;
+}
+
 static bool own_the_sync(double now) {
   for (int attempt = 0; attempt < 8; attempt++) {
     char *value = NULL;
@@ -1387,9 +1594,12 @@ PROXY_EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t root_id) {
   /* In the combined module the timer ticks at the metrics' pace: a sync every sync_ms still. */
   static double last_tick;
   double tick = own_clock_ms();
+  refresh_clock();
+  read_store_status();
+  read_thread_count();
+  refresh_views(now_ms());
   if (tick - last_tick < 0.9 * sync_ms) return;
   last_tick = tick;
-  refresh_clock();
   double now = now_ms();
   if (syncing && now - sync_started < 4.0 * timeout_ms) return;
   if (syncing) { /* never answered: count it again next time */
@@ -1514,25 +1724,18 @@ static void count_spent(record *r, void *arg) {
 
 /* At the end of every request (streams included): tokens and cost. */
 PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
-  (void)context_id;
-  char *metadata_owned, *served_owned;
-  slice metadata = PROPERTY("metadata", &metadata_owned);
+  const log_reads *reads = read_at_log(context_id);
+  slice metadata = reads->metadata_value;
   usage_fields u = {0};
   each_struct_field(namespace_of(metadata, "switchyard.usage"), read_usage, &u);
-  if (!u.any) { /* nothing was read from an answer: nothing to count */
-    free(metadata_owned);
-    return;
-  }
+  if (!u.any) return; /* nothing was read from an answer: nothing to count */
   if (!current.present) refresh_settings(); /* this thread's request phase normally read them */
-  if (!current.present) {
-    free(metadata_owned);
-    return;
-  }
+  if (!current.present) return;
   decision_fields d = {0};
   each_struct_field(namespace_of(metadata, "switchyard"), read_decision, &d);
   slice model = d.model_label.size ? d.model_label : d.model;
   /* With failover the model that answered may be a fallback: the attempt's header says which. */
-  slice served = header_value(PROXY_MAP_RESPONSE_HEADERS, "x-switchyard-model", &served_owned);
+  slice served = reads->served_value;
   if (served.size > 0 && d.model.size > 0 && !slice_eq(served, d.model)) model = served;
   double prompt = u.input;
   /* Anthropic's input_tokens leaves out cache reads and writes: every prompt token counts. */
@@ -1552,7 +1755,6 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     count(&name, (int64_t)llround(usd * 1e9));
     free(name.data);
   }
-  refresh_clock();
   double now = now_ms(), window = floor(now / WINDOW_MS);
   spent x = {tokens, usd};
   if (tokens > 0 || usd > 0) {
@@ -1560,20 +1762,21 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     if (d.client.size > 0) {
       entity_name(&entity, 'c', d.client);
       const policy *cp = find_policy(&current, (slice){entity.data, entity.size});
-      if (cp != NULL) update((slice){entity.data, entity.size}, window, period_of(cp, now), count_spent, &x);
+      if (cp != NULL && !count_locally(cp, now, 0, tokens, usd))
+        update((slice){entity.data, entity.size}, window, period_of(cp, now), count_spent, &x);
       entity.size = 0;
     }
     entity_name(&entity, 'm', model);
     const policy *mp = find_policy(&current, (slice){entity.data, entity.size});
     spent tokens_only = {tokens, 0};
-    if (mp != NULL) update((slice){entity.data, entity.size}, window, 0, count_spent, &tokens_only);
+    if (mp != NULL && !count_locally(mp, now, 0, tokens, 0))
+      update((slice){entity.data, entity.size}, window, 0, count_spent, &tokens_only);
     free(entity.data);
   }
-  free(served_owned);
-  free(metadata_owned);
 }
 
 PROXY_EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t context_id) {
+  forget_log_reads(context_id);
   stream **at = find_stream(context_id);
   stream *gone = *at;
   if (gone != NULL) {

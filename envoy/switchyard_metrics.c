@@ -391,17 +391,18 @@ static name_builder model_labels(slice provider, slice model) {
 }
 
 PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
-  char *code_owned, *decision_owned, *served_owned;
+  char *code_owned;
   int64_t status = 0;
   int64_of(PROPERTY("response\0code", &code_owned), &status);
   free(code_owned);
 
   decision_fields d = {0};
-  slice metadata = PROPERTY("metadata", &decision_owned);
+  const log_reads *reads = read_at_log(context_id);
+  slice metadata = reads->metadata_value;
   each_struct_field(namespace_of(metadata, "switchyard"), read_decision, &d);
   slice model = d.model, provider = d.provider, kind = d.decision;
   /* With failover the model that answered may be a fallback: the attempt's header says which. */
-  slice served = response_header("x-switchyard-model", &served_owned);
+  slice served = reads->served_value;
   if (model.size > 0 && served.size > 0 && !(served.size == model.size && memcmp(served.data, model.data, model.size) == 0)) {
     model = served;
     kind = slice_of("fallback");
@@ -470,11 +471,10 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
       }
     }
   }
-  free(served_owned);
-  free(decision_owned);
 }
 
 PROXY_EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t context_id) {
+  forget_log_reads(context_id);
   stream **at = find_stream(context_id);
   stream *gone = *at;
   if (gone != NULL) {

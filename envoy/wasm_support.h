@@ -42,6 +42,45 @@ static inline slice property(const char *path, size_t size, char **owned) {
 
 #define PROPERTY(literal, owned) property(literal, sizeof(literal) - 1, owned)
 
+/* What a part reads in proxy_on_log that another reads too (the metadata, the header naming the
+ * model that served), read once per stream: in the combined module the metrics and the governance
+ * run one after the other on the same finished stream. Weak, so that every part that includes
+ * this shares one; freed when the next stream's log reads it, or at the stream's proxy_on_delete. */
+typedef struct {
+  uint32_t context_id;
+  bool held;
+  char *metadata, *served;
+  slice metadata_value, served_value;
+} log_reads;
+
+__attribute__((weak)) log_reads at_log;
+
+static inline void forget_log_reads(uint32_t context_id) {
+  if (!at_log.held || at_log.context_id != context_id) return;
+  free(at_log.metadata);
+  free(at_log.served);
+  memset(&at_log, 0, sizeof at_log);
+}
+
+static inline const log_reads *read_at_log(uint32_t context_id) {
+  if (at_log.held && at_log.context_id == context_id) return &at_log;
+  forget_log_reads(at_log.context_id);
+  at_log.context_id = context_id;
+  at_log.held = true;
+  at_log.metadata_value = PROPERTY("metadata", &at_log.metadata);
+  char *value = NULL;
+  size_t value_size = 0;
+  static const char served[] = "x-switchyard-model";
+  if (proxy_get_header_map_value(PROXY_MAP_RESPONSE_HEADERS, served, sizeof served - 1, &value, &value_size) == PROXY_OK &&
+      value != NULL) {
+    at_log.served = value;
+    at_log.served_value = (slice){value, value_size};
+  } else {
+    free(value);
+  }
+  return &at_log;
+}
+
 
 /* The request's whole dynamic metadata comes as one serialized envoy.config.core.v3.Metadata
  * (one host call; reading the namespaces as maps costs Envoy several times more). A minimal

@@ -1,7 +1,8 @@
 """The Proxy-Wasm host of tests/proxy_wasm_host.py with what the governance extension
 (envoy/switchyard_governance.c) also imports: shared data with CAS (as Envoy's, shared by every VM
 of one vm_id), the clock, gRPC calls (recorded; the test answers them), local replies, header maps
-and stream continuation. One VM; each `Request` is one HTTP stream driven step by step."""
+and stream continuation. One VM (an Envoy worker thread); hosts given one `shared` dict are the
+threads of one Envoy. Each `Request` is one HTTP stream driven step by step."""
 
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ class GovernanceHost(ProxyWasmHost):
     module = GOVERNANCE_EXTENSION  # or COMBINED_EXTENSION: its configuration then has the metrics' lines too
 
     def __init__(self, settings: str, plugin: str = "cluster workers\nsync_ms 200\ntimeout_ms 500\n",
-                 now_ms: int = 1_796_000_000_000):
-        self.shared: dict[bytes, tuple[bytes, int]] = {}
+                 now_ms: int = 1_796_000_000_000, shared: dict[bytes, tuple[bytes, int]] | None = None):
+        self.shared: dict[bytes, tuple[bytes, int]] = {} if shared is None else shared
         self.now_ns = now_ms * 1_000_000
         self.tick_ms = 0
         self.calls: list[Call] = []

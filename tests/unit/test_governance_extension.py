@@ -186,6 +186,57 @@ def test_far_from_a_limit_requests_are_admitted_here_and_within_a_tenth_of_it_co
     assert admitted_here == 89 and len(host.calls) == 2 and host.calls[1].lines("check") == [["c:k"]]
 
 
+def threads(limits: dict, count: int = 2) -> list[GovernanceHost]:
+    """`count` worker threads of one Envoy (one VM each, one shared data), every one of which has
+    served the key's first request of the minute (so each knows the store's count)."""
+    first = GovernanceHost(gateway_settings([{"name": "k", "key": "s", "limits": limits}]))
+    hosts = [first] + [GovernanceHost(first.settings.decode(), shared=first.shared, now_ms=first.now_ns // 1_000_000)
+                       for _ in range(count - 1)]
+    for host in hosts:
+        request = host.start(decision("k"))
+        if host.calls:
+            host.answer(host.calls[-1], worker_answer(host.calls[-1], requests=1))
+        host.finish(request)
+    return hosts
+
+
+def remaining(host: GovernanceHost, kind: str = "requests") -> int:
+    request = host.start(decision("k"))
+    assert request.continued
+    return int(host.finish(request)[f"x-ratelimit-remaining-{kind}"])
+
+
+def test_far_from_a_limit_each_thread_counts_alone_and_the_others_see_it_after_a_tick():
+    a, b = threads({"rpm": 1_000_000})  # a's first request, then b's (which saw a's)
+    before = dict(a.shared)
+    assert [remaining(a) for _ in range(5)] == [10**6 - n for n in (2, 3, 4, 5, 6)]  # without b's first
+    assert a.shared == before  # five requests, no shared data read or written
+    assert remaining(b) == 10**6 - 3  # b has not seen a's five yet
+    a.tick()  # a writes what it counted
+    b.tick()  # b reads the shared counts again
+    assert remaining(b) == 10**6 - 9  # all of them
+
+
+def test_near_a_limit_every_thread_sees_every_request_at_once():
+    a, b = threads({"rpm": 50})  # 50 requests, shared by threads: too few to count alone
+    assert [remaining(host) for host in (a, b, a, b)] == [47, 46, 45, 44]  # after the two first ones
+
+
+def test_far_from_a_token_limit_tokens_are_counted_alone_near_it_at_once():
+    a, b = threads({"tpm": 10_000_000})
+    start = remaining(b, "tokens")
+    request = a.start(decision("k"))
+    a.finish(request, usage={"input_tokens": 1000, "output_tokens": 500})
+    assert remaining(b, "tokens") == start  # not yet
+    a.tick(), b.tick()
+    assert remaining(b, "tokens") == start - 1500
+    a, b = threads({"tpm": 100_000})
+    start = remaining(b, "tokens")
+    request = a.start(decision("k"))
+    a.finish(request, usage={"input_tokens": 1000, "output_tokens": 500})
+    assert remaining(b, "tokens") == start - 1500  # at once
+
+
 def test_what_envoy_counted_alone_is_pushed_once_and_kept_when_the_push_fails():
     host = GovernanceHost(gateway_settings([{"name": "k", "key": "s", "limits": {"rpm": 1000}}]))
     first = host.start(decision("k"))
