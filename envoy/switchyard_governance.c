@@ -1463,10 +1463,12 @@ uint32_t proxy_on_request_headers(uint32_t context_id, size_t headers, uint32_t 
   free(model_entity.data);
   free(owned);
 
-  double now = now_ms();
+  double now = now_ms(); /* the clock offset as of this thread's last tick: a local admission's */
   s->now = now;
   if (admit_locally(s, policies, n, now)) return PROXY_CONTINUE;
-  for (int i = 0; i < n; i++) write_unwritten(policies[i], now); /* exact from here: shared data */
+  refresh_clock(); /* exact from here: the shared offset and records */
+  now = s->now = now_ms();
+  for (int i = 0; i < n; i++) write_unwritten(policies[i], now);
   admission a = judge(s, policies, n, now, false);
   if (a.verdict == 1) {
     refuse(s, a.refused_by, a.refused_kind, a.used, a.reset_ms);
@@ -1762,15 +1764,21 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     if (d.client.size > 0) {
       entity_name(&entity, 'c', d.client);
       const policy *cp = find_policy(&current, (slice){entity.data, entity.size});
-      if (cp != NULL && !count_locally(cp, now, 0, tokens, usd))
+      if (cp != NULL && !count_locally(cp, now, 0, tokens, usd)) {
+        refresh_clock();
+        now = now_ms(), window = floor(now / WINDOW_MS);
         update((slice){entity.data, entity.size}, window, period_of(cp, now), count_spent, &x);
+      }
       entity.size = 0;
     }
     entity_name(&entity, 'm', model);
     const policy *mp = find_policy(&current, (slice){entity.data, entity.size});
     spent tokens_only = {tokens, 0};
-    if (mp != NULL && !count_locally(mp, now, 0, tokens, 0))
+    if (mp != NULL && !count_locally(mp, now, 0, tokens, 0)) {
+      refresh_clock();
+      now = now_ms(), window = floor(now / WINDOW_MS);
       update((slice){entity.data, entity.size}, window, 0, count_spent, &tokens_only);
+    }
     free(entity.data);
   }
 }

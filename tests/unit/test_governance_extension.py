@@ -129,6 +129,19 @@ def test_envoy_follows_the_workers_clock():
     assert int(host.calls[1].lines("e")[0][1]) == day_later // 60_000
 
 
+def test_every_thread_follows_the_clock_another_thread_learned():
+    """The workers' clock jumped (a test's clock, or a worker's corrected one): a thread that did
+    not get the answer counts in the workers' minute from its very next request near a limit."""
+    a = GovernanceHost(gateway_settings([{"name": "k", "key": "s", "limits": {"rpm": 5}}]))
+    b = GovernanceHost(a.settings.decode(), shared=a.shared, now_ms=a.now_ns // 1_000_000)
+    request = a.start(decision("k"))
+    day_later = a.now_ns // 1_000_000 + 86_400_000
+    a.answer(a.calls[0], worker_answer(a.calls[0], now_ms=day_later))
+    a.finish(request)
+    b.start(decision("k"))
+    assert int(b.calls[-1].lines("e")[0][1]) == day_later // 60_000
+
+
 # ---------------------------------------------------------------- refusals
 
 
