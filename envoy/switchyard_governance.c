@@ -54,6 +54,7 @@
 #define LOCAL_MIN_REQUESTS 100.0
 #define LOCAL_MIN_TOKENS 100000.0
 #define LOCAL_MIN_USD 1.0
+#define VIEW_TICK_MS 100 /* how often a thread writes what it counted alone */
 #define MAX_ENTITY 600
 
 static bool slice_eq(slice a, slice b) { return a.size == b.size && (a.size == 0 || memcmp(a.data, b.data, a.size) == 0); }
@@ -1406,7 +1407,8 @@ PROXY_EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root_id, s
     each_line((slice){config, config_size}, plugin_line, NULL);
   }
   free(config);
-  proxy_set_tick_period_milliseconds(sync_ms);
+  /* Ticks write this thread's counts (every 0.1 s) and sync every sync_ms (proxy_on_tick). */
+  proxy_set_tick_period_milliseconds(sync_ms < VIEW_TICK_MS ? sync_ms : VIEW_TICK_MS);
   return 1;
 }
 

@@ -74,7 +74,6 @@ class GovernanceHost(ProxyWasmHost):
                  now_ms: int = 1_796_000_000_000, shared: dict[bytes, tuple[bytes, int]] | None = None):
         self.shared: dict[bytes, tuple[bytes, int]] = {} if shared is None else shared
         self.now_ns = now_ms * 1_000_000
-        self.tick_ms = 0
         self.calls: list[Call] = []
         self.grpc_answer = b""
         self.current: Request | None = None
@@ -190,10 +189,6 @@ class GovernanceHost(ProxyWasmHost):
 
     def _time(self, out):
         self.memory.write(self.store, struct.pack("<Q", self.now_ns), out)
-        return OK
-
-    def _tick_period(self, period):
-        self.tick_ms = period
         return OK
 
     def _get_shared(self, key_pointer, key_size, data_out, size_out, cas_out):

@@ -228,6 +228,7 @@ def test_far_from_a_limit_each_thread_counts_alone_and_the_others_see_it_after_a
     a.tick()  # a writes what it counted
     b.tick()  # b reads the shared counts again
     assert remaining(b) == 10**6 - 9  # all of them
+    assert a.tick_period_ms == b.tick_period_ms == 100  # Envoy ticks every 0.1 s: that long at most
 
 
 def test_near_a_limit_every_thread_sees_every_request_at_once():
