@@ -721,18 +721,25 @@ static void allowance(const policy *p, const record *r, double *req, double *tok
                       LOCAL_MIN_USD);
 }
 
-/* Counts `req` requests, `tok` tokens and `usd` here when the entity's copy leaves room for them. */
-static bool count_locally(const policy *p, double now, double req, double tok, double usd) {
+/* This thread's copy of an entity with what it may still hold unwritten (`room`: requests, tokens,
+ * USD beyond what it holds), or NULL when it has no fresh copy. */
+static local_view *room_of(const policy *p, double now, double room[3]) {
   double window = floor(now / WINDOW_MS), period = period_of(p, now);
   record r;
-  if (!local_record(p, window, period, &r)) return false;
+  if (!local_record(p, window, period, &r)) return NULL;
   local_view *v = view_of((slice){p->entity, p->entity_size});
   if (v->window != window) v->req = v->tok = 0, v->window = window; /* an old minute's counts count for nothing */
   if (v->period != period) v->usd = 0, v->period = period;
-  double room_req, room_tok, room_usd;
-  allowance(p, &r, &room_req, &room_tok, &room_usd);
-  if (v->req + req > room_req || v->tok + tok > room_tok || v->usd + usd > room_usd) return false;
-  v->req += req;
+  allowance(p, &r, &room[0], &room[1], &room[2]);
+  room[0] -= v->req, room[1] -= v->tok, room[2] -= v->usd;
+  return v;
+}
+
+/* Counts `tok` tokens and `usd` here when the entity's copy leaves room for them. */
+static bool spend_locally(const policy *p, double now, double tok, double usd) {
+  double room[3];
+  local_view *v = room_of(p, now, room);
+  if (v == NULL || tok > room[1] || usd > room[2]) return false;
   v->tok += tok;
   v->usd += usd;
   return true;
@@ -1303,21 +1310,19 @@ static void admit_here(stream *s, const policy *const *policies, int n, double n
   (void)s;
 }
 
-/* Far from every limit: judged and counted from this thread's copies, no shared data. */
+/* Far from every limit: judged and counted from this thread's copies, no shared data. Every
+ * limit must leave room: near any of them the shared record is read (what the other threads
+ * wrote at once), not this thread's copy. */
 static bool admit_locally(stream *s, const policy *const *policies, int n, double now) {
   if (current.fail_closed && store_down_recently(now)) return false;
   if (judge(s, policies, n, now, true).verdict != 0) return false;
+  local_view *held[2];
   for (int i = 0; i < n; i++) {
-    double window = floor(now / WINDOW_MS), period = period_of(policies[i], now), room_req, room_tok, room_usd;
-    record r;
-    if (!local_record(policies[i], window, period, &r)) return false;
-    allowance(policies[i], &r, &room_req, &room_tok, &room_usd);
-    local_view *v = view_of((slice){policies[i]->entity, policies[i]->entity_size});
-    /* Every limit must leave room: near any of them, the shared record is read (what the other
-     * threads wrote at once), not this thread's copy. */
-    if ((v->window == window ? v->req : 0) + 1 > room_req || room_tok <= 0 || room_usd <= 0) return false;
+    double room[3];
+    held[i] = room_of(policies[i], now, room);
+    if (held[i] == NULL || room[0] < 1 || room[1] <= 0 || room[2] <= 0) return false;
   }
-  for (int i = 0; i < n; i++) count_locally(policies[i], now, 1, 0, 0);
+  for (int i = 0; i < n; i++) held[i]->req += 1;
   return true;
 }
 
@@ -1766,7 +1771,7 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     if (d.client.size > 0) {
       entity_name(&entity, 'c', d.client);
       const policy *cp = find_policy(&current, (slice){entity.data, entity.size});
-      if (cp != NULL && !count_locally(cp, now, 0, tokens, usd)) {
+      if (cp != NULL && !spend_locally(cp, now, tokens, usd)) {
         refresh_clock();
         now = now_ms(), window = floor(now / WINDOW_MS);
         update((slice){entity.data, entity.size}, window, period_of(cp, now), count_spent, &x);
@@ -1776,7 +1781,7 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
     entity_name(&entity, 'm', model);
     const policy *mp = find_policy(&current, (slice){entity.data, entity.size});
     spent tokens_only = {tokens, 0};
-    if (mp != NULL && !count_locally(mp, now, 0, tokens, 0)) {
+    if (mp != NULL && !spend_locally(mp, now, tokens, 0)) {
       refresh_clock();
       now = now_ms(), window = floor(now / WINDOW_MS);
       update((slice){entity.data, entity.size}, window, 0, count_spent, &tokens_only);

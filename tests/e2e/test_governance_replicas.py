@@ -12,7 +12,8 @@ from tests.gateway import Gateway, eventually
 from tests.governance_clock import GatewayClock
 from tests.redis_server import RedisServer
 
-KEYS = {"probe": {"rpm": 10}, "shared": {"rpm": 4}, "outage": {"rpm": 3}, "closed": {"rpm": 100}, "free": None}
+KEYS = {"probe": {"rpm": 10}, "shared": {"rpm": 4}, "outage": {"rpm": 3}, "closed": {"rpm": 100}, "free": None,
+        "busy": {"rpm": 1_000_000}}
 
 
 def secret(name: str) -> str:
@@ -71,6 +72,28 @@ def test_two_gateways_on_one_redis_hold_one_limit(replicas, clock, fresh):
         with pytest.raises(openai.RateLimitError):
             ask(gateway, "shared")
     assert len(fresh.received) == 4
+
+
+def test_far_from_a_limit_what_one_replica_counts_on_its_own_reaches_the_other(replicas, clock):
+    """A key far from its limit is judged and counted by each Envoy thread on its own copy of the
+    counts (no shared memory, no round trip); those counts still reach the store and the other
+    replica within a fraction of a second."""
+    a, b = replicas
+    fresh_minute(a, clock, ask)
+    fresh_minute(b, clock, ask)
+    limit, made = 1_000_000, 0
+
+    def remaining(gateway) -> int:
+        nonlocal made
+        made += 1
+        return int(ask(gateway, "busy").headers["x-ratelimit-remaining-requests"])
+
+    remaining(b)
+    for _ in range(5):
+        remaining(a)
+    # Without a's five, b would see at most its own requests and a's first: more left than this.
+    eventually(lambda: _assert(remaining(b) <= limit - made), timeout=5)
+    assert made < 40  # seen within a few tenths of a second, not at the minute's end
 
 
 def test_a_redis_outage_fails_open_and_is_logged_and_counted(replicas, redis, clock):
