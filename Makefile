@@ -10,6 +10,9 @@ CONFIG ?= examples/demo.yaml
 # default configuration both in one module, envoy/switchyard_extension.c), built from source with
 # Debian's clang for wasm32-wasi; the toolchain is installed when missing.
 EXTENSIONS := envoy/switchyard_extension.wasm envoy/switchyard_metrics.wasm envoy/switchyard_governance.wasm
+# The fast path's stream guard, an Envoy dynamic module (a shared object Envoy loads), built with
+# the same clang for this machine.
+STREAM_GUARD := envoy/libswitchyard_stream_guard.so
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror
 WASM_CC := clang $(WASM_CFLAGS) -mexec-model=reactor -Wl,--strip-all
 # The callbacks each part of the combined module renames (<part>_<callback>) for its dispatcher.
@@ -25,7 +28,7 @@ CLIENTS := tests/clients/node_modules/.installed
 
 .PHONY: wasm-toolchain install run test validate render bench-routing soak bench mutation clean
 
-install: $(STAMP) $(EXTENSIONS)
+install: $(STAMP) $(EXTENSIONS) $(STREAM_GUARD)
 
 # Re-installs only when the pins change; otherwise a no-op.
 $(STAMP): pyproject.toml
@@ -47,6 +50,9 @@ build/wasm/%.o: envoy/switchyard_%.c $(WASM_HEADERS) | wasm-toolchain
 
 envoy/switchyard_extension.wasm: envoy/switchyard_extension.c build/wasm/metrics.o build/wasm/governance.o $(WASM_HEADERS) | wasm-toolchain
 	$(WASM_CC) -o $@ $< build/wasm/metrics.o build/wasm/governance.o
+
+$(STREAM_GUARD): envoy/switchyard_stream_guard.c envoy/dynamic_module_abi.h | wasm-toolchain
+	clang -O2 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden -pthread -o $@ $< -lm
 
 run: install
 	$(VENV)/bin/switchyard up $(CONFIG)
@@ -131,4 +137,4 @@ mutation: install $(MUTATION_VENV)/.installed
 	nice -n 15 $(MUTATION_VENV)/bin/python tests/mutation.py $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) build mutants *.egg-info $(EXTENSIONS)
+	rm -rf $(VENV) build mutants *.egg-info $(EXTENSIONS) $(STREAM_GUARD)

@@ -6,7 +6,9 @@ bare Envoy in the same rounds. For the cost of a change that `make bench` cannot
         && cp envoy/*.wasm /tmp/before/envoy/
     flock /tmp/switchyard-bench.lock .venv/bin/python -m bench.ab_checkouts /tmp/before . --rounds 3 --seconds 5
 
-(the README's stream-guard figures). Each gateway runs its checkout's own filter/ and envoy/.
+(the README's stream-guard figures). `--ttfb N` adds the streaming time to first byte: N
+sequential streaming requests per gateway, interleaved request by request, medians (as `make
+bench` measures it). Each gateway runs its checkout's own filter/ and envoy/.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import statistics
 from pathlib import Path
 
 import tests.gateway as harness
-from bench.perf_load import lua_script, run_wrk
+from bench.perf_load import StreamClient, lua_script, run_wrk
 from bench.perf_procs import BUILD, Fleet, chat_body
 
 
@@ -27,6 +29,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--ttfb", type=int, default=0, help="sequential streaming requests per gateway")
     args = parser.parse_args()
     work = BUILD / "ab-run"
     work.mkdir(parents=True, exist_ok=True)
@@ -54,6 +57,21 @@ def main() -> int:
             for key in keys:
                 xs = results[(key, stream)]
                 print(f"{'SSE ' if stream else 'JSON'} {key:14} {statistics.median(xs):8.0f} req/s  rounds {[round(x) for x in xs]}")
+        if args.ttfb:
+            clients = {key: StreamClient(systems[key].url, "/v1/chat/completions",
+                                         chat_body("gpt-4o-mini" if key == "envoy" else "fast", stream=True))
+                       for key in keys}
+            for client in clients.values():  # warm the connections
+                for _ in range(5):
+                    client.ttfb()
+            firsts: dict[str, list[float]] = {key: [] for key in keys}
+            for _ in range(args.ttfb):
+                for key, client in clients.items():
+                    firsts[key].append(client.ttfb() * 1000)
+            for key in keys:
+                xs = sorted(firsts[key])
+                print(f"TTFB {key:14} p50 {statistics.median(xs):.3f} ms  p90 {xs[int(len(xs) * 0.9)]:.3f} ms  "
+                      f"({statistics.median(xs) - statistics.median(firsts['envoy']):+.3f} ms vs bare Envoy)")
     finally:
         fleet.stop_all()
     return 0

@@ -10,6 +10,7 @@
  * (filter/envoy_stats.py) turns these counters into today's Prometheus families:
  *
  *   switchyard_requests_total{client_api,provider,model,decision,route,status_class,client}
+ *   switchyard_streams_cut_total{client_api,model} (answers marked `stream_end: cut_timeout`)
  *   gen_ai_client_operation_duration_seconds{gen_ai_provider_name,gen_ai_request_model,error_type}
  *   gen_ai_server_time_to_first_token_seconds{gen_ai_provider_name,gen_ai_request_model}
  *   gen_ai_client_token_usage{gen_ai_provider_name,gen_ai_request_model,gen_ai_token_type}
@@ -424,6 +425,13 @@ PROXY_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context_id) {
   tag(&requests, "status_class", slice_of(status_class));
   tag(&requests, "client", d.client);
   add(&requests, 1);
+  if (slice_is(d.stream_end, "cut_timeout")) { /* an SSE answer the gateway ended at the listener timeout */
+    name_builder cut = {.size = 0, .overflow = false};
+    put(&cut, "switchyard_streams_cut_total", strlen("switchyard_streams_cut_total"));
+    tag(&cut, "client_api", d.api);
+    tag(&cut, "model", model);
+    add(&cut, 1);
+  }
 
   stream **at = find_stream(context_id);
   stream *timing = *at;

@@ -166,7 +166,7 @@ static inline slice namespace_of(slice metadata, const char *name) {
 
 /* The `switchyard` metadata's fields the extensions read (strings). */
 typedef struct {
-  slice api, provider, model, model_label, decision, route, upstream_api, client;
+  slice api, provider, model, model_label, decision, route, upstream_api, client, stream_end;
 } decision_fields;
 
 static inline void read_decision(slice key, slice value, void *into) {
@@ -179,6 +179,7 @@ static inline void read_decision(slice key, slice value, void *into) {
   else if (slice_is(key, "route")) d->route = value;
   else if (slice_is(key, "upstream_api")) d->upstream_api = value;
   else if (slice_is(key, "client")) d->client = value;
+  else if (slice_is(key, "stream_end")) d->stream_end = value;
 }
 
 typedef struct {

@@ -65,6 +65,8 @@ def families(stats: dict) -> list[Metric]:
 
     out: list[Metric] = []
     for family in REQUEST_FAMILIES:
+        if family.optional and not counters[family.name]:
+            continue
         if family.buckets is None:
             metric = CounterMetricFamily(family.name, family.help, labels=family.labels)
             for key, value in sorted(counters[family.name].items()):

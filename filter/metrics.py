@@ -33,6 +33,7 @@ class Family:
     buckets: tuple[str, ...] | None = None  # None: a counter
     seconds: bool = False  # the extension sums nanoseconds; the family is in seconds
     scale: float = 1.0  # a counter Envoy counts in integer units (nano-USD): its value times this
+    optional: bool = False  # left out of /metrics while Envoy has counted nothing in it
 
 
 REQUESTS = Family(
@@ -57,7 +58,13 @@ RATE_LIMITED = Family(
 LIMITS_UNCHECKED = Family(
     "switchyard_limits_unchecked", "Requests admitted on one gateway's own counts because the shared store could not "
     "confirm them (fail open)", ())
-REQUEST_FAMILIES = (REQUESTS, OPERATION_DURATION, TIME_TO_FIRST_TOKEN, TOKEN_USAGE, COST, RATE_LIMITED, LIMITS_UNCHECKED)
+# With gateway.usage_metrics off the filter counts the streams it cut itself (Metrics.streams_cut),
+# and this family, empty then, is left out of /metrics.
+STREAMS_CUT = Family(
+    "switchyard_streams_cut", "SSE answers the gateway ended itself: the provider was still streaming at the "
+    "listener timeout", ("client_api", "model"), optional=True)
+REQUEST_FAMILIES = (REQUESTS, OPERATION_DURATION, TIME_TO_FIRST_TOKEN, TOKEN_USAGE, COST, RATE_LIMITED, LIMITS_UNCHECKED,
+                    STREAMS_CUT)
 
 
 def extension_config() -> str:
@@ -80,9 +87,7 @@ class Metrics:
             "switchyard_session_decisions", "Preference decisions by session outcome: routed (a new user turn), "
             "pinned (the turn's or session's model, no router call), cold (a continuation of an unknown turn), "
             "store_error (the store failed: decided as cold)", ["outcome"], registry=registry)
-        self.streams_cut = Counter(
-            "switchyard_streams_cut", "SSE answers the gateway ended itself: the provider was still streaming at "
-            "the listener timeout", ["client_api", "model"], registry=registry)
+        self.streams_cut = Counter(STREAMS_CUT.name, STREAMS_CUT.help, list(STREAMS_CUT.labels), registry=registry)
         self.failovers = Counter(
             "switchyard_failovers", "Requests moved to a fallback model, by reason",
             ["from_model", "to_model", "reason"], registry=registry)

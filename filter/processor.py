@@ -432,7 +432,8 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
         def cut() -> None:
             log.warning("%s stream from %s still running at the listener timeout (%gs): ended by the gateway",
                         api.value, model or "?", timeout)
-            self.metrics.stream_cut(api.value, model)
+            if not self.config.gateway.usage_metrics:  # otherwise Envoy's metrics extension counts it
+                self.metrics.stream_cut(api.value, model)
 
         keep = (lambda: self.stored_responses.keep(rewriter)) if rewriter is not None else None
         return StreamGuard(api, stream_deadline(started, timeout), timeout, rewriter,

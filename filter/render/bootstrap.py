@@ -19,7 +19,7 @@ import orjson
 import yaml
 
 from filter.config import Chain, Config, Provider
-from filter.render import fast_path, governance
+from filter.render import fast_path, governance, stream_guard
 from filter.render.metrics import span_access_log, stats_tags, timing_headers
 from filter.render.wasm import EXTENSION_FILE, extension_code, extension_filter, governance_filter
 from filter.state.base import OPERATION_TIMEOUT_S
@@ -107,7 +107,12 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
     if gateway.fast_path:
         # Right before ext_proc: after the request body is decompressed.
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
-        manager["http_filters"][position] = fast_path.ext_proc_only_where_needed(manager["http_filters"][position])
+        guarded = stream_guard.in_envoy(config, local=reload_dir is not None)
+        manager["http_filters"][position] = fast_path.ext_proc_only_where_needed(manager["http_filters"][position],
+                                                                                 guarded)
+        if guarded:  # after the Lua filter, whose flag and metadata it reads
+            manager["http_filters"].insert(position, fast_path.stream_guard_for_streams(stream_guard.guard_filter(
+                config, Path(str(envoy_file(stream_guard.MODULE_FILE))))))
         manager["http_filters"].insert(position, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
@@ -263,13 +268,14 @@ def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]
     """One route per model name that Envoy serves alone (filter/render/fast_path.py); empty when off."""
     timeout = _duration(config.listener.timeout_s)
     spans = config.gateway.otlp_endpoint is not None
+    guarded = stream_guard.in_envoy(config, local=not from_files)  # as render_bootstrap decides
     routes = []
     for route in fast_path.fast_routes(config, from_files):
         rendered = fast_path.envoy_route(route, timeout, _authority(route.decision.provider), spans)
         clients = governance.fast_route_clients(config, route.name, route.decision)
         if clients is not None:  # keys that may not use this model go to the filter (its 403)
             rendered["metadata"]["filter_metadata"][fast_path.LUA_FILTER]["fast"]["clients"] = dict.fromkeys(clients, True)
-        routes += fast_path.with_stream_twin(rendered, route)
+        routes += fast_path.with_stream_twin(rendered, route, guarded)
     return routes
 
 

@@ -37,6 +37,7 @@ LUA_FILTER = "switchyard.fast_path"  # its route metadata lives under this name 
 FLAG_HEADER = "x-switchyard-fast-model"
 STREAM_HEADER = "x-switchyard-fast-stream"  # set by the Lua filter with FLAG_HEADER for `"stream": true`
 STREAM_METADATA = "x-switchyard-stream"  # the gRPC metadata of a fast stream's ext_proc stream: its client API
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 TOKEN_SCAN_FILTER = "envoy.filters.http.lua"  # the bootstrap's token scan of answers (the fast path's Lua is LUA_FILTER)
 CLIENT_PATHS = {ClientApi.CHAT: "/v1/chat/completions", ClientApi.MESSAGES: "/v1/messages"}
 _NATIVE = {ClientApi.CHAT: {Interface.OPENAI}, ClientApi.MESSAGES: {Interface.ANTHROPIC}}
@@ -145,7 +146,7 @@ def envoy_route(route: FastRoute, timeout: str, authority: str, spans: bool = Fa
         "request_headers_to_remove": [FLAG_HEADER, STREAM_HEADER, *removed],
         "metadata": {"filter_metadata": {LUA_FILTER: {"fast": fast}}},
         "typed_per_filter_config": {
-            "envoy.filters.http.ext_proc": {
+            EXT_PROC_FILTER: {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
                 "disabled": True,
             },
@@ -180,17 +181,22 @@ def client_key_metadata(config: Config, salt: bytes | None = None) -> dict[str, 
     }
 
 
-def with_stream_twin(envoy_route: dict[str, Any], route: FastRoute) -> list[dict[str, Any]]:
-    """The route, preceded by its twin for `"stream": true` requests: served by Envoy alone as
-    well, except that the answer's headers and, for an SSE answer, its body go through the filter
-    (a response-only ext_proc stream), which ends a stream that outlives the listener timeout in
-    the client's format (filter/stream_guard.py). If the filter is down, the stream flows as it
-    would without it (failure_mode_allow)."""
+def with_stream_twin(envoy_route: dict[str, Any], route: FastRoute, guard_in_envoy: bool) -> list[dict[str, Any]]:
+    """The route, preceded by its twin for `"stream": true` requests, served by Envoy alone as
+    well but guarded: a stream that outlives the listener timeout is ended in the client's format.
+    With `guard_in_envoy` the guard is Envoy's own filter (filter/render/stream_guard.py, built
+    for these requests only: `stream_guard_for_streams`); otherwise the answer's headers and, for an SSE answer, its body go
+    through the filter (a response-only ext_proc stream, filter/stream_guard.py), and if the
+    filter is down the stream flows as it would without it (failure_mode_allow)."""
     twin = {**envoy_route, "name": f"{envoy_route['name']}:stream"}
     twin["match"] = {**envoy_route["match"], "headers": [
         *envoy_route["match"]["headers"], {"name": STREAM_HEADER, "string_match": {"exact": "1"}}]}
+    if guard_in_envoy:
+        # The token scan stays on: an answer's SSE usage needs it (its JSON twin turns it off).
+        twin["typed_per_filter_config"] = {EXT_PROC_FILTER: envoy_route["typed_per_filter_config"][EXT_PROC_FILTER]}
+        return [twin, envoy_route]
     twin["typed_per_filter_config"] = {
-        "envoy.filters.http.ext_proc": {
+        EXT_PROC_FILTER: {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
             "overrides": {
                 "processing_mode": {
@@ -217,27 +223,41 @@ def _header_present(name: str) -> dict[str, Any]:
         "value_match": {"safe_regex": {"google_re2": {}, "regex": ".*"}}}}
 
 
-def ext_proc_only_where_needed(ext_proc: dict[str, Any]) -> dict[str, Any]:
-    """The ext_proc filter, created only for the requests that may use it: all but the fast
-    routes' non-streamed requests (the Lua filter's flags, which survive only on a fast route).
-    Those turn ext_proc off per route anyway, but Envoy still built the filter for each of them:
-    about a tenth of a fast request's throughput (make bench BENCH_ARGS=--fast-path-costs). A
-    composite filter under a matcher builds it on demand; the name stays, so the routes'
-    per-filter configuration still reaches it."""
-    needed = {"or_matcher": {"predicate": [{"not_matcher": _header_present(FLAG_HEADER)},
-                                            _header_present(STREAM_HEADER)]}}
+def created_when(http_filter: dict[str, Any], predicate: dict[str, Any], action: str) -> dict[str, Any]:
+    """The filter, built by Envoy only for requests that match the predicate (on request headers,
+    read when the filter's turn comes: after the Lua filter set its flags): a composite filter
+    under a matcher. The name stays, so routes' per-filter configuration still reaches it."""
     return {
-        "name": ext_proc["name"],
+        "name": http_filter["name"],
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": {"name": "switchyard.filter_when_needed", "typed_config": {
+            "extension_config": {"name": f"switchyard.{action}_when_needed", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.Composite"}},
-            "xds_matcher": {"matcher_list": {"matchers": [{"predicate": needed, "on_match": {"action": {
-                "name": "ext_proc", "typed_config": {
+            "xds_matcher": {"matcher_list": {"matchers": [{"predicate": predicate, "on_match": {"action": {
+                "name": action, "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.ExecuteFilterAction",
-                    "typed_config": ext_proc}}}}]}},
+                    "typed_config": http_filter}}}}]}},
         },
     }
+
+
+def ext_proc_only_where_needed(ext_proc: dict[str, Any], guard_in_envoy: bool) -> dict[str, Any]:
+    """The ext_proc filter, created only for the requests that may use it: all but the fast
+    routes' requests (the Lua filter's flags, which survive only on a fast route), streams
+    included unless Envoy guards them itself (`guard_in_envoy`: their answers need no filter).
+    Those turn ext_proc off per route anyway, but Envoy still built the filter for each of them:
+    about a tenth of a fast request's throughput (make bench BENCH_ARGS=--fast-path-costs)."""
+    needed = {"not_matcher": _header_present(FLAG_HEADER)}
+    if not guard_in_envoy:
+        needed = {"or_matcher": {"predicate": [needed, _header_present(STREAM_HEADER)]}}
+    return created_when(ext_proc, needed, "filter")
+
+
+def stream_guard_for_streams(guard: dict[str, Any]) -> dict[str, Any]:
+    """Envoy's stream guard (filter/render/stream_guard.py), created only for the fast path's
+    streams. (Routes cannot turn on a filter the request's first route match left off: Envoy
+    builds the filter chain before the Lua filter picks the fast route.)"""
+    return created_when(guard, _header_present(STREAM_HEADER), "guard")
 
 
 def ext_proc_config(http_filter: dict[str, Any]) -> dict[str, Any]:

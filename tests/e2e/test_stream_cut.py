@@ -6,7 +6,9 @@ native and translated streams."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 
 import anthropic
@@ -15,7 +17,7 @@ import openai
 import pytest
 
 from tests.conftest import provider_behaviour
-from tests.gateway import Gateway, eventually
+from tests.gateway import FILTER_ONLY_RUN, Gateway, eventually
 from tests.standins import StandIn
 
 TIMEOUT_S = 3  # the listener timeout of this test's gateway
@@ -116,8 +118,47 @@ def test_a_stream_still_running_at_the_listener_timeout_ends_with_the_clients_te
     slug = "openai/gpt-4o" if model == "gpt-4o" else "anthropic/claude-sonnet-4-5"
     line = eventually(lambda: _logged(gw, slug, LABELS[api]))
     assert line["status"] == 200 and line["stream_end"] == "cut_timeout"
+    eventually(lambda: _counted_cut(gw, LABELS[api], slug))  # Envoy's counters move at its next flush
+
+
+def _counted_cut(gw, api, slug):
     metrics = httpx.get(f"http://127.0.0.1:{gw.metrics_port}/metrics").text
-    assert re.search(rf'switchyard_streams_cut_total\{{client_api="{LABELS[api]}",model="{slug}"\}} [1-9]', metrics), metrics
+    assert re.search(rf'switchyard_streams_cut_total\{{client_api="{api}",model="{slug}"\}} [1-9]', metrics), metrics
+
+
+@pytest.mark.skipif(FILTER_ONLY_RUN, reason="the fast path is off in this run: the filter guards every stream")
+@pytest.mark.parametrize("api, model, after", CASES[:2], ids=[f"{a}-{m}" for a, m, _ in CASES[:2]])
+def test_with_the_filter_frozen_a_fast_path_stream_is_still_ended_in_the_clients_format(
+        gateway, provider, api, model, after):
+    """Envoy guards the fast path's streams (Chat Completions and Messages) itself
+    (envoy/switchyard_stream_guard.c): no Python on the answer's way, so a frozen filter changes
+    nothing for them."""
+    gw, _ = gateway
+    provider.behaviour = hanging(after)
+    worker = gw.child_pid("filter.runtime.worker")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        message, seen = CLIENTS[api](gw, model)
+        assert time.monotonic() - started < TIMEOUT_S + 1
+        assert "did not finish within the gateway's timeout (3s" in message and seen
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    slug = "openai/gpt-4o" if model == "gpt-4o" else "anthropic/claude-sonnet-4-5"
+    assert eventually(lambda: _logged(gw, slug, LABELS[api]))["stream_end"] == "cut_timeout"
+
+
+@pytest.mark.skipif(FILTER_ONLY_RUN, reason="the filter can end a body only once a chunk of it reached it")
+@pytest.mark.parametrize("api, model", [("chat", "gpt-4o"), ("messages", "claude-sonnet-4-5")])
+def test_a_fast_path_stream_silent_after_its_headers_is_ended_too(gateway, provider, api, model):
+    """Envoy's guard keeps its own time: an answer that sent its headers and not one byte more
+    still ends in the client's format, not with a reset."""
+    gw, _ = gateway
+    provider.behaviour = hanging(0)
+    started = time.monotonic()
+    message, seen = CLIENTS[api](gw, model)
+    assert time.monotonic() - started < TIMEOUT_S + 1
+    assert "did not finish within the gateway's timeout (3s" in message and not seen
 
 
 HI = [{"role": "user", "content": "hi"}]

@@ -39,7 +39,7 @@ CONFIG = parse_config({
 }, "parity.yaml", {"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-a"})
 # As the bootstrap renders them: each fast route preceded by its twin for `"stream": true`.
 ROUTES = [twin for r in fast_path.fast_routes(CONFIG)
-          for twin in fast_path.with_stream_twin(fast_path.envoy_route(r, "30s", "upstream"), r)]
+          for twin in fast_path.with_stream_twin(fast_path.envoy_route(r, "30s", "upstream"), r, guard_in_envoy=True)]
 PATHS = {ClientApi.CHAT: "/v1/chat/completions", ClientApi.MESSAGES: "/v1/messages"}
 CHAT_MODELS = ["gpt-4o", "openai/gpt-4o", "gpt-4o-mini", "fast"]
 MESSAGES_MODELS = ["claude-sonnet-4-5", "anthropic/claude-sonnet-4-5", "claude"]

@@ -1,0 +1,61 @@
+/* The few parts of Envoy's dynamic-module ABI (the `envoy.filters.http.dynamic_modules` HTTP
+ * filter, Envoy 1.40: ABI v0.2) that envoy/switchyard_stream_guard.c uses, declared from Envoy's
+ * documentation of that ABI. Envoy resolves the module's event hooks (envoy_dynamic_module_on_*)
+ * by name when it loads the module; the callbacks (envoy_dynamic_module_callback_*) are Envoy's
+ * own symbols, bound when the module is loaded. Buffers are passed as {pointer, length}. */
+#ifndef SWITCHYARD_DYNAMIC_MODULE_ABI_H
+#define SWITCHYARD_DYNAMIC_MODULE_ABI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DM_ABI_VERSION "v0.2.0"
+
+typedef struct { const char *ptr; size_t length; } dm_envoy_buffer;  /* owned by Envoy */
+typedef struct { const char *ptr; size_t length; } dm_module_buffer; /* owned by the module */
+typedef void *dm_config_envoy;   /* Envoy's filter configuration */
+typedef void *dm_filter_envoy;   /* Envoy's filter, one per HTTP stream */
+typedef void *dm_scheduler;      /* posts an event to the filter's worker thread */
+
+enum dm_header_type { DM_REQUEST_HEADERS = 0, DM_RESPONSE_HEADERS = 2 };
+enum dm_body_type { DM_RECEIVED_REQUEST_BODY = 0, DM_RECEIVED_RESPONSE_BODY = 2, DM_BUFFERED_RESPONSE_BODY = 3 };
+enum dm_metadata_source { DM_METADATA_DYNAMIC = 0 };
+enum dm_status { DM_CONTINUE = 0 }; /* every on_* hook's "continue" */
+enum dm_metrics_result { DM_METRICS_OK = 0 };
+enum dm_log_level { DM_LOG_WARN = 3 };
+
+/* Callbacks (Envoy's). */
+bool envoy_dynamic_module_callback_http_get_header(dm_filter_envoy filter, enum dm_header_type type,
+                                                   dm_module_buffer key, dm_envoy_buffer *value,
+                                                   size_t index, size_t *count);
+size_t envoy_dynamic_module_callback_http_get_body_chunks_size(dm_filter_envoy filter, enum dm_body_type type);
+bool envoy_dynamic_module_callback_http_get_body_chunks(dm_filter_envoy filter, enum dm_body_type type,
+                                                        dm_envoy_buffer *chunks);
+bool envoy_dynamic_module_callback_http_drain_body(dm_filter_envoy filter, enum dm_body_type type, size_t size);
+bool envoy_dynamic_module_callback_http_append_body(dm_filter_envoy filter, enum dm_body_type type,
+                                                    dm_module_buffer data);
+/* Data the filter itself adds to the response, as a filter that answers on its own does. */
+void envoy_dynamic_module_callback_http_send_response_data(dm_filter_envoy filter, dm_module_buffer data,
+                                                           bool end_stream);
+bool envoy_dynamic_module_callback_http_get_metadata_string(dm_filter_envoy filter, enum dm_metadata_source source,
+                                                            dm_module_buffer ns, dm_module_buffer key,
+                                                            dm_envoy_buffer *value);
+bool envoy_dynamic_module_callback_http_get_metadata_number(dm_filter_envoy filter, enum dm_metadata_source source,
+                                                            dm_module_buffer ns, dm_module_buffer key,
+                                                            double *value);
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(dm_filter_envoy filter, dm_module_buffer ns,
+                                                                    dm_module_buffer key, dm_module_buffer value);
+int envoy_dynamic_module_callback_http_filter_config_define_counter(dm_config_envoy config, dm_module_buffer name,
+                                                                    dm_module_buffer *labels, size_t label_count,
+                                                                    size_t *id);
+int envoy_dynamic_module_callback_http_filter_increment_counter(dm_filter_envoy filter, size_t id,
+                                                                dm_module_buffer *values, size_t value_count,
+                                                                uint64_t by);
+/* Thread-safe: commit may be called from any thread; the event runs on the filter's worker
+ * thread (envoy_dynamic_module_on_http_filter_scheduled), and not at all once the stream is gone. */
+dm_scheduler envoy_dynamic_module_callback_http_filter_scheduler_new(dm_filter_envoy filter);
+void envoy_dynamic_module_callback_http_filter_scheduler_commit(dm_scheduler scheduler, uint64_t event_id);
+void envoy_dynamic_module_callback_http_filter_scheduler_delete(dm_scheduler scheduler);
+
+#endif
