@@ -22,8 +22,6 @@ enum dm_header_type { DM_REQUEST_HEADERS = 0, DM_RESPONSE_HEADERS = 2 };
 enum dm_body_type { DM_RECEIVED_REQUEST_BODY = 0, DM_RECEIVED_RESPONSE_BODY = 2, DM_BUFFERED_RESPONSE_BODY = 3 };
 enum dm_metadata_source { DM_METADATA_DYNAMIC = 0 };
 enum dm_status { DM_CONTINUE = 0 }; /* every on_* hook's "continue" */
-enum dm_metrics_result { DM_METRICS_OK = 0 };
-enum dm_log_level { DM_LOG_WARN = 3 };
 
 /* Callbacks (Envoy's). */
 bool envoy_dynamic_module_callback_http_get_header(dm_filter_envoy filter, enum dm_header_type type,
@@ -46,12 +44,8 @@ bool envoy_dynamic_module_callback_http_get_metadata_number(dm_filter_envoy filt
                                                             double *value);
 void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(dm_filter_envoy filter, dm_module_buffer ns,
                                                                     dm_module_buffer key, dm_module_buffer value);
-int envoy_dynamic_module_callback_http_filter_config_define_counter(dm_config_envoy config, dm_module_buffer name,
-                                                                    dm_module_buffer *labels, size_t label_count,
-                                                                    size_t *id);
-int envoy_dynamic_module_callback_http_filter_increment_counter(dm_filter_envoy filter, size_t id,
-                                                                dm_module_buffer *values, size_t value_count,
-                                                                uint64_t by);
+void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(dm_filter_envoy filter, dm_module_buffer ns,
+                                                                    dm_module_buffer key, double value);
 /* Thread-safe: commit may be called from any thread; the event runs on the filter's worker
  * thread (envoy_dynamic_module_on_http_filter_scheduled), and not at all once the stream is gone. */
 dm_scheduler envoy_dynamic_module_callback_http_filter_scheduler_new(dm_filter_envoy filter);

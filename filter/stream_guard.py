@@ -19,8 +19,10 @@ What the client gets, as the APIs themselves end a stream that failed on the ser
 Untranslated streams are relayed event by event: a partial event is held until its end arrives,
 so the error always follows a whole event.
 
-Used on the filter path (the request's own ext_proc stream, after the response headers) and for
-fast-path streams, whose routes open a response-only ext_proc stream (filter/render/fast_path.py).
+Used on the filter path (the request's own ext_proc stream, after the response headers) and, where
+Envoy cannot guard them itself (`switchyard render`, or gateway.usage_metrics off), for fast-path
+streams, whose routes then open a response-only ext_proc stream (filter/render/fast_path.py).
+Under `switchyard up` Envoy's own filter guards those, the same way (envoy/switchyard_stream_guard.c).
 """
 
 from __future__ import annotations

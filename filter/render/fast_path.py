@@ -39,6 +39,7 @@ STREAM_HEADER = "x-switchyard-fast-stream"  # set by the Lua filter with FLAG_HE
 STREAM_METADATA = "x-switchyard-stream"  # the gRPC metadata of a fast stream's ext_proc stream: its client API
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 TOKEN_SCAN_FILTER = "envoy.filters.http.lua"  # the bootstrap's token scan of answers (the fast path's Lua is LUA_FILTER)
+TOKEN_SCAN_OFF = {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute", "disabled": True}
 CLIENT_PATHS = {ClientApi.CHAT: "/v1/chat/completions", ClientApi.MESSAGES: "/v1/messages"}
 _NATIVE = {ClientApi.CHAT: {Interface.OPENAI}, ClientApi.MESSAGES: {Interface.ANTHROPIC}}
 
@@ -154,10 +155,7 @@ def envoy_route(route: FastRoute, timeout: str, authority: str, spans: bool = Fa
             # does) needs no token scan: json_to_metadata reads its counts, prompt_tokens as it
             # is (envoy/bootstrap.template.yaml). The scan's Lua costs a fast request about a
             # tenth of its throughput (make bench BENCH_ARGS=--fast-path-costs).
-            **({} if anthropic else {TOKEN_SCAN_FILTER: {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-                "disabled": True,
-            }}),
+            **({} if anthropic else {TOKEN_SCAN_FILTER: TOKEN_SCAN_OFF}),
         },
     }
 
@@ -185,15 +183,17 @@ def with_stream_twin(envoy_route: dict[str, Any], route: FastRoute, guard_in_env
     """The route, preceded by its twin for `"stream": true` requests, served by Envoy alone as
     well but guarded: a stream that outlives the listener timeout is ended in the client's format.
     With `guard_in_envoy` the guard is Envoy's own filter (filter/render/stream_guard.py, built
-    for these requests only: `stream_guard_for_streams`); otherwise the answer's headers and, for an SSE answer, its body go
+    for these requests only: `stream_guard_for_streams`), which reads the answer's token counts
+    as well (in place of the token scan's Lua); otherwise the answer's headers and, for an SSE answer, its body go
     through the filter (a response-only ext_proc stream, filter/stream_guard.py), and if the
     filter is down the stream flows as it would without it (failure_mode_allow)."""
     twin = {**envoy_route, "name": f"{envoy_route['name']}:stream"}
     twin["match"] = {**envoy_route["match"], "headers": [
         *envoy_route["match"]["headers"], {"name": STREAM_HEADER, "string_match": {"exact": "1"}}]}
     if guard_in_envoy:
-        # The token scan stays on: an answer's SSE usage needs it (its JSON twin turns it off).
-        twin["typed_per_filter_config"] = {EXT_PROC_FILTER: envoy_route["typed_per_filter_config"][EXT_PROC_FILTER]}
+        # The guard reads the answer's token counts too: no token scan's Lua on the answer.
+        twin["typed_per_filter_config"] = {EXT_PROC_FILTER: envoy_route["typed_per_filter_config"][EXT_PROC_FILTER],
+                                           TOKEN_SCAN_FILTER: TOKEN_SCAN_OFF}
         return [twin, envoy_route]
     twin["typed_per_filter_config"] = {
         EXT_PROC_FILTER: {
