@@ -24,7 +24,8 @@ from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
 from filter.metrics import extension_config
 from filter.render import governance
 from filter.render.bootstrap import envoy_file
-from filter.render.fast_path import FLAG_HEADER, LUA_FILTER, STREAM_HEADER, ext_proc_config
+from filter.render.stream_guard import MODULE_FILE, SEARCH_PATH_ENV
+from filter.render.fast_path import FLAG_HEADER, GUARD_ACTION, LUA_FILTER, STREAM_HEADER, ext_proc_config
 from filter.render.metrics import span_access_log
 from filter.render.wasm import EXTENSION_FILTER, extension_code, governance_filter, wasm_filter
 from filter.runtime.supervisor import envoy_binary
@@ -118,6 +119,12 @@ def _ext_proc_everywhere(bootstrap: dict) -> None:
     filters[at] = {"name": filters[at]["name"], "typed_config": ext_proc_config(filters[at])}
 
 
+def _without_guard(bootstrap: dict) -> None:
+    composite = next(f for f in _manager(bootstrap)["http_filters"] if f["name"] == "envoy.filters.http.ext_proc")
+    matchers = composite["typed_config"]["xds_matcher"]["matcher_list"]["matchers"]
+    matchers[:] = [m for m in matchers if m["on_match"]["action"]["name"] != GUARD_ACTION]
+
+
 LUA_ALONE = "the fast path's Lua alone (no logs, no extension, no token filters, no ext_proc)"
 VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
@@ -132,6 +139,7 @@ VARIANTS = {
     "the token scan's Lua on every route (before the per-route skip)": _token_scan_everywhere,
     "without the ext_proc filter (built only for requests that may use it)": _without_filters("envoy.filters.http.ext_proc"),
     "ext_proc built for every request, turned off per route (before)": _ext_proc_everywhere,
+    "without the stream guard (built for fast streams only, by ext_proc's composite)": _without_guard,
     "with tracing's gRPC access log (spans)": _with_logs(span_access_log()),
     "before this round: gRPC access log for the metrics, no extension": _then(
         _without_filters(EXTENSION_FILTER), _with_logs(span_access_log())),
@@ -245,7 +253,8 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         proc, log = fleet.spawn(f"variant-{port}", [envoy_binary(), "-c", str(path), "--log-level", "error",
                                                     "--disable-hot-restart", "--base-id", str(port),
                                                     "--file-flush-interval-msec", "500",
-                                                    "--concurrency", str(max(1, os.cpu_count() or 1))])
+                                                    "--concurrency", str(max(1, os.cpu_count() or 1))],
+                                env={SEARCH_PATH_ENV: str(Path(str(envoy_file(MODULE_FILE))).parent)})
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         wait_http(url, 30, body=chat_body("fast"), proc=proc, log=log)
         envoys[name] = (url, proc.pid)

@@ -107,12 +107,10 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
     if gateway.fast_path:
         # Right before ext_proc: after the request body is decompressed.
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
-        guarded = stream_guard.in_envoy(config, local=reload_dir is not None)
+        guard = (stream_guard.guard_filter(config, Path(str(envoy_file(stream_guard.MODULE_FILE))))
+                 if stream_guard.in_envoy(config, local=reload_dir is not None) else None)
         manager["http_filters"][position] = fast_path.ext_proc_only_where_needed(manager["http_filters"][position],
-                                                                                 guarded)
-        if guarded:  # after the Lua filter, whose flag and metadata it reads
-            manager["http_filters"].insert(position, fast_path.stream_guard_for_streams(stream_guard.guard_filter(
-                config, Path(str(envoy_file(stream_guard.MODULE_FILE))))))
+                                                                                 guard)
         manager["http_filters"].insert(position, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [

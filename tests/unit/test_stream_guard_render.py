@@ -36,8 +36,11 @@ def _filters(bootstrap):
     return {f["name"]: f for f in manager["http_filters"]}, [f["name"] for f in manager["http_filters"]]
 
 
-def _predicate(http_filter):
-    return http_filter["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]
+def _choices(http_filter):
+    """The composite's (predicate, action name, filter) in order: the first that matches wins."""
+    matchers = http_filter["typed_config"]["xds_matcher"]["matcher_list"]["matchers"]
+    return [(m["predicate"], m["on_match"]["action"]["name"], m["on_match"]["action"]["typed_config"]["typed_config"])
+            for m in matchers]
 
 
 def _header(predicate):
@@ -51,15 +54,16 @@ def _twins(routes):
 def test_switchyard_up_guards_fast_streams_in_envoy_and_sends_their_answers_nowhere_else(tmp_path):
     config = _config()
     by_name, order = _filters(render_bootstrap(config, tmp_path))
-    # After the fast path's Lua (its flag and metadata), built only for the fast path's streams.
-    assert order.index(stream_guard.FILTER_NAME) == order.index(fast_path.LUA_FILTER) + 1
-    guard = by_name[stream_guard.FILTER_NAME]
-    assert _header(_predicate(guard)) == fast_path.STREAM_HEADER
-    module = guard["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["on_match"]["action"]
-    assert module["typed_config"]["typed_config"]["typed_config"]["dynamic_module_config"] == {"name": stream_guard.MODULE}
-    # ext_proc is not even built for a fast request, stream or not.
-    needed = _predicate(by_name["envoy.filters.http.ext_proc"])
-    assert list(needed) == ["not_matcher"] and _header(needed["not_matcher"]) == fast_path.FLAG_HEADER
+    # One composite after the fast path's Lua (its flags and metadata): ext_proc for what is not
+    # fast, the guard for the fast path's streams, nothing for the fast path's other requests.
+    assert order.index("envoy.filters.http.ext_proc") == order.index(fast_path.LUA_FILTER) + 1
+    (not_fast, first, ext_proc), (stream, second, guard) = _choices(by_name["envoy.filters.http.ext_proc"])
+    assert (first, second) == ("ext_proc", fast_path.GUARD_ACTION)
+    assert list(not_fast) == ["not_matcher"] and _header(not_fast["not_matcher"]) == fast_path.FLAG_HEADER
+    assert _header(stream) == fast_path.STREAM_HEADER
+    assert guard["name"] == stream_guard.FILTER_NAME
+    assert guard["typed_config"]["dynamic_module_config"] == {"name": stream_guard.MODULE}
+    assert ext_proc["typed_config"]["@type"].endswith("ExternalProcessor")
     twins = _twins(fast_routes(config))
     assert {t["match"]["path"] for t in twins} == {"/v1/chat/completions", "/v1/messages"}
     for twin in twins:
@@ -72,9 +76,10 @@ def test_switchyard_up_guards_fast_streams_in_envoy_and_sends_their_answers_nowh
 def test_switchyard_render_and_usage_metrics_off_leave_fast_streams_to_the_filters_relay(tmp_path):
     for bootstrap, routes in ((render_bootstrap(_config(), keys_dir=tmp_path), None),
                               (render_bootstrap(_config(usage_metrics=False), tmp_path), fast_routes(_config(usage_metrics=False)))):
-        by_name, order = _filters(bootstrap)
-        assert stream_guard.FILTER_NAME not in order
-        needed = _predicate(by_name["envoy.filters.http.ext_proc"])["or_matcher"]["predicate"]
+        by_name, _ = _filters(bootstrap)
+        ((either, action, _),) = _choices(by_name["envoy.filters.http.ext_proc"])
+        assert action == "ext_proc"  # no guard: ext_proc is built for the fast path's streams too
+        needed = either["or_matcher"]["predicate"]
         assert [_header(p.get("not_matcher", p)) for p in needed] == [fast_path.FLAG_HEADER, fast_path.STREAM_HEADER]
         if routes is None:
             manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
@@ -125,8 +130,8 @@ def test_envoy_loads_the_module_and_accepts_switchyard_ups_bootstrap(tmp_path):
     checked = validate(bootstrap)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     by_name, _ = _filters(bootstrap)
-    action = by_name[stream_guard.FILTER_NAME]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["on_match"]["action"]
-    action["typed_config"]["typed_config"]["typed_config"]["filter_config"]["value"] = "soon\nnot a message\n"
+    (_, _, _), (_, _, guard) = _choices(by_name["envoy.filters.http.ext_proc"])
+    guard["typed_config"]["filter_config"]["value"] = "soon\nnot a message\n"
     refused = validate(bootstrap)
     assert refused.returncode != 0
     assert "Failed to initialize dynamic module" in refused.stdout + refused.stderr  # refused, not crashed
