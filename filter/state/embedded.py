@@ -68,6 +68,10 @@ RETURNING value
 """
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class EmbeddedStore:
     kind = "embedded"
 
@@ -95,8 +99,12 @@ class EmbeddedStore:
     def _thread_connection(self) -> sqlite3.Connection:
         if self._thread_db is None:
             db = self._open(max(BUSY_TIMEOUT_MS / 1000, self._timeout_s))
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+            except sqlite3.Error:
+                db.close()  # the next operation opens it again
+                raise
             self._thread_db = db
         return self._thread_db
 
@@ -106,7 +114,7 @@ class EmbeddedStore:
                 try:
                     result = self._transaction(self._loop_db, operation, args, write)
                 except sqlite3.OperationalError as exc:
-                    if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    if not _busy(exc):
                         raise
                     self.deferred += 1
                     result = await self._on_thread(operation, args, write)
@@ -125,7 +133,17 @@ class EmbeddedStore:
 
     async def _on_thread(self, operation, args, write: bool):
         def run():
-            return self._transaction(self._thread_connection(), operation, args, write)
+            deadline = time.monotonic() + self._timeout_s
+            while True:
+                try:
+                    return self._transaction(self._thread_connection(), operation, args, write)
+                except sqlite3.OperationalError as exc:
+                    # A connection that meets another one setting the file up (switching it to
+                    # WAL, building its index) gets "locked" at once, without SQLite's busy wait
+                    # (about 3 % of opens by three workers at once): the store thread waits here.
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.005)
         try:
             async with asyncio.timeout(self._timeout_s):  # the thread may go on; the request does not wait
                 return await asyncio.get_running_loop().run_in_executor(self._executor, run)
@@ -143,10 +161,11 @@ class EmbeddedStore:
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             result = operation(db, self._clock(), *args)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # also a COMMIT that failed: nothing half-done stays open
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return result
 
     async def start(self) -> None:
