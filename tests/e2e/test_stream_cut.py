@@ -161,6 +161,25 @@ def test_a_fast_path_stream_silent_after_its_headers_is_ended_too(gateway, provi
     assert "did not finish within the gateway's timeout (3s" in message and not seen
 
 
+def test_with_usage_metrics_off_the_filter_guards_and_counts_fast_path_streams(tmp_path):
+    """Nothing in Envoy would count a cut with the metrics extension off: the fast path's streams
+    then go back to the filter's relay, which ends them and counts them itself."""
+    with StandIn(provider_behaviour) as upstream:
+        config = {
+            "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": 0, "timeout": f"{TIMEOUT_S}s"}},
+            "llm_providers": [{"model": "openai/gpt-4o", "access_key": "sk-test", "base_url": f"{upstream.url}/v1",
+                               "default": True}],
+            "routing": {"engine": "none"},
+            "gateway": {"usage_metrics": False},
+        }
+        with Gateway(config, tmp_path) as gw:
+            upstream.behaviour = hanging(3)
+            message, seen = _chat(gw, "gpt-4o")
+            assert "did not finish within the gateway's timeout (3s" in message and seen
+            assert eventually(lambda: _logged(gw, "openai/gpt-4o", "openai"))["stream_end"] == "cut_timeout"
+            eventually(lambda: _counted_cut(gw, "openai", "openai/gpt-4o"))
+
+
 HI = [{"role": "user", "content": "hi"}]
 
 
