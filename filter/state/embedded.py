@@ -92,9 +92,24 @@ class EmbeddedStore:
 
     def _open(self, wait_s: float) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=wait_s, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=OFF")
-        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on the store thread (`_checkpoint`)
+        try:
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on the store thread (`_checkpoint`)
+        except sqlite3.Error:
+            db.close()
+            raise
         return db
+
+    def _open_loop_connection(self) -> None:
+        """The event loop's connection, once the file exists. It never waits: while another worker
+        is still setting the file up it may be refused ("locked"), and the next operation, on the
+        store thread again, tries once more."""
+        if self._loop_db is None:
+            try:
+                self._loop_db = self._open(0.0)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
 
     def _thread_connection(self) -> sqlite3.Connection:
         if self._thread_db is None:
@@ -120,7 +135,7 @@ class EmbeddedStore:
                     result = await self._on_thread(operation, args, write)
             else:  # the first operation opens the file (and may wait for another worker creating it)
                 result = await self._on_thread(operation, args, write)
-                self._loop_db = self._loop_db or self._open(0.0)
+                self._open_loop_connection()
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store {self.path}: {exc}") from None
         except RuntimeError as exc:  # the executor is shut down: the worker is stopping
@@ -173,7 +188,7 @@ class EmbeddedStore:
         so that the first request does not pay for it."""
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._thread_connection)
-            self._loop_db = self._loop_db or self._open(0.0)
+            self._open_loop_connection()
         except sqlite3.Error as exc:
             log.warning("embedded store %s cannot be opened (%s): sessions degrade until it can", self.path, exc)
 
