@@ -24,9 +24,9 @@ from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
 from filter.metrics import extension_config
 from filter.render import governance
 from filter.render.bootstrap import envoy_file
-from filter.render.stream_guard import MODULE_FILE, SEARCH_PATH_ENV
 from filter.render.fast_path import FLAG_HEADER, GUARD_ACTION, LUA_FILTER, STREAM_HEADER, ext_proc_config
 from filter.render.metrics import span_access_log
+from filter.render.stream_guard import MODULE_FILE, SEARCH_PATH_ENV
 from filter.render.wasm import EXTENSION_FILTER, extension_code, governance_filter, wasm_filter
 from filter.runtime.supervisor import envoy_binary
 

@@ -1,5 +1,6 @@
 /* The fast path's stream guard, inside Envoy: an HTTP filter built as an Envoy dynamic module
- * (envoy/dynamic_module_abi.h), run on the stream twins of the fast routes.
+ * (envoy/dynamic_module_abi.h), built by Envoy for the fast path's streams only (a choice of the
+ * composite filter that builds ext_proc where needed, filter/render/fast_path.py).
  *
  * Envoy's route timeout resets an answer whose headers already went out: the client sees the
  * connection drop mid-event, with no terminal event. So, as filter/stream_guard.py does on the
@@ -27,7 +28,6 @@
  *   <the error message, as a JSON string>
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
