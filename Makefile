@@ -12,7 +12,7 @@ CONFIG ?= examples/demo.yaml
 EXTENSIONS := envoy/switchyard_extension.wasm envoy/switchyard_metrics.wasm envoy/switchyard_governance.wasm
 # The fast path's stream guard, an Envoy dynamic module (a shared object Envoy loads), built with
 # the same clang for this machine.
-STREAM_GUARD := envoy/libswitchyard_stream_guard.so
+DYNAMIC_MODULES := envoy/libswitchyard_stream_guard.so envoy/libswitchyard_usage.so
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror
 WASM_CC := clang $(WASM_CFLAGS) -mexec-model=reactor -Wl,--strip-all
 # The callbacks each part of the combined module renames (<part>_<callback>) for its dispatcher.
@@ -28,7 +28,7 @@ CLIENTS := tests/clients/node_modules/.installed
 
 .PHONY: wasm-toolchain install run test validate render bench-routing soak bench mutation clean
 
-install: $(STAMP) $(EXTENSIONS) $(STREAM_GUARD)
+install: $(STAMP) $(EXTENSIONS) $(DYNAMIC_MODULES)
 
 # Re-installs only when the pins change; otherwise a no-op.
 $(STAMP): pyproject.toml
@@ -51,7 +51,7 @@ build/wasm/%.o: envoy/switchyard_%.c $(WASM_HEADERS) | wasm-toolchain
 envoy/switchyard_extension.wasm: envoy/switchyard_extension.c build/wasm/metrics.o build/wasm/governance.o $(WASM_HEADERS) | wasm-toolchain
 	$(WASM_CC) -o $@ $< build/wasm/metrics.o build/wasm/governance.o
 
-$(STREAM_GUARD): envoy/switchyard_stream_guard.c envoy/dynamic_module_abi.h | wasm-toolchain
+envoy/libswitchyard_%.so: envoy/switchyard_%.c envoy/dynamic_module_abi.h envoy/dynamic_module_unused.h | wasm-toolchain
 	clang -O2 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden -pthread -o $@ $< -lm
 
 run: install
@@ -137,4 +137,4 @@ mutation: install $(MUTATION_VENV)/.installed
 	nice -n 15 $(MUTATION_VENV)/bin/python tests/mutation.py $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) build mutants *.egg-info $(EXTENSIONS) $(STREAM_GUARD)
+	rm -rf $(VENV) build mutants *.egg-info $(EXTENSIONS) $(DYNAMIC_MODULES)

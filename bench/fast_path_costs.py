@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -22,9 +23,10 @@ import yaml
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
 from filter.metrics import extension_config
-from filter.render import governance
+from filter.render import governance, usage
 from filter.render.bootstrap import envoy_file
-from filter.render.fast_path import FLAG_HEADER, GUARD_ACTION, LUA_FILTER, STREAM_HEADER, ext_proc_config
+from filter.render.fast_path import (FLAG_HEADER, GUARD_ACTION, LUA_FILTER, STREAM_HEADER, TOKEN_SCAN_FILTER,
+                                     TOKEN_SCAN_OFF, ext_proc_config)
 from filter.render.metrics import span_access_log
 from filter.render.stream_guard import MODULE_FILE, SEARCH_PATH_ENV
 from filter.render.wasm import EXTENSION_FILTER, extension_code, governance_filter, wasm_filter
@@ -63,7 +65,6 @@ def _then(*mutations):
 
 
 STDOUT_LOG, GRPC_LOG = "envoy.access_loggers.stdout", "envoy.access_loggers.http_grpc"
-TOKEN_FILTERS = ("envoy.filters.http.json_to_metadata", "envoy.filters.http.lua")
 # The built-in alternative for the request counter: Envoy's stats access logger, its labels filled
 # from the same metadata (it cannot write `2xx` nor relabel a fallback: status is the code here).
 STATS_LOGGER = {
@@ -92,25 +93,41 @@ def _two_filters(bootstrap: dict) -> None:
                                                                   inline=False)))
 
 
-# Fast routes to OpenAI-compatible providers skip the token scan's Lua (their JSON answers'
-# counts come from json_to_metadata): this puts it back on every route.
-def _token_scan_everywhere(bootstrap: dict) -> None:
+def _edit_routes(bootstrap: dict, tag: str, edit) -> None:
+    """`edit(route)` on every route of the variant; `switchyard up` reads its routes from a file:
+    the variant then gets its own copy."""
     manager = _manager(bootstrap)
-    source = manager.get("rds")
-    if source is not None:  # `switchyard up` reads its routes from a file: this variant gets its own
-        path = source["config_source"]["path_config_source"]
-        shared = Path(path["path"])
-        resources = yaml.safe_load(shared.read_text())
-        routes = resources["resources"][0]
-    else:
-        routes = manager["route_config"]
-    for host in routes["virtual_hosts"]:
-        for route in host.get("routes", []):
-            route.get("typed_per_filter_config", {}).pop(TOKEN_FILTERS[1], None)
+    source = manager["rds"]["config_source"]["path_config_source"] if "rds" in manager else None
     if source is not None:
-        copy_path = shared.with_name(f"routes-scan-{id(bootstrap)}.yaml")
+        shared = Path(source["path"])
+        resources = yaml.safe_load(shared.read_text())
+        route_config = resources["resources"][0]
+    else:
+        route_config = manager["route_config"]
+    for host in route_config["virtual_hosts"]:
+        for route in host.get("routes", []):
+            edit(route)
+    if source is not None:
+        copy_path = shared.with_name(f"routes-{tag}-{id(bootstrap)}.yaml")
         copy_path.write_text(yaml.safe_dump(resources, sort_keys=False))
-        path["path"], path["watched_directory"] = str(copy_path), {"path": str(copy_path.parent)}
+        source["path"], source["watched_directory"] = str(copy_path), {"path": str(copy_path.parent)}
+
+
+def _token_filters_before(bootstrap: dict) -> None:
+    """Token counts as before the usage module: the bootstrap template's token-scan Lua and
+    json_to_metadata in its place, the scan skipped on the fast routes that skipped it then (JSON
+    answers of OpenAI-compatible providers; the streams, whose guard read the counts)."""
+    template = yaml.safe_load(re.sub(r"\$\{\w+\}", "0", envoy_file("bootstrap.template.yaml").read_text()))
+    before = [f for f in _manager(template)["http_filters"] if f["name"] in usage.REPLACED]
+    filters = _manager(bootstrap)["http_filters"]
+    at = next(i for i, f in enumerate(filters) if f["name"] == usage.FILTER_NAME)
+    filters[at:at + 1] = before
+
+    def skip_scan(route: dict) -> None:
+        fast = route.get("metadata", {}).get("filter_metadata", {}).get(LUA_FILTER, {}).get("fast")
+        if fast is not None and ("anthropic_version" not in fast or route["name"].endswith(":stream")):
+            route["typed_per_filter_config"][TOKEN_SCAN_FILTER] = TOKEN_SCAN_OFF
+    _edit_routes(bootstrap, "token-filters", skip_scan)
 
 
 def _ext_proc_everywhere(bootstrap: dict) -> None:
@@ -125,7 +142,7 @@ def _without_guard(bootstrap: dict) -> None:
     matchers[:] = [m for m in matchers if m["on_match"]["action"]["name"] != GUARD_ACTION]
 
 
-LUA_ALONE = "the fast path's Lua alone (no logs, no extension, no token filters, no ext_proc)"
+LUA_ALONE = "the fast path's Lua alone (no logs, no extension, no usage module, no ext_proc)"
 VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
     "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
@@ -133,10 +150,8 @@ VARIANTS = {
     "without the extension, requests counted by the stats access logger": _then(
         _without_filters(EXTENSION_FILTER), _with_logs(STATS_LOGGER)),
     "metrics and governance as two Wasm filters (before one module)": _two_filters,
-    "without the token-count filters": _without_filters(*TOKEN_FILTERS),
-    "without json_to_metadata (JSON answers' tokens)": _without_filters(TOKEN_FILTERS[0]),
-    "without the token scan (Lua; skipped on fast OpenAI JSON routes already)": _without_filters(TOKEN_FILTERS[1]),
-    "the token scan's Lua on every route (before the per-route skip)": _token_scan_everywhere,
+    "without the usage module (token counts)": _without_filters(usage.FILTER_NAME),
+    "token counts by the Lua and json_to_metadata (before the usage module)": _token_filters_before,
     "without the ext_proc filter (built only for requests that may use it)": _without_filters("envoy.filters.http.ext_proc"),
     "ext_proc built for every request, turned off per route (before)": _ext_proc_everywhere,
     "without the stream guard (built for fast streams only, by ext_proc's composite)": _without_guard,
@@ -144,7 +159,7 @@ VARIANTS = {
     "before this round: gRPC access log for the metrics, no extension": _then(
         _without_filters(EXTENSION_FILTER), _with_logs(span_access_log())),
     LUA_ALONE: _then(
-        _without_logs(STDOUT_LOG), _without_filters(EXTENSION_FILTER, *TOKEN_FILTERS, "envoy.filters.http.ext_proc")),
+        _without_logs(STDOUT_LOG), _without_filters(EXTENSION_FILTER, usage.FILTER_NAME, "envoy.filters.http.ext_proc")),
 }
 
 
@@ -167,35 +182,23 @@ def _with_flat_lua(script: str):
     """A script of before the fast routes carried one `fast` table (envoy/fast_path.lua up to
     commit 8087783): the routes' metadata back in its flat form, the credentials removed by the
     script again (the route removes only the flags)."""
+    def flatten(route: dict) -> None:
+        metadata = route.get("metadata", {}).get("filter_metadata", {}).get(LUA_FILTER, {})
+        if "fast" not in metadata:
+            return
+        fast = metadata.pop("fast")
+        decision = dict(zip(fast["metadata"][::2], fast["metadata"][1::2]))
+        flags = (FLAG_HEADER, STREAM_HEADER)
+        removed = [h for h in route["request_headers_to_remove"] if h not in flags]
+        route["request_headers_to_remove"] = [h for h in route["request_headers_to_remove"] if h in flags]
+        metadata.update({key: decision[key] for key in ("model", "decision", "provider", "api", "upstream_api")})
+        metadata.update(model_json=fast["model_json"], upstream_path=fast["upstream_path"],
+                        keep_query="anthropic_version" in fast, remove_headers=",".join(removed))
+        metadata.update({key: fast[key] for key in ("anthropic_version", "spans", "clients") if key in fast})
+
     def mutate(bootstrap: dict) -> None:
         _with_lua(script)(bootstrap)
-        manager = _manager(bootstrap)
-        routes_file = None
-        if "rds" in manager:  # `switchyard up` reads its routes from a file: this variant gets its own
-            source = manager["rds"]["config_source"]["path_config_source"]
-            shared = Path(source["path"])
-            resources = yaml.safe_load(shared.read_text())
-            routes_file = shared.with_name(f"routes-flat-{id(bootstrap)}.yaml")
-            source["path"], source["watched_directory"] = str(routes_file), {"path": str(routes_file.parent)}
-            route_config = resources["resources"][0]
-        else:
-            route_config = manager["route_config"]
-        for host in route_config["virtual_hosts"]:
-            for route in host.get("routes", []):
-                metadata = route.get("metadata", {}).get("filter_metadata", {}).get(LUA_FILTER, {})
-                if "fast" not in metadata:
-                    continue
-                fast = metadata.pop("fast")
-                decision = dict(zip(fast["metadata"][::2], fast["metadata"][1::2]))
-                flags = (FLAG_HEADER, STREAM_HEADER)
-                removed = [h for h in route["request_headers_to_remove"] if h not in flags]
-                route["request_headers_to_remove"] = [h for h in route["request_headers_to_remove"] if h in flags]
-                metadata.update({key: decision[key] for key in ("model", "decision", "provider", "api", "upstream_api")})
-                metadata.update(model_json=fast["model_json"], upstream_path=fast["upstream_path"],
-                                keep_query="anthropic_version" in fast, remove_headers=",".join(removed))
-                metadata.update({key: fast[key] for key in ("anthropic_version", "spans", "clients") if key in fast})
-        if routes_file is not None:
-            routes_file.write_text(yaml.safe_dump(resources, sort_keys=False))
+        _edit_routes(bootstrap, "flat", flatten)
     return mutate
 
 

@@ -16,9 +16,8 @@
  * - Chat Completions: `data: {"error": {...}}` then `data: [DONE]`;
  * - Messages: `event: error` with an `api_error`.
  *
- * As it reads every chunk anyway, it also reads the stream's token counts into `switchyard.usage`
- * for the access log and the metrics, exactly as the bootstrap's token-scan Lua does for other
- * answers (that Lua is off on these routes: a Lua filter per answer costs its first byte).
+ * The stream's token counts are read by envoy/switchyard_usage.c, which sees the answer before
+ * this filter does (and so never the bytes a cut adds).
  *
  * Deadlines are kept by one timer thread per filter configuration, which posts a due stream's
  * cut to that stream's own worker thread (Envoy's scheduler); everything else runs on the worker.
@@ -35,9 +34,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "dynamic_module_abi.h"
+#include "dynamic_module_unused.h"
 
-#define EXPORT __attribute__((visibility("default")))
+#define EXPORT DM_EXPORT
 #define BUF(s) ((dm_module_buffer){(s), sizeof(s) - 1})
 #define SLICE(p, n) ((dm_module_buffer){(p), (n)})
 
@@ -75,10 +74,6 @@ typedef struct guard {
   bool armed;
   bytes tail;    /* the partial event held back */
   bytes scratch; /* the chunk with the held tail before it */
-  bool sse;      /* an event stream, whatever its status: its token counts are read here */
-  char scan_tail[256]; /* the last bytes scanned: a usage field cut between two chunks */
-  size_t scan_tail_size;
-  bytes scan;
 } guard;
 
 /* ------------------------------------------------------------------ small helpers */
@@ -162,78 +157,6 @@ static bool has_terminal(const char *data, size_t size) {
     start = end + 1;
   }
   return false;
-}
-
-/* ------------------------------------------------------------------ token counts */
-
-/* The usage an event stream reports, as the bootstrap's token-scan Lua reads it from every other
- * answer (envoy/bootstrap.template.yaml), into the same `switchyard.usage` metadata the access
- * log and the metrics read: each `"<name>_tokens": <digits>` after a `"usage"`, the last one of
- * a kind counting. (Fast-path streams skip that Lua: this filter reads their chunks anyway.) */
-static const char *usage_key(const char *name, size_t size) {
-  static const char *const names[][2] = {
-      {"prompt_tokens", "input_tokens"},        {"input_tokens", "input_tokens"},
-      {"completion_tokens", "output_tokens"},   {"output_tokens", "output_tokens"},
-      {"cached_tokens", "cached_tokens"},       {"cache_read_input_tokens", "cached_tokens"},
-      {"cache_creation_input_tokens", "cache_write_tokens"}};
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-    if (strlen(names[i][0]) == size && memcmp(names[i][0], name, size) == 0) return names[i][1];
-  return NULL;
-}
-
-static bool lua_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
-static bool name_char(char c) { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-
-static void scan_usage(guard *g, const char *text, size_t size) {
-  static const char suffix[] = "_tokens\"";
-  for (const char *p = text, *end = text + size; (p = memmem(p, end - p, suffix, sizeof suffix - 1)); ) {
-    const char *name_end = p + sizeof suffix - 2, *name = p; /* name_end: at the closing quote */
-    p += sizeof suffix - 1;
-    while (name > text && name_char(name[-1])) name--;
-    if (name == text || name[-1] != '"') continue;
-    const char *q = p;
-    while (q < end && lua_space(*q)) q++;
-    if (q >= end || *q != ':') continue;
-    for (q++; q < end && lua_space(*q); q++) {}
-    double value = 0;
-    const char *digits = q;
-    for (; q < end && *q >= '0' && *q <= '9'; q++) value = value * 10 + (*q - '0');
-    const char *key = q > digits ? usage_key(name, name_end - name) : NULL;
-    if (key) envoy_dynamic_module_callback_http_set_dynamic_metadata_number(g->envoy, BUF("switchyard.usage"),
-                                                                            SLICE(key, strlen(key)), value);
-  }
-}
-
-/* One received chunk, in pieces as Envoy holds it, scanned with the tail of the one before (a
- * copy: SSE chunks are small). */
-static void count_tokens(guard *g, const dm_envoy_buffer *pieces, size_t count) {
-  bytes *text = &g->scan;
-  text->size = 0;
-  bool ok = append(text, g->scan_tail, g->scan_tail_size);
-  for (size_t i = 0; ok && i < count; i++) ok = append(text, pieces[i].ptr, pieces[i].length);
-  if (!ok) return;
-  if (memmem(text->data, text->size, "\"usage\"", 7)) scan_usage(g, text->data, text->size);
-  g->scan_tail_size = text->size < sizeof g->scan_tail ? text->size : sizeof g->scan_tail;
-  memcpy(g->scan_tail, text->data + text->size - g->scan_tail_size, g->scan_tail_size);
-}
-
-/* At the end of any answer, the count of every prompt token, which Anthropic's input_tokens is
- * not (its cache reads and writes are apart): `prompt_tokens`, as the Lua sets it. */
-static void prompt_tokens(guard *g) {
-  double input = 0, cached = 0, written = 0;
-  if (!envoy_dynamic_module_callback_http_get_metadata_number(g->envoy, DM_METADATA_DYNAMIC, BUF("switchyard.usage"),
-                                                              BUF("input_tokens"), &input)) return;
-  dm_envoy_buffer upstream = {0};
-  if (envoy_dynamic_module_callback_http_get_metadata_string(g->envoy, DM_METADATA_DYNAMIC, BUF("switchyard"),
-                                                             BUF("upstream_api"), &upstream) &&
-      equals(upstream, "anthropic")) {
-    envoy_dynamic_module_callback_http_get_metadata_number(g->envoy, DM_METADATA_DYNAMIC, BUF("switchyard.usage"),
-                                                           BUF("cached_tokens"), &cached);
-    envoy_dynamic_module_callback_http_get_metadata_number(g->envoy, DM_METADATA_DYNAMIC, BUF("switchyard.usage"),
-                                                           BUF("cache_write_tokens"), &written);
-  }
-  envoy_dynamic_module_callback_http_set_dynamic_metadata_number(g->envoy, BUF("switchyard.usage"),
-                                                                 BUF("prompt_tokens"), input + cached + written);
 }
 
 /* ------------------------------------------------------------------ the cut */
@@ -406,8 +329,7 @@ EXPORT int envoy_dynamic_module_on_http_filter_response_headers(dm_filter_envoy 
   guard *g = filter;
   if (!g->stream || end) return DM_CONTINUE;
   dm_envoy_buffer type = header(g, DM_RESPONSE_HEADERS, "content-type");
-  g->sse = type.ptr && memmem(type.ptr, type.length, "text/event-stream", 17) != NULL; /* as the Lua tells */
-  if (!g->sse || !event_stream(g, type) || (g->api = api_of(g)) == API_OTHER) return DM_CONTINUE;
+  if (!type.ptr || !event_stream(g, type) || (g->api = api_of(g)) == API_OTHER) return DM_CONTINUE;
   /* The deadline counts from the request's start (the Lua filter's wall clock); a start ahead of
    * now, or older than the timeout, means a clock was stepped: it then counts from now. */
   const config *c = g->config;
@@ -453,14 +375,9 @@ static bool take_chunk(guard *g, const dm_envoy_buffer *pieces, size_t count, co
 EXPORT int envoy_dynamic_module_on_http_filter_response_body(dm_filter_envoy envoy, void *filter, bool end) {
   (void)envoy;
   guard *g = filter;
-  if (g->ended || !(g->sse || g->active)) return DM_CONTINUE; /* after the end: the guard's own cut */
+  if (g->ended || !g->active) return DM_CONTINUE; /* after the end: the guard's own cut */
   dm_envoy_buffer one, *pieces;
   size_t count = received(g, &one, &pieces);
-  if (g->sse) count_tokens(g, pieces, count);
-  if (!g->active) {
-    if (pieces != &one) free(pieces);
-    return DM_CONTINUE;
-  }
   const char *data = NULL;
   size_t size = 0;
   bool held = g->tail.size > 0, taken = take_chunk(g, pieces, count, &data, &size);
@@ -529,9 +446,7 @@ EXPORT void envoy_dynamic_module_on_http_filter_scheduled(dm_filter_envoy envoy,
 
 EXPORT void envoy_dynamic_module_on_http_filter_stream_complete(dm_filter_envoy envoy, void *filter) {
   (void)envoy;
-  guard *g = filter;
-  disarm(g);
-  if (g->stream) prompt_tokens(g);
+  disarm(filter);
 }
 
 EXPORT void envoy_dynamic_module_on_http_filter_destroy(void *filter) {
@@ -540,39 +455,6 @@ EXPORT void envoy_dynamic_module_on_http_filter_destroy(void *filter) {
   if (g->scheduler) envoy_dynamic_module_callback_http_filter_scheduler_delete(g->scheduler);
   free(g->tail.data);
   free(g->scratch.data);
-  free(g->scan.data);
   free(g);
 }
 
-/* Hooks this filter has no use for; Envoy looks each of them up. */
-EXPORT int envoy_dynamic_module_on_http_filter_request_body(dm_filter_envoy e, void *f, bool end) {
-  (void)e, (void)f, (void)end;
-  return DM_CONTINUE;
-}
-EXPORT int envoy_dynamic_module_on_http_filter_request_trailers(dm_filter_envoy e, void *f) {
-  (void)e, (void)f;
-  return DM_CONTINUE;
-}
-/* Envoy resolves these too when it loads the module; the guard makes no callouts, opens no
- * streams of its own and has no per-route configuration. */
-#define UNUSED_HOOK(name) \
-  EXPORT void envoy_dynamic_module_on_http_filter_##name(void) {}
-UNUSED_HOOK(http_callout_done)
-UNUSED_HOOK(http_stream_headers)
-UNUSED_HOOK(http_stream_data)
-UNUSED_HOOK(http_stream_trailers)
-UNUSED_HOOK(http_stream_complete)
-UNUSED_HOOK(http_stream_reset)
-UNUSED_HOOK(downstream_above_write_buffer_high_watermark)
-UNUSED_HOOK(downstream_below_write_buffer_low_watermark)
-UNUSED_HOOK(config_scheduled)
-UNUSED_HOOK(config_http_callout_done)
-UNUSED_HOOK(config_http_stream_headers)
-UNUSED_HOOK(config_http_stream_data)
-UNUSED_HOOK(config_http_stream_trailers)
-UNUSED_HOOK(config_http_stream_complete)
-UNUSED_HOOK(config_http_stream_reset)
-UNUSED_HOOK(per_route_config_destroy)
-EXPORT int envoy_dynamic_module_on_http_filter_local_reply(void) { return DM_CONTINUE; }
-
-EXPORT void *envoy_dynamic_module_on_http_filter_per_route_config_new(void) { return NULL; }

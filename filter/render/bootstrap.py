@@ -19,7 +19,7 @@ import orjson
 import yaml
 
 from filter.config import Chain, Config, Provider
-from filter.render import fast_path, governance, stream_guard
+from filter.render import dynamic_modules, fast_path, governance, stream_guard, usage
 from filter.render.metrics import span_access_log, stats_tags, timing_headers
 from filter.render.wasm import EXTENSION_FILE, extension_code, extension_filter, governance_filter
 from filter.state.base import OPERATION_TIMEOUT_S
@@ -101,6 +101,9 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
         code = extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))), inline=reload_dir is None)
         manager["http_filters"].insert(position + 1, governance_filter(code))
+    if dynamic_modules.in_envoy(config, local=reload_dir is not None):
+        manager["http_filters"] = usage.in_place_of_token_filters(manager["http_filters"],
+                                                                  Path(str(envoy_file(usage.MODULE_FILE))))
     if gateway.otlp_endpoint:
         manager["access_log"].append(span_access_log())
     manager["local_reply_config"]["mappers"].insert(0, governance.local_reply_mapper())
@@ -267,9 +270,10 @@ def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]
     timeout = _duration(config.listener.timeout_s)
     spans = config.gateway.otlp_endpoint is not None
     guarded = stream_guard.in_envoy(config, local=not from_files)  # as render_bootstrap decides
+    token_scan = not dynamic_modules.in_envoy(config, local=not from_files)  # else the usage module reads them
     routes = []
     for route in fast_path.fast_routes(config, from_files):
-        rendered = fast_path.envoy_route(route, timeout, _authority(route.decision.provider), spans)
+        rendered = fast_path.envoy_route(route, timeout, _authority(route.decision.provider), spans, token_scan)
         clients = governance.fast_route_clients(config, route.name, route.decision)
         if clients is not None:  # keys that may not use this model go to the filter (its 403)
             rendered["metadata"]["filter_metadata"][fast_path.LUA_FILTER]["fast"]["clients"] = dict.fromkeys(clients, True)

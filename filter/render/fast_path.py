@@ -117,7 +117,10 @@ def lua_filter(source: str) -> dict[str, Any]:
     }
 
 
-def envoy_route(route: FastRoute, timeout: str, authority: str, spans: bool = False) -> dict[str, Any]:
+def envoy_route(route: FastRoute, timeout: str, authority: str, spans: bool = False,
+                token_scan: bool = True) -> dict[str, Any]:
+    """The fast route; `token_scan`: the bootstrap has the token-scan Lua (not where the usage
+    module reads the counts: filter/render/usage.py)."""
     provider = route.decision.provider
     anthropic = provider.interface is Interface.ANTHROPIC
     # What the filter would set (filter/upstream.py), for the Lua filter to apply: one table, read
@@ -156,7 +159,7 @@ def envoy_route(route: FastRoute, timeout: str, authority: str, spans: bool = Fa
             # does) needs no token scan: json_to_metadata reads its counts, prompt_tokens as it
             # is (envoy/bootstrap.template.yaml). The scan's Lua costs a fast request about a
             # tenth of its throughput (make bench BENCH_ARGS=--fast-path-costs).
-            **({} if anthropic else {TOKEN_SCAN_FILTER: TOKEN_SCAN_OFF}),
+            **({} if anthropic or not token_scan else {TOKEN_SCAN_FILTER: TOKEN_SCAN_OFF}),
         },
     }
 
@@ -184,17 +187,14 @@ def with_stream_twin(envoy_route: dict[str, Any], route: FastRoute, guard_in_env
     """The route, preceded by its twin for `"stream": true` requests, served by Envoy alone as
     well but guarded: a stream that outlives the listener timeout is ended in the client's format.
     With `guard_in_envoy` the guard is Envoy's own filter (filter/render/stream_guard.py, built
-    for these requests only: `ext_proc_only_where_needed`), which reads the answer's token counts
-    as well (in place of the token scan's Lua); otherwise the answer's headers and, for an SSE answer, its body go
+    for these requests only: `ext_proc_only_where_needed`); otherwise the answer's headers and, for an SSE answer, its body go
     through the filter (a response-only ext_proc stream, filter/stream_guard.py), and if the
     filter is down the stream flows as it would without it (failure_mode_allow)."""
     twin = {**envoy_route, "name": f"{envoy_route['name']}:stream"}
     twin["match"] = {**envoy_route["match"], "headers": [
         *envoy_route["match"]["headers"], {"name": STREAM_HEADER, "string_match": {"exact": "1"}}]}
-    if guard_in_envoy:
-        # The guard reads the answer's token counts too: no token scan's Lua on the answer.
-        twin["typed_per_filter_config"] = {EXT_PROC_FILTER: envoy_route["typed_per_filter_config"][EXT_PROC_FILTER],
-                                           TOKEN_SCAN_FILTER: TOKEN_SCAN_OFF}
+    if guard_in_envoy:  # (the usage module, not the token scan's Lua, reads the counts then)
+        twin["typed_per_filter_config"] = {EXT_PROC_FILTER: envoy_route["typed_per_filter_config"][EXT_PROC_FILTER]}
         return [twin, envoy_route]
     twin["typed_per_filter_config"] = {
         EXT_PROC_FILTER: {

@@ -28,7 +28,7 @@ import yaml
 
 from filter import latency
 from filter.config import Config, ConfigError, load_config
-from filter.render import stream_guard
+from filter.render import dynamic_modules, stream_guard
 from filter.render.bootstrap import envoy_file, filter_sockets, render_bootstrap, write_reloadable
 from filter.runtime.metrics_endpoint import MetricsEndpoint
 
@@ -134,8 +134,8 @@ class Supervisor:
             [envoy_binary(), "-c", str(bootstrap), "--log-level", level, "--disable-hot-restart",
              "--file-flush-interval-msec", "500", "--admin-address-path", str(address_file),
              "--concurrency", str(max(1, os.cpu_count() or 1))],
-            # Where Envoy finds the stream guard's module (filter/render/stream_guard.py).
-            env={**os.environ, stream_guard.SEARCH_PATH_ENV: str(Path(str(envoy_file(stream_guard.MODULE_FILE))).parent)},
+            # Where Envoy finds Switchyard's modules (filter/render/dynamic_modules.py).
+            env={**os.environ, dynamic_modules.SEARCH_PATH_ENV: str(Path(str(envoy_file(stream_guard.MODULE_FILE))).parent)},
             preexec_fn=_own_group_die_with_parent,
         )
 

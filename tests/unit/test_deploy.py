@@ -496,7 +496,9 @@ def test_dockerfile_builds_the_cli_image():
         assert f"COPY {path}" in text and f"!{path}" in ignore
     # The compiled extension is built inside the image from its source, never taken from the context.
     assert "envoy/*.wasm" in ignore.splitlines() and "make envoy/switchyard_extension.wasm envoy/switchyard_governance.wasm" in text
-    assert "envoy/*.so" in ignore.splitlines() and "envoy/libswitchyard_stream_guard.so" in text  # the stream guard too
+    assert "envoy/*.so" in ignore.splitlines()  # the dynamic modules too: each one that `make install` builds
+    modules = re.search(r"^DYNAMIC_MODULES := (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    assert "envoy/libswitchyard_usage.so" in modules and all(m in text for m in modules)
     assert "pip wheel --wheel-dir /wheels ." in text and "--no-index" in text
 
 

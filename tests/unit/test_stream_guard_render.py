@@ -70,7 +70,7 @@ def test_switchyard_up_guards_fast_streams_in_envoy_and_sends_their_answers_nowh
         per_filter = twin["typed_per_filter_config"]
         assert per_filter["envoy.filters.http.ext_proc"] == {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "disabled": True}
-        assert per_filter[fast_path.TOKEN_SCAN_FILTER]["disabled"] is True  # the guard reads the counts
+        assert fast_path.TOKEN_SCAN_FILTER not in per_filter  # no token scan: the usage module reads them
 
 
 def test_switchyard_render_and_usage_metrics_off_leave_fast_streams_to_the_filters_relay(tmp_path):
