@@ -1,6 +1,6 @@
 /* The few parts of Envoy's dynamic-module ABI (the `envoy.filters.http.dynamic_modules` HTTP
- * filter, Envoy 1.40: ABI v0.2) that envoy/switchyard_stream_guard.c uses, declared from Envoy's
- * documentation of that ABI. Envoy resolves the module's event hooks (envoy_dynamic_module_on_*)
+ * filter, Envoy 1.40: ABI v0.2) that envoy/switchyard_stream_guard.c and switchyard_usage.c use,
+ * declared from Envoy's documentation of that ABI. Envoy resolves the module's event hooks (envoy_dynamic_module_on_*)
  * by name when it loads the module; the callbacks (envoy_dynamic_module_callback_*) are Envoy's
  * own symbols, bound when the module is loaded. Buffers are passed as {pointer, length}. */
 #ifndef SWITCHYARD_DYNAMIC_MODULE_ABI_H
@@ -22,6 +22,9 @@ enum dm_header_type { DM_REQUEST_HEADERS = 0, DM_RESPONSE_HEADERS = 2 };
 enum dm_body_type { DM_RECEIVED_REQUEST_BODY = 0, DM_RECEIVED_RESPONSE_BODY = 2, DM_BUFFERED_RESPONSE_BODY = 3 };
 enum dm_metadata_source { DM_METADATA_DYNAMIC = 0 };
 enum dm_status { DM_CONTINUE = 0 }; /* every on_* hook's "continue" */
+/* Envoy's FilterHeadersStatus::StopIteration and FilterDataStatus::StopIterationAndBuffer: the
+ * headers wait for the body, which Envoy buffers (within its buffer limit) until it goes on. */
+enum { DM_STOP_ITERATION = 1, DM_STOP_ITERATION_AND_BUFFER = 1 };
 
 /* Callbacks (Envoy's). */
 bool envoy_dynamic_module_callback_http_get_header(dm_filter_envoy filter, enum dm_header_type type,

@@ -2,9 +2,14 @@
  * (envoy/dynamic_module_abi.h) that takes the place of two of the bootstrap's filters under
  * `switchyard up` (filter/render/usage.py): the token-scan Lua (streamed answers) and
  * json_to_metadata (JSON answers). Both cost a fast-path request a large part of its throughput
- * (make bench BENCH_ARGS=--fast-path-costs); this filter reads each chunk where it lies, buffers
- * nothing and holds nothing back, and writes `switchyard.usage` once, when the answer ends — what
- * the access log, the metrics and the governance read.
+ * (make bench BENCH_ARGS=--fast-path-costs); this filter reads each chunk where it lies, never
+ * copying a JSON answer, and writes `switchyard.usage` once, when the answer ends — what the
+ * access log, the metrics and the governance read.
+ *
+ * A JSON answer is held until it is whole, as json_to_metadata held it: Envoy buffers it, within
+ * the connection's buffer limit (gateway.max_response_bytes), so an answer over the limit is
+ * Envoy's 500, in the client's API shape (the bootstrap's local replies), never a truncated
+ * answer. An event stream passes on chunk by chunk.
  *
  * What it reads, as those two filters did (envoy/bootstrap.template.yaml keeps them for
  * `switchyard render`, where Envoy cannot load a file of ours):
@@ -526,7 +531,7 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_response_headers(dm_filter_env
     return DM_CONTINUE;
   if (memmem(type.ptr, type.length, "text/event-stream", 17)) u->kind = SSE; /* as the Lua tells */
   else if (json_type(type) && (u->json = calloc(1, sizeof *u->json))) u->kind = JSON;
-  return DM_CONTINUE;
+  return u->kind == JSON ? DM_STOP_ITERATION : DM_CONTINUE; /* a JSON answer goes on whole */
 }
 
 DM_EXPORT int envoy_dynamic_module_on_http_filter_response_body(dm_filter_envoy envoy, void *filter, bool end) {
@@ -544,7 +549,7 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_response_body(dm_filter_envoy 
   }
   if (pieces != &one) free(pieces);
   if (end) write_counts(u);
-  return DM_CONTINUE;
+  return u->kind == JSON && !end ? DM_STOP_ITERATION_AND_BUFFER : DM_CONTINUE;
 }
 
 DM_EXPORT int envoy_dynamic_module_on_http_filter_response_trailers(dm_filter_envoy envoy, void *filter) {

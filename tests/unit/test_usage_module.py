@@ -35,6 +35,7 @@ def module(tmp_path_factory):
                     str(ROOT / "tests/unit/native/usage_host.c")], check=True, capture_output=True, text=True)
     lib = ctypes.CDLL(str(library))
     lib.answer.restype = ctypes.c_size_t
+    lib.last_statuses.restype = ctypes.c_size_t
     return lib
 
 
@@ -267,6 +268,29 @@ def test_random_json_answers_cut_anywhere_are_read_as_the_reference_reads_them(m
         counted += bool(expected)
         assert read(module, "application/json", _chunks(body, rng), api=api, rng=rng) == expected, body
     assert counted > 1500  # most cases count something
+
+
+def _statuses(lib) -> list[int]:
+    out = (ctypes.c_int * 64)()
+    return list(out[:lib.last_statuses(out, 64)])
+
+
+CONTINUE, STOP = 0, 1  # Envoy's Continue; StopIteration (headers), StopIterationAndBuffer (body)
+
+
+def test_a_json_answer_is_held_until_whole_as_json_to_metadata_held_it_and_a_stream_is_not(module):
+    """Envoy buffers a held answer within its limit: an answer over gateway.max_response_bytes is
+    its 500 in the client's shape (tests/e2e/test_hardening.py), never a cut answer."""
+    body = json.dumps(OPENAI).encode()
+    read(module, "application/json", [body[:10], body[10:20], body[20:]])
+    assert _statuses(module) == [STOP, STOP, STOP, CONTINUE]  # headers, two chunks held, the last lets all go
+    read(module, "application/json", [body])
+    assert _statuses(module) == [STOP, CONTINUE]
+    events = _events("openai")
+    read(module, "text/event-stream", events)
+    assert _statuses(module) == [CONTINUE] * (1 + len(events))  # each event goes on as it comes
+    read(module, "text/plain", [b"a", b"b"])
+    assert _statuses(module) == [CONTINUE] * 3
 
 
 def test_a_json_answer_that_did_not_end_counts_nothing(module):

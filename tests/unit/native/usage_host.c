@@ -17,6 +17,8 @@ void *envoy_dynamic_module_on_http_filter_config_new(dm_config_envoy c, dm_envoy
 static const char *content_type, *upstream_api;
 static dm_envoy_buffer pieces[3];
 static size_t pieces_count;
+static int statuses[64]; /* what the filter's hooks returned: the headers', then each chunk's */
+static size_t statuses_count;
 static char *written;
 static size_t written_size, written_capacity;
 
@@ -65,7 +67,9 @@ size_t answer(const char *type, const char *api, const char *const *chunks, cons
   static dm_envoy_buffer empty;
   void *config = envoy_dynamic_module_on_http_filter_config_new(NULL, empty, empty);
   void *filter = envoy_dynamic_module_on_http_filter_new(config, (dm_filter_envoy)1);
-  envoy_dynamic_module_on_http_filter_response_headers((dm_filter_envoy)1, filter, count == 0 && ended);
+  statuses_count = 0;
+  statuses[statuses_count++] = envoy_dynamic_module_on_http_filter_response_headers((dm_filter_envoy)1, filter,
+                                                                                  count == 0 && ended);
   for (size_t i = 0; i < count; i++) {
     size_t a = cuts[2 * i] < sizes[i] ? cuts[2 * i] : sizes[i], b = cuts[2 * i + 1] < sizes[i] ? cuts[2 * i + 1] : sizes[i];
     if (b < a) b = a;
@@ -73,9 +77,17 @@ size_t answer(const char *type, const char *api, const char *const *chunks, cons
     if (a) pieces[pieces_count++] = (dm_envoy_buffer){chunks[i], a};
     if (b > a) pieces[pieces_count++] = (dm_envoy_buffer){chunks[i] + a, b - a};
     if (sizes[i] > b) pieces[pieces_count++] = (dm_envoy_buffer){chunks[i] + b, sizes[i] - b};
-    envoy_dynamic_module_on_http_filter_response_body((dm_filter_envoy)1, filter, ended && i + 1 == count);
+    int status = envoy_dynamic_module_on_http_filter_response_body((dm_filter_envoy)1, filter, ended && i + 1 == count);
+    if (statuses_count < sizeof statuses / sizeof *statuses) statuses[statuses_count++] = status;
   }
   envoy_dynamic_module_on_http_filter_stream_complete((dm_filter_envoy)1, filter);
   envoy_dynamic_module_on_http_filter_destroy(filter);
   return written_size;
+}
+
+/* The statuses of the last answer's hooks, as many as fit in out. */
+size_t last_statuses(int *out, size_t capacity) {
+  size_t n = statuses_count < capacity ? statuses_count : capacity;
+  memcpy(out, statuses, n * sizeof *out);
+  return n;
 }
