@@ -28,7 +28,8 @@ from filter.render.bootstrap import envoy_file
 from filter.render.fast_path import (FLAG_HEADER, GUARD_ACTION, LUA_FILTER, STREAM_HEADER, TOKEN_SCAN_FILTER,
                                      TOKEN_SCAN_OFF, ext_proc_config)
 from filter.render.metrics import span_access_log
-from filter.render.stream_guard import MODULE_FILE, SEARCH_PATH_ENV
+from filter.render.dynamic_modules import SEARCH_PATH_ENV
+from filter.render.stream_guard import MODULE_FILE
 from filter.render.wasm import EXTENSION_FILTER, extension_code, governance_filter, wasm_filter
 from filter.runtime.supervisor import envoy_binary
 

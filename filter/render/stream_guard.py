@@ -19,10 +19,9 @@ import orjson
 
 from filter.config import Config
 from filter.render import dynamic_modules
-from filter.render.dynamic_modules import SEARCH_PATH_ENV, ModuleMissing  # noqa: F401 (re-exported)
 from filter.stream_guard import cut_message, deadline_margin
 
-MODULE = "switchyard_stream_guard"  # Envoy loads lib<MODULE>.so from SEARCH_PATH_ENV
+MODULE = "switchyard_stream_guard"  # Envoy loads lib<MODULE>.so from dynamic_modules.SEARCH_PATH_ENV
 MODULE_FILE = f"lib{MODULE}.so"
 FILTER_NAME = "switchyard.stream_guard"
 

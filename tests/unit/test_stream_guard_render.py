@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from filter.config import parse_config
-from filter.render import fast_path, stream_guard
+from filter.render import dynamic_modules, fast_path, stream_guard
 from filter.render.bootstrap import envoy_file, fast_routes, render_bootstrap, write_reloadable
 from filter.runtime.supervisor import envoy_binary
 from filter.stream_guard import cut_message, deadline_margin
@@ -108,7 +108,7 @@ def test_the_modules_settings_are_the_filters_deadline_and_message(timeout, seco
 
 
 def test_a_missing_module_says_how_to_build_it(tmp_path):
-    with pytest.raises(stream_guard.ModuleMissing, match="make install"):
+    with pytest.raises(dynamic_modules.ModuleMissing, match="make install"):
         stream_guard.guard_filter(_config(), tmp_path / stream_guard.MODULE_FILE)
 
 
@@ -119,7 +119,7 @@ def test_envoy_loads_the_module_and_accepts_switchyard_ups_bootstrap(tmp_path):
     bootstrap = render_bootstrap(config, tmp_path)
     write_reloadable([config], tmp_path, 1)  # the routes and clusters it reads from files
     module_dir = str(Path(str(envoy_file(stream_guard.MODULE_FILE))).parent)
-    env = {**os.environ, stream_guard.SEARCH_PATH_ENV: module_dir}
+    env = {**os.environ, dynamic_modules.SEARCH_PATH_ENV: module_dir}
 
     def validate(document) -> subprocess.CompletedProcess:
         path = tmp_path / "envoy.yaml"
