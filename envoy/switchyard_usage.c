@@ -6,10 +6,12 @@
  * copying a JSON answer, and writes `switchyard.usage` once, when the answer ends — what the
  * access log, the metrics and the governance read.
  *
- * A JSON answer is held until it is whole, as json_to_metadata held it: Envoy buffers it, within
- * the connection's buffer limit (gateway.max_response_bytes), so an answer over the limit is
- * Envoy's 500, in the client's API shape (the bootstrap's local replies), never a truncated
- * answer. An event stream passes on chunk by chunk.
+ * A JSON answer that does not declare a length within Envoy's buffer limit is held until it is
+ * whole, as json_to_metadata held every one: Envoy buffers it, within that limit, so an answer
+ * over it is Envoy's 500, in the client's API shape (the bootstrap's local replies), never a
+ * truncated answer. One whose content-length is within the limit cannot outgrow it (Envoy's
+ * codecs hold a body to its declared length): it passes on as it comes, as an event stream does,
+ * and the client sees the same answer without the wait.
  *
  * What it reads, as those two filters did (envoy/bootstrap.template.yaml keeps them for
  * `switchyard render`, where Envoy cannot load a file of ours):
@@ -27,7 +29,8 @@
  * cache reads and writes are apart): input + cached + cache writes when the provider's API is
  * Anthropic's (`switchyard.upstream_api`), input otherwise.
  *
- * No configuration.
+ * Configuration (a string, rendered by filter/render/usage.py): Envoy's buffer limit, in bytes
+ * (the listener's per_connection_buffer_limit_bytes).
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -96,8 +99,14 @@ enum count { C_INPUT, C_OUTPUT, C_CACHED, C_CACHE_WRITE, COUNTS };
 static const char *const COUNT_NAMES[COUNTS] = {"input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens"};
 
 typedef struct {
+  unsigned long long buffer_limit; /* Envoy's, in bytes */
+} config;
+
+typedef struct {
   dm_filter_envoy envoy;
+  const config *config;
   enum { NONE, SSE, JSON } kind;
+  bool held;    /* a JSON answer held until whole (Envoy buffers it) */
   bool written;
   bool present[COUNTS];
   double value[COUNTS];
@@ -490,20 +499,34 @@ static void write_counts(usage *u) {
 
 DM_EXPORT const char *envoy_dynamic_module_on_program_init(void) { return DM_ABI_VERSION; }
 
-static int configuration; /* the filter has none: any non-null pointer will do */
+/* A decimal count of bytes, whole (no sign, no spaces, at most 18 digits), or false. */
+static bool byte_count(const char *text, size_t size, unsigned long long *out) {
+  unsigned long long value = 0;
+  if (size == 0 || size > 18) return false;
+  for (size_t i = 0; i < size; i++) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    value = value * 10 + (unsigned)(text[i] - '0');
+  }
+  *out = value;
+  return true;
+}
 
 DM_EXPORT void *envoy_dynamic_module_on_http_filter_config_new(dm_config_envoy envoy_config, dm_envoy_buffer name,
                                                                dm_envoy_buffer text) {
-  (void)envoy_config, (void)name, (void)text;
-  return &configuration;
+  (void)envoy_config, (void)name;
+  config *c = calloc(1, sizeof *c);
+  if (c && !(text.ptr && byte_count(text.ptr, text.length, &c->buffer_limit) && c->buffer_limit > 0)) {
+    free(c); /* refused: Envoy does not start with a configuration it cannot run */
+    c = NULL;
+  }
+  return c;
 }
 
-DM_EXPORT void envoy_dynamic_module_on_http_filter_config_destroy(void *c) { (void)c; }
+DM_EXPORT void envoy_dynamic_module_on_http_filter_config_destroy(void *c) { free(c); }
 
 DM_EXPORT void *envoy_dynamic_module_on_http_filter_new(void *c, dm_filter_envoy envoy) {
-  (void)c;
   usage *u = calloc(1, sizeof *u);
-  if (u) u->envoy = envoy;
+  if (u) u->envoy = envoy, u->config = c;
   return u;
 }
 
@@ -531,7 +554,13 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_response_headers(dm_filter_env
     return DM_CONTINUE;
   if (memmem(type.ptr, type.length, "text/event-stream", 17)) u->kind = SSE; /* as the Lua tells */
   else if (json_type(type) && (u->json = calloc(1, sizeof *u->json))) u->kind = JSON;
-  return u->kind == JSON ? DM_STOP_ITERATION : DM_CONTINUE; /* a JSON answer goes on whole */
+  if (u->kind != JSON) return DM_CONTINUE;
+  dm_envoy_buffer length = {0};
+  unsigned long long declared = 0;
+  u->held = !(envoy_dynamic_module_callback_http_get_header(envoy, DM_RESPONSE_HEADERS, BUF("content-length"), &length,
+                                                            0, NULL) &&
+              length.ptr && byte_count(length.ptr, length.length, &declared) && declared <= u->config->buffer_limit);
+  return u->held ? DM_STOP_ITERATION : DM_CONTINUE; /* a held answer goes on whole */
 }
 
 DM_EXPORT int envoy_dynamic_module_on_http_filter_response_body(dm_filter_envoy envoy, void *filter, bool end) {
@@ -549,7 +578,7 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_response_body(dm_filter_envoy 
   }
   if (pieces != &one) free(pieces);
   if (end) write_counts(u);
-  return u->kind == JSON && !end ? DM_STOP_ITERATION_AND_BUFFER : DM_CONTINUE;
+  return u->held && !end ? DM_STOP_ITERATION_AND_BUFFER : DM_CONTINUE;
 }
 
 DM_EXPORT int envoy_dynamic_module_on_http_filter_response_trailers(dm_filter_envoy envoy, void *filter) {

@@ -103,7 +103,8 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
         manager["http_filters"].insert(position + 1, governance_filter(code))
     if dynamic_modules.in_envoy(config, local=reload_dir is not None):
         manager["http_filters"] = usage.in_place_of_token_filters(manager["http_filters"],
-                                                                  Path(str(envoy_file(usage.MODULE_FILE))))
+                                                                  Path(str(envoy_file(usage.MODULE_FILE))),
+                                                                  connection_buffer_bytes(gateway))
     if gateway.otlp_endpoint:
         manager["access_log"].append(span_access_log())
     manager["local_reply_config"]["mappers"].insert(0, governance.local_reply_mapper())

@@ -24,12 +24,15 @@ FILTER_NAME = "switchyard.usage"
 REPLACED = ("envoy.filters.http.lua", "envoy.filters.http.json_to_metadata")
 
 
-def usage_filter(module: Path) -> dict[str, Any]:
-    return dynamic_modules.module_filter(FILTER_NAME, MODULE, "usage", "", module, "envoy/switchyard_usage.c")
+def usage_filter(module: Path, buffer_bytes: int) -> dict[str, Any]:
+    """`buffer_bytes`: Envoy's buffer limit, which a JSON answer held until whole must fit (one
+    that declares a length within it is not held)."""
+    return dynamic_modules.module_filter(FILTER_NAME, MODULE, "usage", str(int(buffer_bytes)), module,
+                                         "envoy/switchyard_usage.c")
 
 
-def in_place_of_token_filters(http_filters: list[dict[str, Any]], module: Path) -> list[dict[str, Any]]:
+def in_place_of_token_filters(http_filters: list[dict[str, Any]], module: Path, buffer_bytes: int) -> list[dict[str, Any]]:
     """The filter list with the usage filter where the token scan was, and neither replaced filter."""
     at = next(i for i, f in enumerate(http_filters) if f["name"] == REPLACED[0])
     kept = [f for f in http_filters[:at] if f["name"] not in REPLACED]
-    return [*kept, usage_filter(module), *(f for f in http_filters[at:] if f["name"] not in REPLACED)]
+    return [*kept, usage_filter(module, buffer_bytes), *(f for f in http_filters[at:] if f["name"] not in REPLACED)]

@@ -35,20 +35,32 @@ def module(tmp_path_factory):
                     str(ROOT / "tests/unit/native/usage_host.c")], check=True, capture_output=True, text=True)
     lib = ctypes.CDLL(str(library))
     lib.answer.restype = ctypes.c_size_t
+    size_p = ctypes.POINTER(ctypes.c_size_t)
+    lib.answer.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                           ctypes.POINTER(ctypes.c_char_p), size_p, size_p, ctypes.c_size_t, ctypes.c_bool,
+                           ctypes.c_char_p, ctypes.c_size_t]
+    lib.last_statuses.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_size_t]
     lib.last_statuses.restype = ctypes.c_size_t
     return lib
 
 
-def read(lib, content_type, chunks, *, api="openai", ended=True, rng=None):
-    """What the filter writes for an answer of these chunks: {key: value}, in write order."""
+LIMIT = 1 << 20  # the filter's setting: Envoy's buffer limit
+
+
+def read(lib, content_type, chunks, *, api="openai", ended=True, rng=None, length=None, settings=str(LIMIT)):
+    """What the filter writes for an answer of these chunks: {key: value}, in write order
+    (`length`: the answer's content-length header, if any)."""
     rng = rng or random.Random(0)
     count = len(chunks)
     data = (ctypes.c_char_p * max(count, 1))(*chunks)
     sizes = (ctypes.c_size_t * max(count, 1))(*(len(c) for c in chunks))
     cuts = (ctypes.c_size_t * max(2 * count, 2))(*[x for c in chunks for x in sorted(rng.randint(0, len(c)) for _ in "ab")])
     out = ctypes.create_string_buffer(8192)
-    size = lib.answer(content_type.encode() if content_type else None, api.encode() if api else None,
+    size = lib.answer(settings.encode(), content_type.encode() if content_type else None,
+                      length.encode() if length is not None else None, api.encode() if api else None,
                       data, sizes, cuts, count, ended, out, len(out))
+    if size == ctypes.c_size_t(-1).value:
+        raise ValueError(f"settings refused: {settings!r}")
     written = {}
     for line in out.raw[:size].decode().splitlines():
         name, value = line.split("=")
@@ -278,14 +290,23 @@ def _statuses(lib) -> list[int]:
 CONTINUE, STOP = 0, 1  # Envoy's Continue; StopIteration (headers), StopIterationAndBuffer (body)
 
 
-def test_a_json_answer_is_held_until_whole_as_json_to_metadata_held_it_and_a_stream_is_not(module):
-    """Envoy buffers a held answer within its limit: an answer over gateway.max_response_bytes is
-    its 500 in the client's shape (tests/e2e/test_hardening.py), never a cut answer."""
+def test_a_json_answer_is_held_until_whole_unless_its_declared_length_fits_and_a_stream_is_not(module):
+    """Envoy buffers a held answer within its limit: an answer over it is Envoy's 500 in the
+    client's shape (tests/e2e/test_hardening.py), never a cut answer. One that declares a length
+    within the limit cannot outgrow it, and goes on as it comes, counted the same."""
     body = json.dumps(OPENAI).encode()
-    read(module, "application/json", [body[:10], body[10:20], body[20:]])
+    pieces = [body[:10], body[10:20], body[20:]]
+    counted = read(module, "application/json", pieces)
     assert _statuses(module) == [STOP, STOP, STOP, CONTINUE]  # headers, two chunks held, the last lets all go
     read(module, "application/json", [body])
     assert _statuses(module) == [STOP, CONTINUE]
+    assert read(module, "application/json", pieces, length=str(len(body))) == counted
+    assert _statuses(module) == [CONTINUE] * 4  # declared within the limit: nothing held
+    for length in (str(LIMIT + 1), "", "12x", "-1", " 12", "1" * 19):  # over the limit, or not a length
+        read(module, "application/json", pieces, length=length)
+        assert _statuses(module) == [STOP, STOP, STOP, CONTINUE], length
+    read(module, "application/json", pieces, length=str(LIMIT))
+    assert _statuses(module) == [CONTINUE] * 4
     events = _events("openai")
     read(module, "text/event-stream", events)
     assert _statuses(module) == [CONTINUE] * (1 + len(events))  # each event goes on as it comes
@@ -388,6 +409,21 @@ def test_switchyard_render_and_usage_metrics_off_keep_the_lua_and_json_to_metada
     assert skipped  # fast OpenAI JSON routes still skip the scan there
 
 
+@pytest.mark.parametrize("settings", ["", "0", "-5", "12 ", "abc", "1" * 19])
+def test_a_setting_that_is_not_a_buffer_limit_is_refused(module, settings):
+    with pytest.raises(ValueError, match="refused"):
+        read(module, "application/json", [b"{}"], settings=settings)
+
+
+def test_the_modules_setting_is_envoys_buffer_limit(tmp_path):
+    config = _config(max_request_bytes=2 * 1024 * 1024, max_response_bytes=8 * 1024 * 1024)
+    manager = render_bootstrap(config, tmp_path)["static_resources"]["listeners"][0]
+    reader = next(f for f in manager["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+                  if f["name"] == usage.FILTER_NAME)
+    assert reader["typed_config"]["filter_config"]["value"] == str(manager["per_connection_buffer_limit_bytes"])
+    assert manager["per_connection_buffer_limit_bytes"] == 8 * 1024 * 1024
+
+
 def test_a_missing_module_says_how_to_build_it(tmp_path):
     with pytest.raises(usage.dynamic_modules.ModuleMissing, match="make install.*switchyard_usage.c"):
-        usage.usage_filter(tmp_path / usage.MODULE_FILE)
+        usage.usage_filter(tmp_path / usage.MODULE_FILE, 1024)

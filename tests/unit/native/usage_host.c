@@ -13,8 +13,9 @@ int envoy_dynamic_module_on_http_filter_response_trailers(dm_filter_envoy envoy,
 void envoy_dynamic_module_on_http_filter_stream_complete(dm_filter_envoy envoy, void *filter);
 void envoy_dynamic_module_on_http_filter_destroy(void *filter);
 void *envoy_dynamic_module_on_http_filter_config_new(dm_config_envoy c, dm_envoy_buffer name, dm_envoy_buffer text);
+void envoy_dynamic_module_on_http_filter_config_destroy(void *c);
 
-static const char *content_type, *upstream_api;
+static const char *content_type, *content_length, *upstream_api;
 static dm_envoy_buffer pieces[3];
 static size_t pieces_count;
 static int statuses[64]; /* what the filter's hooks returned: the headers', then each chunk's */
@@ -25,8 +26,11 @@ static size_t written_size, written_capacity;
 bool envoy_dynamic_module_callback_http_get_header(dm_filter_envoy f, enum dm_header_type type, dm_module_buffer key,
                                                    dm_envoy_buffer *value, size_t index, size_t *count) {
   (void)f, (void)index, (void)count;
-  if (type != DM_RESPONSE_HEADERS || !content_type || key.length != 12 || memcmp(key.ptr, "content-type", 12)) return false;
-  *value = (dm_envoy_buffer){content_type, strlen(content_type)};
+  const char *found = NULL;
+  if (type == DM_RESPONSE_HEADERS && key.length == 12 && memcmp(key.ptr, "content-type", 12) == 0) found = content_type;
+  if (type == DM_RESPONSE_HEADERS && key.length == 14 && memcmp(key.ptr, "content-length", 14) == 0) found = content_length;
+  if (!found) return false;
+  *value = (dm_envoy_buffer){found, strlen(found)};
   return true;
 }
 size_t envoy_dynamic_module_callback_http_get_body_chunks_size(dm_filter_envoy f, enum dm_body_type type) {
@@ -58,14 +62,15 @@ void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(dm_filter_en
   }
 }
 
-/* One answer: chunks (each cut into up to 3 pieces at `cuts`), then its end or, with `ended` false,
+/* One answer under a filter configured with `settings`: chunks (each cut into up to 3 pieces at `cuts`), then its end or, with `ended` false,
  * the stream's completion without one (a reset). What the filter wrote, a line per write. */
-size_t answer(const char *type, const char *api, const char *const *chunks, const size_t *sizes, const size_t *cuts,
-              size_t count, bool ended, char *out, size_t out_capacity) {
-  content_type = type, upstream_api = api;
+size_t answer(const char *settings, const char *type, const char *length, const char *api, const char *const *chunks,
+              const size_t *sizes, const size_t *cuts, size_t count, bool ended, char *out, size_t out_capacity) {
+  content_type = type, content_length = length, upstream_api = api;
   written = out, written_size = 0, written_capacity = out_capacity;
   static dm_envoy_buffer empty;
-  void *config = envoy_dynamic_module_on_http_filter_config_new(NULL, empty, empty);
+  void *config = envoy_dynamic_module_on_http_filter_config_new(NULL, empty, (dm_envoy_buffer){settings, strlen(settings)});
+  if (!config) return (size_t)-1; /* refused */
   void *filter = envoy_dynamic_module_on_http_filter_new(config, (dm_filter_envoy)1);
   statuses_count = 0;
   statuses[statuses_count++] = envoy_dynamic_module_on_http_filter_response_headers((dm_filter_envoy)1, filter,
@@ -82,6 +87,7 @@ size_t answer(const char *type, const char *api, const char *const *chunks, cons
   }
   envoy_dynamic_module_on_http_filter_stream_complete((dm_filter_envoy)1, filter);
   envoy_dynamic_module_on_http_filter_destroy(filter);
+  envoy_dynamic_module_on_http_filter_config_destroy(config);
   return written_size;
 }
 
