@@ -1,7 +1,7 @@
 /* The few parts of Envoy's dynamic-module ABI (the `envoy.filters.http.dynamic_modules` HTTP
  * filter, Envoy 1.40: ABI v0.2) that envoy/switchyard_stream_guard.c and switchyard_usage.c use,
- * declared from Envoy's documentation of that ABI. Envoy resolves the module's event hooks (envoy_dynamic_module_on_*)
- * by name when it loads the module; the callbacks (envoy_dynamic_module_callback_*) are Envoy's
+ * declared from Envoy's documentation of that ABI. Envoy resolves the module's event hooks
+ * (envoy_dynamic_module_on_*) by name when it loads the module; the callbacks (envoy_dynamic_module_callback_*) are Envoy's
  * own symbols, bound when the module is loaded. Buffers are passed as {pointer, length}. */
 #ifndef SWITCHYARD_DYNAMIC_MODULE_ABI_H
 #define SWITCHYARD_DYNAMIC_MODULE_ABI_H
