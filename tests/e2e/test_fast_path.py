@@ -3,6 +3,7 @@ requests, and nothing a client, a provider, the access log or the metrics see ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -414,3 +415,47 @@ def test_a_chunked_body_reaches_the_provider_with_its_length(gateways, upstream)
     [received] = upstream.received
     assert received.json["model"] == "llama-3.3-70b"
     assert int(received.headers["content-length"]) == len(received.body)
+
+
+def _without_a_length(behaviour):
+    """The provider's JSON answers sent chunked (no content-length), in three pieces cut inside the
+    `usage` object, so that Envoy cannot know the answer's size before it has all of it."""
+    def reply(request):
+        answer = behaviour(request)
+        if answer.chunks is not None or answer.content_type != "application/json":
+            return answer
+        body = answer.body
+        at = body.index(b'"usage"')
+        cuts = [0, at + 3, body.index(b"_tokens", at) + 4, len(body)]
+        return dataclasses.replace(answer, body=b"", chunks=[body[a:b] for a, b in zip(cuts, cuts[1:])])
+    return reply
+
+
+def _token_sums(gateway: Gateway, model: str) -> tuple[float, float, float]:
+    samples = request_metrics(gateway)
+    return tuple(sum(v for (name, labels), v in samples.items() if name == "gen_ai_client_token_usage_sum"
+                     and ("gen_ai_request_model", model) in labels and ("gen_ai_token_type", kind) in labels)
+                 for kind in ("input", "output", "cached_input"))
+
+
+def test_a_json_answer_without_a_length_is_delivered_whole_and_its_tokens_counted(gateways, fresh):
+    """A provider that streams its JSON answer chunked: the client gets it whole, and its token
+    counts reach the metrics, on the fast path and through the filter alike."""
+    fresh.behaviour = _without_a_length(fresh.behaviour)
+    for gateway in gateways:
+        gpt, claude = _token_sums(gateway, "openai/gpt-4o"), _token_sums(gateway, "anthropic/claude-sonnet-4-5")
+        chat = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="client", max_retries=0)
+        answer = chat.chat.completions.create(model="openai/gpt-4o", messages=HI)
+        assert answer.choices[0].message.content == "openai stand-in answering as gpt-4o"
+        assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (11, 7)
+        messages = anthropic.Anthropic(base_url=gateway.url, api_key="client", max_retries=0)
+        reply = messages.messages.create(model="claude", max_tokens=50, messages=HI)
+        assert reply.content[0].text == "anthropic stand-in answering as claude-sonnet-4-5"
+        assert (reply.usage.input_tokens, reply.usage.output_tokens) == (12, 9)
+
+        def counted():
+            assert _token_sums(gateway, "openai/gpt-4o") == (gpt[0] + 11, gpt[1] + 7, gpt[2] + 3)
+            # Anthropic's input leaves out cache reads: every prompt token counts as input.
+            assert _token_sums(gateway, "anthropic/claude-sonnet-4-5") == (claude[0] + 16, claude[1] + 9, claude[2] + 4)
+        eventually(counted)
+    assert len(fresh.received) == 4 and all(r.path.endswith(("/chat/completions", "/messages")) for r in fresh.received)
