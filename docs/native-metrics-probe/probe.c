@@ -1,3 +1,7 @@
+/* A probe, not part of the gateway: what Envoy 1.40's dynamic-module ABI gives a native metrics
+ * filter (docs/native-metrics-probe/FINDINGS.md says how to build and run it, and what it showed).
+ * Two instances: "A" writes metadata at stream_complete, "B" (later in the chain) reads it; both
+ * define labelled counters, read every int attribute, and time 100,000 increments. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
