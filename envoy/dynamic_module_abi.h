@@ -1,5 +1,6 @@
 /* The few parts of Envoy's dynamic-module ABI (the `envoy.filters.http.dynamic_modules` HTTP
- * filter, Envoy 1.40: ABI v0.2) that envoy/switchyard_stream_guard.c and switchyard_usage.c use,
+ * filter, Envoy 1.40: ABI v0.2) that envoy/switchyard_stream_guard.c, switchyard_usage.c and
+ * switchyard_request_metrics.c use,
  * declared from Envoy's documentation of that ABI. Envoy resolves the module's event hooks
  * (envoy_dynamic_module_on_*) by name when it loads the module; the callbacks (envoy_dynamic_module_callback_*) are Envoy's
  * own symbols, bound when the module is loaded. Buffers are passed as {pointer, length}. */
@@ -54,5 +55,20 @@ void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(dm_filter_en
 dm_scheduler envoy_dynamic_module_callback_http_filter_scheduler_new(dm_filter_envoy filter);
 void envoy_dynamic_module_callback_http_filter_scheduler_commit(dm_scheduler scheduler, uint64_t event_id);
 void envoy_dynamic_module_callback_http_filter_scheduler_delete(dm_scheduler scheduler);
+
+/* A header set to a null value is removed. */
+bool envoy_dynamic_module_callback_http_set_header(dm_filter_envoy filter, enum dm_header_type type,
+                                                   dm_module_buffer key, dm_module_buffer value);
+/* Attributes by Envoy's published enum (request.path = 0, ...); response.code is 15. */
+enum { DM_ATTRIBUTE_RESPONSE_CODE = 15 };
+bool envoy_dynamic_module_callback_http_filter_get_attribute_int(dm_filter_envoy filter, int id, uint64_t *value);
+/* Labelled counters: defined with their label names when the configuration loads, incremented
+ * per stream with one value per label (Envoy's stat `dynamicmodulescustom.<name>`). 0 = success. */
+int envoy_dynamic_module_callback_http_filter_config_define_counter(dm_config_envoy config, dm_module_buffer name,
+                                                                    dm_module_buffer *label_names, size_t count,
+                                                                    size_t *id);
+int envoy_dynamic_module_callback_http_filter_increment_counter(dm_filter_envoy filter, size_t id,
+                                                                dm_module_buffer *label_values, size_t count,
+                                                                uint64_t value);
 
 #endif

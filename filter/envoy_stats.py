@@ -1,11 +1,16 @@
-"""Envoy's per-request counters (envoy/switchyard_metrics.c) read back as Prometheus families.
+"""Envoy's per-request counters read back as Prometheus families.
 
-The Wasm extension counts into plain Envoy counters whose names carry their labels as
-`;name=.=value;.;` (values percent-encoded): `switchyard_requests_total;…` for requests, and for
-each histogram `<family>_bin;…;le=.=<bound>;.;` (the observations that fell in that bucket, not
-cumulative) and `<family>_sum;…` (in nanoseconds for durations). This module turns Envoy's
-`/stats?format=json` answer into the families of `filter.metrics.REQUEST_FAMILIES`: cumulative
-buckets, `_count`, sums in seconds. Pure: no I/O.
+They come in two forms, with the same families and labels:
+- the Wasm extension's (envoy/switchyard_metrics.c under `switchyard render`, and the governance's
+  cost everywhere) are plain Envoy counters whose names carry their labels as `;name=.=value;.;`
+  (values percent-encoded), read from `/stats?format=json`;
+- the native module's (envoy/switchyard_request_metrics.c under `switchyard up`) are Envoy's
+  labelled counters, read from `/stats/prometheus` (its JSON form joins label values with dots,
+  which is ambiguous).
+Either way `switchyard_requests_total…` counts requests, and each histogram is
+`<family>_bin…{le}` (the observations that fell in that bucket, not cumulative) and
+`<family>_sum…` (in nanoseconds for durations). This module turns them into the families of
+`filter.metrics.REQUEST_FAMILIES`: cumulative buckets, `_count`, sums in seconds. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections import defaultdict
 from urllib.parse import unquote
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from filter.metrics import REQUEST_FAMILIES, Family
@@ -24,6 +30,9 @@ PREFIX = "wasmcustom."  # Envoy's namespace for counters that Wasm code defines
 STATS_PATH = "/stats?format=json&usedonly&filter=%5Ewasmcustom%5C."
 _TAG = re.compile(r";([A-Za-z_]+)=\.=(.*?);\.;")
 DROPPED = "switchyard_metrics_dropped_total"
+NATIVE_PREFIX = "envoy_dynamicmodulescustom_"  # Envoy's Prometheus name for a dynamic module's counters
+PROMETHEUS_PATH = "/stats/prometheus?usedonly&filter=%5Edynamicmodulescustom%5C."
+Counted = tuple[str, dict[str, str], int]  # a counter's name (without the prefix), labels, value
 
 
 def parse_name(name: str) -> tuple[str, dict[str, str]]:
@@ -33,19 +42,41 @@ def parse_name(name: str) -> tuple[str, dict[str, str]]:
     return base, {key: unquote(value) for key, value in _TAG.findall(";" + tags)}
 
 
-def families(stats: dict) -> list[Metric]:
-    """Envoy's `/stats?format=json` answer → the request families (and the extension's own
-    counter of label sets it could not define, when there are any)."""
+def native_counters(text: str) -> list[Counted]:
+    """Envoy's `/stats/prometheus` text → the native module's counters. A malformed text is a
+    ValueError (the scrape then reads Envoy as down)."""
+    found = []
+    for family in text_string_to_metric_families(text):
+        if family.type != "counter" or not family.name.startswith(NATIVE_PREFIX):
+            continue
+        base = family.name.removeprefix(NATIVE_PREFIX)
+        if not base.endswith(("_bin", "_sum")):
+            base += "_total"  # the parser names a counter's family without its `_total`
+        found.extend((base, dict(sample.labels), int(sample.value)) for sample in family.samples)
+    return found
+
+
+def wasm_counters(stats: dict) -> list[Counted]:
+    """Envoy's `/stats?format=json` answer → the Wasm extension's counters."""
+    found = []
+    for stat in stats.get("stats", []):
+        if not isinstance(stat, dict) or not isinstance(stat.get("value"), int) or "name" not in stat:
+            continue  # histograms and text stats: not ours
+        base, labels = parse_name(stat["name"])
+        found.append((base, labels, stat["value"]))
+    return found
+
+
+def families(stats: dict, native: list[Counted] | tuple = ()) -> list[Metric]:
+    """Envoy's `/stats?format=json` answer and the native module's counters (`native_counters`)
+    → the request families (and the extension's own counter of label sets it could not define,
+    when there are any)."""
     counters: dict[str, dict[tuple[str, ...], float]] = defaultdict(lambda: defaultdict(float))
     bins: dict[str, dict[tuple[str, ...], dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
     sums: dict[str, dict[tuple[str, ...], int]] = defaultdict(lambda: defaultdict(int))
     by_stat = {f"{f.name}_total" if f.buckets is None else f.name: f for f in REQUEST_FAMILIES}
     dropped = 0
-    for stat in stats.get("stats", []):
-        if not isinstance(stat, dict) or not isinstance(stat.get("value"), int) or "name" not in stat:
-            continue  # histograms and text stats: not ours
-        base, labels = parse_name(stat["name"])
-        value = stat["value"]
+    for base, labels, value in [*wasm_counters(stats), *native]:
         if base == DROPPED:
             dropped += value
             continue

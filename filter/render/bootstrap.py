@@ -19,7 +19,7 @@ import orjson
 import yaml
 
 from filter.config import Chain, Config, Provider
-from filter.render import dynamic_modules, fast_path, governance, stream_guard, usage
+from filter.render import dynamic_modules, fast_path, governance, request_metrics, stream_guard, usage
 from filter.render.metrics import span_access_log, stats_tags, timing_headers
 from filter.render.wasm import EXTENSION_FILE, extension_code, extension_filter, governance_filter
 from filter.state.base import OPERATION_TIMEOUT_S
@@ -90,7 +90,15 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
     resources = bootstrap["static_resources"]
 
     manager = _connection_manager(bootstrap)
-    if gateway.usage_metrics:
+    native = dynamic_modules.in_envoy(config, local=reload_dir is not None)
+    if native:
+        # Envoy loads our files: the governance alone in Wasm, then the request metrics as native
+        # code, both last before the router (the metrics see the answer first).
+        code = extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))), inline=False)
+        manager["http_filters"][-1:-1] = [
+            governance_filter(code), request_metrics.metrics_filter(Path(str(envoy_file(request_metrics.MODULE_FILE))))]
+        bootstrap["stats_config"] = {"stats_tags": stats_tags()}
+    elif gateway.usage_metrics:
         # The metrics and the governance in one Wasm filter, last before the router: it sees the
         # answer first, and counts every request.
         code = extension_code(Path(str(envoy_file(EXTENSION_FILE))), inline=reload_dir is None)
@@ -101,7 +109,7 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
         position = next(i for i, f in enumerate(manager["http_filters"]) if f["name"] == "envoy.filters.http.ext_proc")
         code = extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))), inline=reload_dir is None)
         manager["http_filters"].insert(position + 1, governance_filter(code))
-    if dynamic_modules.in_envoy(config, local=reload_dir is not None):
+    if native:
         manager["http_filters"] = usage.in_place_of_token_filters(manager["http_filters"],
                                                                   Path(str(envoy_file(usage.MODULE_FILE))),
                                                                   connection_buffer_bytes(gateway))

@@ -60,6 +60,7 @@ def extension_filter(code: dict[str, Any]) -> dict[str, Any]:
 
 
 def governance_filter(code: dict[str, Any]) -> dict[str, Any]:
-    """The governance module alone (gateway.usage_metrics off); it goes right after ext_proc,
-    where every forwarded request has its decision and its client key's name."""
+    """The governance module alone: with gateway.usage_metrics off (right after ext_proc, where
+    every forwarded request has its decision and its client key's name), and under `switchyard
+    up`, where the request metrics are native code (filter/render/request_metrics.py)."""
     return wasm_filter(governance.FILTER_NAME, "switchyard_governance", code, governance.plugin_configuration())

@@ -48,17 +48,20 @@ class EnvoyCollector:
         stats = self._fetch()
         up.add_metric([], 0 if stats is None else 1)
         if stats is not None:
-            yield from envoy_stats.families(stats)
+            yield from envoy_stats.families(*stats)
         yield up
 
-    def _fetch(self) -> dict | None:
+    def _fetch(self) -> tuple[dict, list[envoy_stats.Counted]] | None:
+        """The Wasm extension's counters (JSON) and the native module's (Prometheus text)."""
         port = self.admin_port()
         if not port:
             return None
         try:
-            url = f"http://127.0.0.1:{port}{envoy_stats.STATS_PATH}"
-            with urllib.request.urlopen(url, timeout=ENVOY_TIMEOUT_S) as answer:
-                return json.loads(answer.read())
+            base = f"http://127.0.0.1:{port}"
+            with urllib.request.urlopen(base + envoy_stats.STATS_PATH, timeout=ENVOY_TIMEOUT_S) as answer:
+                stats = json.loads(answer.read())
+            with urllib.request.urlopen(base + envoy_stats.PROMETHEUS_PATH, timeout=ENVOY_TIMEOUT_S) as answer:
+                return stats, envoy_stats.native_counters(answer.read().decode())
         except (OSError, ValueError):
             return None
 
