@@ -1,7 +1,7 @@
 """`make bench BENCH_ARGS=--fast-path-costs`: what each part of the fast path costs.
 
 Starts a Switchyard gateway in its default configuration (the fast path, the JSON access log, the
-metrics extension), then Envoy again from the same bootstrap with one part taken out, added or
+request metrics as a native module, the governance's Wasm filter), then Envoy again from the same bootstrap with one part taken out, added or
 swapped per variant — the same routes, clusters and key files, the same worker — and drives the
 alias path of each with wrk in interleaved rounds. The difference between a variant and "as
 shipped" is what that part costs.
@@ -23,14 +23,14 @@ import yaml
 from bench.perf_load import lua_script, run_wrk
 from bench.perf_procs import Fleet, chat_body, cpu_seconds, free_port, wait_http
 from filter.metrics import extension_config
-from filter.render import governance, usage
+from filter.render import governance, request_metrics, usage
 from filter.render.bootstrap import envoy_file
 from filter.render.fast_path import (FLAG_HEADER, GUARD_ACTION, LUA_FILTER, STREAM_HEADER, TOKEN_SCAN_FILTER,
                                      TOKEN_SCAN_OFF, ext_proc_config)
 from filter.render.metrics import span_access_log
 from filter.render.dynamic_modules import SEARCH_PATH_ENV
 from filter.render.stream_guard import MODULE_FILE
-from filter.render.wasm import EXTENSION_FILTER, extension_code, governance_filter, wasm_filter
+from filter.render.wasm import EXTENSION_FILE, extension_code, extension_filter, wasm_filter
 from filter.runtime.supervisor import envoy_binary
 
 
@@ -81,17 +81,22 @@ STATS_LOGGER = {
                 ("client", "%DYNAMIC_METADATA(switchyard:client)%"))]}, "value_fixed": 1}],
     },
 }
-def _two_filters(bootstrap: dict) -> None:
-    """Before the metrics and the governance were one module: each its own Wasm filter (the
-    metrics where the extension is, the governance right after ext_proc)."""
-    manager = _manager(bootstrap)
-    filters = manager["http_filters"]
-    at = next(i for i, f in enumerate(filters) if f["name"] == EXTENSION_FILTER)
-    metrics_code = extension_code(Path(str(envoy_file("switchyard_metrics.wasm"))), inline=False)
-    filters[at] = wasm_filter("switchyard.metrics", "switchyard_metrics", metrics_code, extension_config())
-    ext_proc = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.ext_proc")
-    filters.insert(ext_proc + 1, governance_filter(extension_code(Path(str(envoy_file(governance.EXTENSION_FILE))),
-                                                                  inline=False)))
+def _one_wasm_module(bootstrap: dict) -> None:
+    """Before the metrics were native code: the metrics and the governance in one Wasm module,
+    one filter, where the two filters are (what `switchyard render` still ships)."""
+    filters = _manager(bootstrap)["http_filters"]
+    at = next(i for i, f in enumerate(filters) if f["name"] == governance.FILTER_NAME)
+    code = extension_code(Path(str(envoy_file(EXTENSION_FILE))), inline=False)
+    filters[at:at + 2] = [extension_filter(code)]
+
+
+def _metrics_in_wasm(bootstrap: dict) -> None:
+    """The metrics as a Wasm filter of their own (envoy/switchyard_metrics.c) in the native
+    module's place, the governance's Wasm filter kept: the metrics' own cost in each form."""
+    filters = _manager(bootstrap)["http_filters"]
+    at = next(i for i, f in enumerate(filters) if f["name"] == request_metrics.FILTER_NAME)
+    code = extension_code(Path(str(envoy_file("switchyard_metrics.wasm"))), inline=False)
+    filters[at] = wasm_filter("switchyard.metrics", "switchyard_metrics", code, extension_config())
 
 
 def _edit_routes(bootstrap: dict, tag: str, edit) -> None:
@@ -143,14 +148,18 @@ def _without_guard(bootstrap: dict) -> None:
     matchers[:] = [m for m in matchers if m["on_match"]["action"]["name"] != GUARD_ACTION]
 
 
-LUA_ALONE = "the fast path's Lua alone (no logs, no extension, no usage module, no ext_proc)"
+LUA_ALONE = "the fast path's Lua alone (no logs, no metrics, no governance, no usage module, no ext_proc)"
+EXTENSIONS = (request_metrics.FILTER_NAME, governance.FILTER_NAME)
 VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
     "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
-    "without the extension (metrics, cost, limits)": _without_filters(EXTENSION_FILTER),
-    "without the extension, requests counted by the stats access logger": _then(
-        _without_filters(EXTENSION_FILTER), _with_logs(STATS_LOGGER)),
-    "metrics and governance as two Wasm filters (before one module)": _two_filters,
+    "without the request metrics (native module)": _without_filters(request_metrics.FILTER_NAME),
+    "without the governance (Wasm: cost, limits)": _without_filters(governance.FILTER_NAME),
+    "without metrics and governance": _without_filters(*EXTENSIONS),
+    "without metrics and governance, requests counted by the stats access logger": _then(
+        _without_filters(*EXTENSIONS), _with_logs(STATS_LOGGER)),
+    "before native metrics: metrics and governance in one Wasm module": _one_wasm_module,
+    "the metrics as a Wasm filter of their own, beside the governance's": _metrics_in_wasm,
     "without the usage module (token counts)": _without_filters(usage.FILTER_NAME),
     "token counts by the Lua and json_to_metadata (before the usage module)": _token_filters_before,
     "without the ext_proc filter (built only for requests that may use it)": _without_filters("envoy.filters.http.ext_proc"),
@@ -158,9 +167,9 @@ VARIANTS = {
     "without the stream guard (built for fast streams only, by ext_proc's composite)": _without_guard,
     "with tracing's gRPC access log (spans)": _with_logs(span_access_log()),
     "before this round: gRPC access log for the metrics, no extension": _then(
-        _without_filters(EXTENSION_FILTER), _with_logs(span_access_log())),
+        _without_filters(*EXTENSIONS), _with_logs(span_access_log())),
     LUA_ALONE: _then(
-        _without_logs(STDOUT_LOG), _without_filters(EXTENSION_FILTER, usage.FILTER_NAME, "envoy.filters.http.ext_proc")),
+        _without_logs(STDOUT_LOG), _without_filters(*EXTENSIONS, usage.FILTER_NAME, "envoy.filters.http.ext_proc")),
 }
 
 
@@ -206,7 +215,7 @@ def _with_flat_lua(script: str):
 def _with_wasm(path: Path):
     def mutate(bootstrap: dict) -> None:
         for f in _manager(bootstrap)["http_filters"]:
-            if f["name"] == EXTENSION_FILTER:
+            if f["name"] == governance.FILTER_NAME:
                 f["typed_config"]["config"]["vm_config"]["code"] = {"local": {"filename": str(path)}}
     return mutate
 
@@ -217,7 +226,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
             governance: str | None = None) -> int:
     """`only`: comma-separated parts of variant names to run (development); `rate`: pace every
     variant at this many req/s instead of driving it flat out (CPU per request at equal load);
-    `lua` / `wasm`: more variants, the shipped bootstrap with another fast-path script or metrics
+    `lua` / `wasm`: more variants, the shipped bootstrap with another fast-path script or governance
     module (A/B of a change, side by side in one run); `lua_alone`: another script in the "Lua
     alone" variant (what a script costs by itself); `flat_lua`: both variants with a script of before
     the routes' one `fast` table (the routes given their older metadata); `governance`: "keys" or
@@ -237,7 +246,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
         variants[f"Lua alone, flat-metadata Lua from {path}"] = _then(VARIANTS[LUA_ALONE],
                                                                       _with_flat_lua(Path(path).read_text()))
     for path in wasm:
-        variants[f"as shipped, extension module from {path}"] = _with_wasm(Path(path).resolve())
+        variants[f"as shipped, governance module from {path}"] = _with_wasm(Path(path).resolve())
     chosen = [name for name in [*REFERENCES, *variants]
               if only is None or name == next(iter(VARIANTS)) or any(part in name for part in only.split(","))]
 

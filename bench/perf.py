@@ -146,7 +146,7 @@ def main() -> int:
                         help="with --fast-path-costs: two more variants (as shipped, Lua alone) with a fast-path Lua of "
                              "before the routes' one `fast` table, e.g. `git show 8087783:envoy/fast_path.lua`")
     parser.add_argument("--wasm", action="append", default=[],
-                        help="with --fast-path-costs: one more variant, the extension module (metrics and governance) from this file (repeatable)")
+                        help="with --fast-path-costs: one more variant, the governance's Wasm module from this file (repeatable)")
     parser.add_argument("--governance", choices=("keys", "limits"),
                         help="with --fast-path-costs: every variant with the bench's client key, or with its limits too")
     parser.add_argument("--out", default=str(HERE), help="where results.md/.json/.png go (default bench/)")
