@@ -119,6 +119,15 @@ def _edit_routes(bootstrap: dict, tag: str, edit) -> None:
         source["path"], source["watched_directory"] = str(copy_path), {"path": str(copy_path.parent)}
 
 
+def _governance_off_per_route(bootstrap: dict) -> None:
+    """The governance's filter kept in the chain but turned off on every route (Envoy then does
+    not build it for their requests): what a configuration without limits could save."""
+    def off(route: dict) -> None:
+        route.setdefault("typed_per_filter_config", {})[governance.FILTER_NAME] = {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+    _edit_routes(bootstrap, "governance-off", off)
+
+
 def _token_filters_before(bootstrap: dict) -> None:
     """Token counts as before the usage module: the bootstrap template's token-scan Lua and
     json_to_metadata in its place, the scan skipped on the fast routes that skipped it then (JSON
@@ -156,6 +165,7 @@ VARIANTS = {
     "without the request metrics (native module)": _without_filters(request_metrics.FILTER_NAME),
     "without the governance (Wasm: cost, limits)": _without_filters(governance.FILTER_NAME),
     "without metrics and governance": _without_filters(*EXTENSIONS),
+    "the governance turned off per route": _governance_off_per_route,
     "without metrics and governance, requests counted by the stats access logger": _then(
         _without_filters(*EXTENSIONS), _with_logs(STATS_LOGGER)),
     "before native metrics: metrics and governance in one Wasm module": _one_wasm_module,

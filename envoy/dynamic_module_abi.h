@@ -70,5 +70,9 @@ int envoy_dynamic_module_callback_http_filter_config_define_counter(dm_config_en
 int envoy_dynamic_module_callback_http_filter_increment_counter(dm_filter_envoy filter, size_t id,
                                                                 dm_module_buffer *label_values, size_t count,
                                                                 uint64_t value);
+/* The most specific per-route configuration (route, then virtual host) the module made of the
+ * filter's `DynamicModuleFilterPerRoute` (envoy_dynamic_module_on_http_filter_per_route_config_new),
+ * or NULL. */
+const void *envoy_dynamic_module_callback_get_most_specific_route_config(dm_filter_envoy filter);
 
 #endif

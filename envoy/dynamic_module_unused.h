@@ -1,7 +1,7 @@
 /* The event hooks of Envoy's dynamic-module ABI (envoy/dynamic_module_abi.h) that Switchyard's
  * HTTP filters have no use for: Envoy resolves every hook by name when it loads a module, so each
- * module defines these as doing nothing. None makes callouts, opens streams of its own or has a
- * per-route configuration. Include once, in the module's own file. */
+ * module defines these as doing nothing. None makes callouts or opens streams of its own; one with a
+ * per-route configuration defines DM_PER_ROUTE_CONFIG first. Include once, in the module's own file. */
 #ifndef SWITCHYARD_DYNAMIC_MODULE_UNUSED_H
 #define SWITCHYARD_DYNAMIC_MODULE_UNUSED_H
 
@@ -25,9 +25,11 @@ DM_UNUSED_HOOK(config_http_stream_data)
 DM_UNUSED_HOOK(config_http_stream_trailers)
 DM_UNUSED_HOOK(config_http_stream_complete)
 DM_UNUSED_HOOK(config_http_stream_reset)
+#ifndef DM_PER_ROUTE_CONFIG /* a module with a per-route configuration defines these two */
 DM_UNUSED_HOOK(per_route_config_destroy)
-DM_EXPORT int envoy_dynamic_module_on_http_filter_local_reply(void) { return DM_CONTINUE; }
 DM_EXPORT void *envoy_dynamic_module_on_http_filter_per_route_config_new(void) { return NULL; }
+#endif
+DM_EXPORT int envoy_dynamic_module_on_http_filter_local_reply(void) { return DM_CONTINUE; }
 DM_EXPORT int envoy_dynamic_module_on_http_filter_request_body(dm_filter_envoy e, void *f, bool end) {
   (void)e, (void)f, (void)end;
   return DM_CONTINUE;

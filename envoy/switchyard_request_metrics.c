@@ -18,6 +18,9 @@
  *   gen_ai_client_operation_duration_seconds_{bin,sum}{gen_ai_provider_name,gen_ai_request_model,error_type[,le]}
  *   gen_ai_server_time_to_first_token_seconds_{bin,sum}{gen_ai_provider_name,gen_ai_request_model[,le]}
  *   gen_ai_client_token_usage_{bin,sum}{gen_ai_provider_name,gen_ai_request_model,gen_ai_token_type[,le]}
+ *   switchyard_cost_usd_total{client,provider,model} (nano-USD), where the virtual host gives the
+ *     filter the model table's prices: when no key or model has a limit or a budget, and Envoy then
+ *     does not build the governance's Wasm filter (which counts the cost otherwise);
  *
  * Histograms are exact, as the Wasm part keeps them: a counter per bucket (the observations that
  * fell in it, not cumulative) and one for the sum, in nanoseconds for durations.
@@ -36,13 +39,18 @@
  * Configuration (a string, rendered by filter/render/request_metrics.py from filter/metrics.py):
  *   duration_seconds <bound> <bound> ...
  *   tokens <bound> <bound> ...
+ * Per route (the virtual host's, rendered by filter/render/request_metrics.py; it changes on a
+ * reload): the prices, a line per model, as the governance reads them:
+ *   price <model, percent-encoded> <USD per input token> <per output token> <per cached input token>
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#define DM_PER_ROUTE_CONFIG
 #include "dynamic_module_unused.h"
 
 #define BUF(s) ((dm_module_buffer){(s), sizeof(s) - 1})
@@ -57,7 +65,7 @@ typedef struct {
   int count;
 } buckets;
 
-enum counter { REQUESTS, CUT, DURATION_BIN, DURATION_SUM, FIRST_BIN, FIRST_SUM, TOKENS_BIN, TOKENS_SUM, COUNTERS };
+enum counter { REQUESTS, CUT, DURATION_BIN, DURATION_SUM, FIRST_BIN, FIRST_SUM, TOKENS_BIN, TOKENS_SUM, COST, COUNTERS };
 
 typedef struct {
   buckets durations, tokens;
@@ -143,6 +151,7 @@ static bool define_counters(config *c, dm_config_envoy envoy) {
   dm_module_buffer duration[] = {BUF("gen_ai_provider_name"), BUF("gen_ai_request_model"), BUF("error_type"), BUF("le")};
   dm_module_buffer first[] = {BUF("gen_ai_provider_name"), BUF("gen_ai_request_model"), BUF("le")};
   dm_module_buffer tokens[] = {BUF("gen_ai_provider_name"), BUF("gen_ai_request_model"), BUF("gen_ai_token_type"), BUF("le")};
+  dm_module_buffer cost[] = {BUF("client"), BUF("provider"), BUF("model")};
   struct { dm_module_buffer name, *labels; size_t count; } wanted[COUNTERS] = {
       [REQUESTS] = {BUF("switchyard_requests_total"), requests, 7},
       [CUT] = {BUF("switchyard_streams_cut_total"), cut, 2},
@@ -152,6 +161,7 @@ static bool define_counters(config *c, dm_config_envoy envoy) {
       [FIRST_SUM] = {BUF("gen_ai_server_time_to_first_token_seconds_sum"), first, 2},
       [TOKENS_BIN] = {BUF("gen_ai_client_token_usage_bin"), tokens, 4},
       [TOKENS_SUM] = {BUF("gen_ai_client_token_usage_sum"), tokens, 3},
+      [COST] = {BUF("switchyard_cost_usd_total"), cost, 3},
   };
   for (int i = 0; i < COUNTERS; i++) {
     if (envoy_dynamic_module_callback_http_filter_config_define_counter(envoy, wanted[i].name, wanted[i].labels,
@@ -159,6 +169,86 @@ static bool define_counters(config *c, dm_config_envoy envoy) {
       return false;
   }
   return true;
+}
+
+/* ------------------------------------------------------------------ prices (per route) */
+
+typedef struct {
+  char *model;
+  size_t size;
+  double input, output, cached; /* USD per token */
+} price;
+
+typedef struct {
+  price *items;
+  size_t count;
+} prices;
+
+static int hex_value(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A percent-encoded word, decoded into a new string (its size in *size), or NULL. */
+static char *decoded(const char *word, size_t length, size_t *size) {
+  char *out = malloc(length + 1);
+  size_t n = 0;
+  for (size_t i = 0; out && i < length; i++) {
+    int high, low;
+    if (word[i] == '%' && i + 2 < length && (high = hex_value(word[i + 1])) >= 0 &&
+        (low = hex_value(word[i + 2])) >= 0) {
+      out[n++] = (char)(high * 16 + low);
+      i += 2;
+    } else {
+      out[n++] = word[i];
+    }
+  }
+  *size = n;
+  return out;
+}
+
+/* A USD amount per token: a finite number, not negative. */
+static bool amount(const char *word, size_t length, double *out) {
+  char text[64];
+  if (length == 0 || length >= sizeof text) return false;
+  memcpy(text, word, length);
+  text[length] = 0;
+  char *end;
+  *out = strtod(text, &end);
+  return end == text + length && isfinite(*out) && *out >= 0;
+}
+
+/* `price <model> <input> <output> <cached>` lines; other lines are not ours, a bad one is left out. */
+static prices *read_prices(const char *text, size_t size) {
+  prices *p = calloc(1, sizeof *p);
+  size_t i = 0;
+  while (p && i < size) {
+    const char *newline = memchr(text + i, '\n', size - i);
+    size_t end = newline ? (size_t)(newline - text) : size;
+    const char *words[6];
+    size_t lengths[6], count = 0, at = i;
+    while (at < end && count < 6) {
+      while (at < end && text[at] == ' ') at++;
+      size_t start = at;
+      while (at < end && text[at] != ' ') at++;
+      if (at > start) words[count] = text + start, lengths[count++] = at - start;
+    }
+    price item = {0};
+    if (count == 5 && lengths[0] == 5 && memcmp(words[0], "price", 5) == 0 &&
+        amount(words[2], lengths[2], &item.input) && amount(words[3], lengths[3], &item.output) &&
+        amount(words[4], lengths[4], &item.cached) && (item.model = decoded(words[1], lengths[1], &item.size))) {
+      price *grown = realloc(p->items, (p->count + 1) * sizeof *grown);
+      if (grown) p->items = grown, p->items[p->count++] = item;
+      else free(item.model);
+    }
+    i = end + 1;
+  }
+  return p;
+}
+
+static const price *find_price(const prices *p, dm_module_buffer model) {
+  for (size_t i = 0; p && i < p->count; i++)
+    if (p->items[i].size == model.length && memcmp(p->items[i].model, model.ptr, model.length) == 0) return &p->items[i];
+  return NULL;
 }
 
 /* ------------------------------------------------------------------ per stream */
@@ -233,6 +323,41 @@ static bool usage_count(dm_filter_envoy envoy, dm_module_buffer key, int64_t *ou
   return true;
 }
 
+typedef struct {
+  bool any;
+  int64_t prompt, output, cached; /* prompt: every prompt token */
+} usage;
+
+static usage read_usage(dm_filter_envoy envoy) {
+  usage u = {0};
+  int64_t cache_write = 0;
+  u.any = usage_count(envoy, BUF("input_tokens"), &u.prompt);
+  u.any |= usage_count(envoy, BUF("output_tokens"), &u.output);
+  u.any |= usage_count(envoy, BUF("cached_tokens"), &u.cached);
+  u.any |= usage_count(envoy, BUF("cache_write_tokens"), &cache_write);
+  /* Anthropic's input_tokens leaves out cache reads and writes: count every prompt token. */
+  if (is(decision(envoy, BUF("upstream_api")), "anthropic")) u.prompt += u.cached + cache_write;
+  return u;
+}
+
+/* The answer's cost at the route's prices, as the governance counts it: under the entry's name
+ * for a wildcard entry, under the model that served for a fallback. */
+static void count_cost(dm_filter_envoy envoy, const config *c, const usage *u, dm_module_buffer requested,
+                       dm_module_buffer label, dm_module_buffer served) {
+  const prices *table = envoy_dynamic_module_callback_get_most_specific_route_config(envoy);
+  if (table == NULL || !u->any) return;
+  dm_module_buffer model = label.length > 0 ? label : requested;
+  if (served.length > 0 && requested.length > 0 && !same(served, requested)) model = served;
+  const price *p = find_price(table, model);
+  if (p == NULL || model.length == 0) return;
+  double prompt = (double)u->prompt, cached = u->cached < u->prompt ? (double)u->cached : prompt;
+  double usd = (prompt - cached) * p->input + cached * p->cached + (double)u->output * p->output;
+  const char *slash = memchr(model.ptr, '/', model.length);
+  dm_module_buffer labels[] = {decision(envoy, BUF("client")),
+                               {model.ptr, slash ? (size_t)(slash - model.ptr) : model.length}, model};
+  if (usd > 0) increment(envoy, c, COST, labels, 3, llround(usd * 1e9));
+}
+
 static void count_stream(dm_filter_envoy envoy, stream *s) {
   const config *c = s->config;
   uint64_t status = 0;
@@ -241,6 +366,8 @@ static void count_stream(dm_filter_envoy envoy, stream *s) {
   dm_module_buffer api = decision(envoy, BUF("api")), provider = decision(envoy, BUF("provider")),
                    model = decision(envoy, BUF("model")), kind = decision(envoy, BUF("decision"));
   dm_module_buffer served = {s->served, s->served_size}, label = decision(envoy, BUF("model_label"));
+  usage u = read_usage(envoy);
+  count_cost(envoy, c, &u, model, label, served);
   /* With failover the model that answered may be a fallback: the attempt's header says which. */
   if (model.length > 0 && served.length > 0 && !same(served, model)) {
     model = served;
@@ -276,17 +403,9 @@ static void count_stream(dm_filter_envoy envoy, stream *s) {
   observe(envoy, c, DURATION_BIN, &c->durations, labels, 3, operation_ns);
   if (status >= 400) return;
   if (s->have_first) observe(envoy, c, FIRST_BIN, &c->durations, labels, 2, s->first_ns);
-
-  int64_t input = 0, output = 0, cached = 0, cache_write = 0;
-  bool any = usage_count(envoy, BUF("input_tokens"), &input);
-  any |= usage_count(envoy, BUF("output_tokens"), &output);
-  any |= usage_count(envoy, BUF("cached_tokens"), &cached);
-  any |= usage_count(envoy, BUF("cache_write_tokens"), &cache_write);
-  if (!any) return;
-  /* Anthropic's input_tokens leaves out cache reads and writes: count every prompt token. */
-  if (is(decision(envoy, BUF("upstream_api")), "anthropic")) input += cached + cache_write;
+  if (!u.any) return;
   const char *types[3] = {"input", "output", "cached_input"};
-  int64_t counts[3] = {input, output, cached};
+  int64_t counts[3] = {u.prompt, u.output, u.cached};
   for (int i = 0; i < 3; i++) {
     labels[2] = (dm_module_buffer){types[i], strlen(types[i])};
     observe(envoy, c, TOKENS_BIN, &c->tokens, labels, 3, counts[i]);
@@ -309,6 +428,18 @@ DM_EXPORT void *envoy_dynamic_module_on_http_filter_config_new(dm_config_envoy e
 }
 
 DM_EXPORT void envoy_dynamic_module_on_http_filter_config_destroy(void *c) { free(c); }
+
+DM_EXPORT void *envoy_dynamic_module_on_http_filter_per_route_config_new(dm_envoy_buffer name, dm_envoy_buffer text) {
+  (void)name;
+  return read_prices(text.ptr ? text.ptr : "", text.ptr ? text.length : 0);
+}
+
+DM_EXPORT void envoy_dynamic_module_on_http_filter_per_route_config_destroy(void *configuration) {
+  prices *p = configuration;
+  for (size_t i = 0; p && i < p->count; i++) free(p->items[i].model);
+  if (p) free(p->items);
+  free(p);
+}
 
 DM_EXPORT void *envoy_dynamic_module_on_http_filter_new(void *c, dm_filter_envoy envoy) {
   (void)envoy;

@@ -86,11 +86,12 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
     Envoy was given the first time (a restarted Envoy keeps ports chosen by the system), a
     connection limit lowered to the open-file limit."""
     gateway = config.gateway
-    bootstrap = _template(config, listener_port=listener_port, admin_port=admin_port, max_connections=max_connections)
+    native = dynamic_modules.in_envoy(config, local=reload_dir is not None)
+    bootstrap = _template(config, listener_port=listener_port, admin_port=admin_port, max_connections=max_connections,
+                          native=native)
     resources = bootstrap["static_resources"]
 
     manager = _connection_manager(bootstrap)
-    native = dynamic_modules.in_envoy(config, local=reload_dir is not None)
     if native:
         # Envoy loads our files: the governance alone in Wasm, then the request metrics as native
         # code, both last before the router (the metrics see the answer first).
@@ -171,7 +172,7 @@ def write_reloadable(configs: list[Config], reload_dir: Path, version: int) -> N
             if route["name"] not in seen:
                 seen.add(route["name"])
                 routes.append(route)
-    route_config = _connection_manager(_template(configs[-1]))["route_config"]
+    route_config = _connection_manager(_template(configs[-1], native=dynamic_modules.in_envoy(configs[-1], local=True)))["route_config"]
     route_config["virtual_hosts"][0]["routes"] = routes + [_unrouted()]
     _write_resources(reload_dir / CLUSTERS_FILE, version,
                      [{"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", **c} for c in clusters])
@@ -199,7 +200,7 @@ def connection_buffer_bytes(gateway) -> int:
 
 
 def _template(config: Config, *, listener_port: int | None = None, admin_port: int | None = None,
-              max_connections: int | None = None) -> dict[str, Any]:
+              max_connections: int | None = None, native: bool = False) -> dict[str, Any]:
     listener, gateway = config.listener, config.gateway
     text = Template(TEMPLATE.read_text()).substitute(
         admin_port=int(gateway.admin_port if admin_port is None else admin_port),
@@ -218,6 +219,8 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
     if config.gateway.fast_path:  # a body over the request limit is left to the filter (its 413)
         metadata[fast_path.LUA_FILTER] = {**keys, "max_request_bytes": int(gateway.max_request_bytes)}
     virtual_host["metadata"] = {"filter_metadata": metadata}
+    if native:  # Envoy runs our modules (`switchyard up`): the governance off where it has nothing to enforce
+        virtual_host.setdefault("typed_per_filter_config", {}).update(request_metrics.virtual_host_filter_configs(config))
     if config.gateway.usage_metrics:
         add, remove = timing_headers()
         virtual_host["response_headers_to_add"].extend(add)

@@ -69,11 +69,25 @@ def _bodies() -> list[str]:
 def settings_text(config: Config, catalog: Catalog | None = None) -> str:
     """What the extension reads: `fail_closed`, one `limit` line per entity with limits or a
     budget, one `price` line (USD per token) per model with a price, and the error bodies."""
-    catalog = catalog or Catalog.of(config)
     lines = [f"fail_closed {1 if config.gateway.limits_fail_closed else 0}"]
     for policy in policies(config).values():
         lines.append(f"limit {encode_name(policy.entity)} {_number(policy.rpm)} {_number(policy.tpm)} "
                      f"{_number(policy.usd)} {policy.period or '-'}")
+    lines += price_lines(config, catalog)
+    lines += _bodies()
+    return "\n".join(lines) + "\n"
+
+
+def enforces(config: Config) -> bool:
+    """Whether any key or model has a limit or a budget: without one, the governance filter has
+    nothing to do but count the cost, which the native request metrics can do in its place."""
+    return bool(policies(config))
+
+
+def price_lines(config: Config, catalog: Catalog | None = None) -> list[str]:
+    """One `price <model> <input> <output> <cached>` line (USD per token) per model with a price."""
+    catalog = catalog or Catalog.of(config)
+    lines = []
     for provider in config.providers:
         prices = catalog.price(provider) if not provider.wildcard else None
         if provider.wildcard and provider.prices is not None and provider.prices.input is not None \
@@ -85,8 +99,7 @@ def settings_text(config: Config, catalog: Catalog | None = None) -> str:
         elif prices is not None:
             i, o, c = prices.per_token
             lines.append(f"price {encode_name(provider.slug)} {i!r} {o!r} {c!r}")
-    lines += _bodies()
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def governance_metadata(config: Config, catalog: Catalog | None = None) -> dict[str, str]:

@@ -416,6 +416,40 @@ def test_the_key_name_labels_logs_and_metrics_and_the_key_never_shows(gateway):
         assert secret(name) not in gateway.output() and secret(name) not in scraped
 
 
+def test_without_limits_or_budgets_spend_is_still_counted_per_key_and_model(upstream, tmp_path):
+    """No key or model has a limit or a budget: the governance has nothing to enforce (under
+    `switchyard up` Envoy then leaves its filter out and the request metrics count the cost), and
+    the spend is counted as with limits: by key, provider and model, from each answer's tokens,
+    streamed answers included."""
+    config = {
+        "llm_providers": [
+            {"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True,
+             "prices": dict(PRICES)},
+            {"model": "anthropic/claude-sonnet-4-5", "access_key": "k", "base_url": f"{upstream.url}/v1",
+             "prices": dict(PRICES)},
+            {"model": "local/qwen", "base_url": f"{upstream.url}/v1"},  # no price: the model table has none
+        ],
+        "routing": {"engine": "none"},
+        "gateway": {"client_keys": [{"name": name, "key": secret(name)} for name in ("team-a", "team-b")]},
+    }
+    with Gateway(config, tmp_path) as gw:
+        ask(gw, "team-a")
+        claude(gw, "team-b").messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=HELLO)
+        with chat(gw, "team-b").chat.completions.create(model="gpt-4o", messages=HELLO, stream=True,
+                                                         stream_options={"include_usage": True}) as stream:
+            for _ in stream:
+                pass
+        ask(gw, "team-a", model="local/qwen")
+        anthropic_cost = (12 * PRICES["input"] + 4 * PRICES["cached_input"] + 9 * PRICES["output"]) / 1e6
+        eventually(lambda: _close(metric(gw, "switchyard_cost_usd_total", client="team-a", model="openai/gpt-4o"),
+                                  OPENAI_COST))
+        eventually(lambda: _close(metric(gw, "switchyard_cost_usd_total", client="team-b",
+                                         model="anthropic/claude-sonnet-4-5"), anthropic_cost))
+        assert metric(gw, "switchyard_cost_usd_total", client="team-b", model="openai/gpt-4o") > 0  # the stream
+        assert metric(gw, "switchyard_cost_usd_total", model="local/qwen") == 0  # no price, no spend
+        assert {s["client"] for s in series(gw, "switchyard_cost_usd_total")} == {"team-a", "team-b"}
+
+
 def test_plain_keys_are_named_by_their_place_in_the_list_and_get_the_default(upstream, tmp_path):
     """Today's plain list keeps working: the second key is `key-2` in the metrics and the access
     log, limited by `gateway.limits.default`."""

@@ -23,8 +23,9 @@ from prometheus_client import CollectorRegistry
 
 from filter import envoy_stats
 from filter.config import parse_config
+from filter.governance.protocol import encode_name
 from filter.metrics import extension_config
-from filter.render import request_metrics, usage
+from filter.render import governance, request_metrics, usage
 from filter.render.bootstrap import render_bootstrap
 from filter.render.governance import FILTER_NAME as GOVERNANCE_FILTER
 from filter.render.wasm import EXTENSION_FILTER
@@ -43,6 +44,7 @@ def host(tmp_path_factory):
                     "-fsanitize-trap=undefined", "-o", str(library), str(ROOT / "envoy/switchyard_request_metrics.c"),
                     str(ROOT / "tests/unit/native/request_metrics_host.c")], check=True, capture_output=True, text=True)
     lib = ctypes.CDLL(str(library))
+    lib.set_route_configuration.argtypes = [ctypes.c_char_p]
     lib.configure.restype = ctypes.c_bool
     lib.configure.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
     strings = ctypes.POINTER(ctypes.c_char_p)
@@ -56,8 +58,10 @@ def host(tmp_path_factory):
 class Envoy:
     """The stand-in's counters, as Envoy keeps them: by name and label values."""
 
-    def __init__(self, lib, configuration: str = extension_config()):
+    def __init__(self, lib, configuration: str = extension_config(), prices: str | None = None):
+        """`prices`: the virtual host's per-filter configuration (None: none, the governance counts cost)."""
         self.lib = lib
+        lib.set_route_configuration(prices.encode() if prices is not None else None)
         out = ctypes.create_string_buffer(LOG)
         self.configured = lib.configure(configuration.encode(), out, LOG)
         self.names: dict[str, tuple[str, list[str]]] = {}
@@ -164,6 +168,60 @@ def test_a_stream_the_gateway_cut_is_counted_as_cut_and_incomplete(host):
     assert durations["+Inf"] == 2 and durations["2.5"] == 0  # 5 s from the first byte sent until it ended
 
 
+PRICED = {"openai/gpt-4o": (2.5e-06, 1e-05, 1.25e-06), "anthropic/claude-sonnet-4-5": (3e-06, 1.5e-05, 3e-07),
+          "local/qwen 2.5;x=.=y%": (1e-07, 2e-07, 1e-07), "openai/*": (1e-06, 4e-06, 5e-07)}
+
+
+def expected_cost(r: dict) -> tuple[tuple[str, str, str], int] | None:
+    """The governance's rule (envoy/switchyard_governance.c, proxy_on_log): nano-USD by client,
+    provider and model, for a request whose answer's tokens were read."""
+    if not r["usage"]:
+        return None
+    model = r["model_label"] or r["model"]
+    if r["served"] and r["model"] and r["served"] != r["model"]:
+        model = r["served"]
+    if model not in PRICED:
+        return None
+    u = {k: r["usage"].get(k, 0) for k in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens")}
+    prompt = float(u["input_tokens"] + (u["cached_tokens"] + u["cache_write_tokens"] if r["upstream_api"] == "anthropic" else 0))
+    cached = float(min(u["cached_tokens"], prompt))
+    i, o, c = PRICED[model]
+    usd = (prompt - cached) * i + cached * c + float(u["output_tokens"]) * o
+    if usd <= 0:
+        return None
+    return (r["client"], model.partition("/")[0], model), math.floor(usd * 1e9 + 0.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.lists(requests(), max_size=30))
+def test_with_the_prices_on_its_route_it_counts_the_cost_as_the_governance_does(host, batch):
+    table = "".join(f"price {encode_name(m)} {i!r} {o!r} {c!r}\n" for m, (i, o, c) in PRICED.items())
+    envoy = Envoy(host, prices="fail_closed 0\nprice bad-line\nprice x/y -1 1 1\n" + table)
+    expected: dict[tuple[str, str, str], int] = defaultdict(int)
+    for r in batch:
+        envoy.request(r)
+        cost = expected_cost(r)
+        if cost is not None:
+            expected[cost[0]] += cost[1]
+    got = {labels: v for (c, labels), v in envoy.values.items() if envoy.names[c][0] == "switchyard_cost_usd_total"}
+    assert got == dict(expected)
+    served = {(s.labels["client"], s.labels["provider"], s.labels["model"]): s.value
+              for f in envoy_stats.families({"stats": []}, envoy_stats.native_counters(envoy.prometheus()))
+              if f.name == "switchyard_cost_usd" for s in f.samples}
+    assert served.keys() == expected.keys()
+    for labels, nano in expected.items():
+        assert math.isclose(served[labels], nano / 1e9, rel_tol=1e-12)  # /metrics shows USD
+
+
+def test_without_prices_on_its_route_it_counts_no_cost(host):
+    envoy = Envoy(host)
+    r = {"status": 200, "api": "openai", "model": "openai/gpt-4o", "provider": "openai", "decision": "alias",
+         "route": "", "client": "team-a", "served": None, "model_label": "", "upstream_api": "openai", "sent": 10,
+         "first": 1000, "latency": 2000, "duration": 3000, "usage": {"input_tokens": 1000, "output_tokens": 50}}
+    envoy.request(r)
+    assert not any(envoy.names[c][0] == "switchyard_cost_usd_total" for c, _ in envoy.values)
+
+
 @pytest.mark.parametrize("configuration", ["", "duration_seconds 0.5\n", "tokens 1 2\n",
                                            "duration_seconds 0.5 0.1\ntokens 1 2\n", "duration_seconds 0.5\ntokens 2 1\n",
                                            "duration_seconds x\ntokens 1\n", "duration_seconds 0.5\ntokens " + "1" * 19 + "\n"])
@@ -210,3 +268,29 @@ def test_the_modules_buckets_are_the_families_buckets(tmp_path):
 def test_a_missing_module_says_how_to_build_it(tmp_path):
     with pytest.raises(request_metrics.dynamic_modules.ModuleMissing, match="make install.*switchyard_request_metrics.c"):
         request_metrics.metrics_filter(tmp_path / request_metrics.MODULE_FILE)
+
+
+def _virtual_host(tmp_path, config):
+    from filter.render.bootstrap import write_reloadable
+    import yaml
+    write_reloadable([config], tmp_path, 1)
+    routes = yaml.safe_load((tmp_path / "routes.yaml").read_text())
+    return routes["resources"][0]["virtual_hosts"][0]
+
+
+def test_without_limits_or_budgets_the_governance_is_off_and_the_metrics_count_the_cost(tmp_path):
+    config = _config(client_keys=[{"name": "team-a", "key": "sk-switchyard-aaaaaaaaaaaaaaaaaaaaaaaa"}])
+    per_filter = _virtual_host(tmp_path, config)["typed_per_filter_config"]
+    assert per_filter[GOVERNANCE_FILTER] == {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                                             "disabled": True}
+    prices = per_filter[request_metrics.FILTER_NAME]["filter_config"]["value"]
+    assert prices.splitlines() == governance.price_lines(config) and prices.startswith("price openai/gpt-4o ")
+
+
+def test_with_a_limit_or_a_budget_the_governance_counts_the_cost(tmp_path):
+    for gateway in ({"client_keys": [{"name": "team-a", "key": "sk-switchyard-aaaaaaaaaaaaaaaaaaaaaaaa",
+                                      "budget": {"usd": 5}}]},
+                    {"limits": {"default": {"rpm": 60}},
+                     "client_keys": [{"name": "team-a", "key": "sk-switchyard-aaaaaaaaaaaaaaaaaaaaaaaa"}]}):
+        per_filter = _virtual_host(tmp_path, _config(**gateway)).get("typed_per_filter_config", {})
+        assert GOVERNANCE_FILTER not in per_filter and request_metrics.FILTER_NAME not in per_filter

@@ -15,6 +15,8 @@ int envoy_dynamic_module_on_http_filter_response_body(dm_filter_envoy envoy, voi
 void envoy_dynamic_module_on_http_filter_stream_complete(dm_filter_envoy envoy, void *filter);
 void envoy_dynamic_module_on_http_filter_destroy(void *filter);
 void *envoy_dynamic_module_on_http_filter_config_new(dm_config_envoy c, dm_envoy_buffer name, dm_envoy_buffer text);
+void *envoy_dynamic_module_on_http_filter_per_route_config_new(dm_envoy_buffer name, dm_envoy_buffer text);
+void envoy_dynamic_module_on_http_filter_per_route_config_destroy(void *configuration);
 
 #define MAX_ITEMS 32
 typedef struct { const char *key, *value; } pair;
@@ -115,6 +117,21 @@ int envoy_dynamic_module_callback_http_filter_increment_counter(dm_filter_envoy 
   (void)f;
   say("increment", id, value, values, count);
   return 0;
+}
+
+static void *route_configuration; /* the virtual host's, as the module made it, or NULL */
+const void *envoy_dynamic_module_callback_get_most_specific_route_config(dm_filter_envoy f) {
+  (void)f;
+  return route_configuration;
+}
+
+/* The virtual host's per-filter configuration from now on (NULL: none). */
+void set_route_configuration(const char *text) {
+  if (route_configuration) envoy_dynamic_module_on_http_filter_per_route_config_destroy(route_configuration);
+  static dm_envoy_buffer empty;
+  route_configuration = text ? envoy_dynamic_module_on_http_filter_per_route_config_new(
+                                   empty, (dm_envoy_buffer){text, strlen(text)})
+                             : NULL;
 }
 
 /* The rest of the ABI the module links against; none is called here. */
