@@ -1,7 +1,7 @@
 """`make bench BENCH_ARGS=--fast-path-costs`: what each part of the fast path costs.
 
 Starts a Switchyard gateway in its default configuration (the fast path, the JSON access log, the
-request metrics as a native module, the governance's Wasm filter), then Envoy again from the same bootstrap with one part taken out, added or
+request metrics as a native module; no limits, so the governance's Wasm filter is off), then Envoy again from the same bootstrap with one part taken out, added or
 swapped per variant — the same routes, clusters and key files, the same worker — and drives the
 alias path of each with wrk in interleaved rounds. The difference between a variant and "as
 shipped" is what that part costs.
@@ -83,7 +83,9 @@ STATS_LOGGER = {
 }
 def _one_wasm_module(bootstrap: dict) -> None:
     """Before the metrics were native code: the metrics and the governance in one Wasm module,
-    one filter, where the two filters are (what `switchyard render` still ships)."""
+    one filter built for every request, where the two filters are (what `switchyard render` still
+    ships)."""
+    _governance_everywhere(bootstrap)
     filters = _manager(bootstrap)["http_filters"]
     at = next(i for i, f in enumerate(filters) if f["name"] == governance.FILTER_NAME)
     code = extension_code(Path(str(envoy_file(EXTENSION_FILE))), inline=False)
@@ -99,8 +101,8 @@ def _metrics_in_wasm(bootstrap: dict) -> None:
     filters[at] = wasm_filter("switchyard.metrics", "switchyard_metrics", code, extension_config())
 
 
-def _edit_routes(bootstrap: dict, tag: str, edit) -> None:
-    """`edit(route)` on every route of the variant; `switchyard up` reads its routes from a file:
+def _edit_route_config(bootstrap: dict, tag: str, edit) -> None:
+    """`edit(route_config)` on the variant's routes; `switchyard up` reads its routes from a file:
     the variant then gets its own copy."""
     manager = _manager(bootstrap)
     source = manager["rds"]["config_source"]["path_config_source"] if "rds" in manager else None
@@ -110,22 +112,30 @@ def _edit_routes(bootstrap: dict, tag: str, edit) -> None:
         route_config = resources["resources"][0]
     else:
         route_config = manager["route_config"]
-    for host in route_config["virtual_hosts"]:
-        for route in host.get("routes", []):
-            edit(route)
+    edit(route_config)
     if source is not None:
         copy_path = shared.with_name(f"routes-{tag}-{id(bootstrap)}.yaml")
         copy_path.write_text(yaml.safe_dump(resources, sort_keys=False))
         source["path"], source["watched_directory"] = str(copy_path), {"path": str(copy_path.parent)}
 
 
-def _governance_off_per_route(bootstrap: dict) -> None:
-    """The governance's filter kept in the chain but turned off on every route (Envoy then does
-    not build it for their requests): what a configuration without limits could save."""
-    def off(route: dict) -> None:
-        route.setdefault("typed_per_filter_config", {})[governance.FILTER_NAME] = {
-            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
-    _edit_routes(bootstrap, "governance-off", off)
+def _edit_routes(bootstrap: dict, tag: str, edit) -> None:
+    """`edit(route)` on every route of the variant."""
+    def each(route_config: dict) -> None:
+        for host in route_config["virtual_hosts"]:
+            for route in host.get("routes", []):
+                edit(route)
+    _edit_route_config(bootstrap, tag, each)
+
+
+def _governance_everywhere(bootstrap: dict) -> None:
+    """Before the governance was turned off where it has nothing to enforce: its Wasm filter built
+    for every request (and counting the cost), the request metrics given no prices."""
+    def on(route_config: dict) -> None:
+        for host in route_config["virtual_hosts"]:
+            for name in (governance.FILTER_NAME, request_metrics.FILTER_NAME):
+                host.get("typed_per_filter_config", {}).pop(name, None)
+    _edit_route_config(bootstrap, "governance-on", on)
 
 
 def _token_filters_before(bootstrap: dict) -> None:
@@ -163,13 +173,14 @@ VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
     "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
     "without the request metrics (native module)": _without_filters(request_metrics.FILTER_NAME),
-    "without the governance (Wasm: cost, limits)": _without_filters(governance.FILTER_NAME),
+    "the governance's Wasm filter built for every request (before: no limits to enforce, but the cost)":
+        _governance_everywhere,
     "without metrics and governance": _without_filters(*EXTENSIONS),
-    "the governance turned off per route": _governance_off_per_route,
     "without metrics and governance, requests counted by the stats access logger": _then(
         _without_filters(*EXTENSIONS), _with_logs(STATS_LOGGER)),
     "before native metrics: metrics and governance in one Wasm module": _one_wasm_module,
-    "the metrics as a Wasm filter of their own, beside the governance's": _metrics_in_wasm,
+    "the metrics as a Wasm filter of their own, the governance's built for every request": _then(
+        _governance_everywhere, _metrics_in_wasm),
     "without the usage module (token counts)": _without_filters(usage.FILTER_NAME),
     "token counts by the Lua and json_to_metadata (before the usage module)": _token_filters_before,
     "without the ext_proc filter (built only for requests that may use it)": _without_filters("envoy.filters.http.ext_proc"),
