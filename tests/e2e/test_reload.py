@@ -155,6 +155,45 @@ def test_sighup_reloads_client_keys_and_routing_settings(upstream, fresh, tmp_pa
         assert "old-client-key" not in json.dumps([r.headers for r in fresh.received])
 
 
+def spend(gateway: Gateway, client: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics").text
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if line.startswith("switchyard_cost_usd_total{") and f'client="{client}"' in line)
+
+
+def test_a_reload_that_adds_a_limit_enforces_it_and_the_spend_is_counted_once(upstream, fresh, tmp_path):
+    """With no limit anywhere the governance has nothing to enforce (Envoy leaves its filter out
+    under `switchyard up`, the request metrics count the cost); a reload that adds one enforces it
+    from then on, without a restart, and each answer's cost is still counted exactly once."""
+    prices = {"input": 1000.0, "output": 2000.0, "cached_input": 100.0}
+    config = {
+        "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1",
+                           "default": True, "prices": prices}],
+        "routing": {"engine": "none"},
+        "gateway": {"client_keys": [{"name": "team", "key": "sk-client-team-reload"}]},
+    }
+    one = ((11 - 3) * prices["input"] + 3 * prices["cached_input"] + 7 * prices["output"]) / 1e6  # the stand-in's usage
+    with Gateway(config, tmp_path) as gateway:
+        for _ in range(3):
+            assert ask(gateway, "gpt-4o", "sk-client-team-reload").status_code == 200
+        eventually(lambda: _close(spend(gateway, "team"), 3 * one))
+
+        limited = {**gateway.config, "gateway": {**gateway.config["gateway"], "limits": {"default": {"rpm": 2}}}}
+        rewrite_keeping_mtime(gateway, limited)
+        gateway.process.send_signal(signal.SIGHUP)
+        wait_for(gateway, "configuration reloaded")
+
+        def refused() -> None:
+            assert ask(gateway, "gpt-4o", "sk-client-team-reload").status_code == 429
+        eventually(refused)
+        admitted = sum(1 for r in fresh.received if r.path.endswith("/chat/completions"))
+        eventually(lambda: _close(spend(gateway, "team"), admitted * one))
+
+
+def _close(value: float, expected: float) -> None:
+    assert abs(value - expected) < 1e-9, (value, expected)
+
+
 def test_an_invalid_new_config_is_rejected_and_the_old_one_keeps_serving(upstream, fresh, tmp_path):
     config = {
         "llm_providers": [{"model": "openai/gpt-4o", "access_key": "k", "base_url": f"{upstream.url}/v1", "default": True}],
