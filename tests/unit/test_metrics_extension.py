@@ -121,6 +121,16 @@ class FromEnvoy:
         return envoy_stats.families(self.stats)
 
 
+def assert_served_equal(collector, expected_registry: CollectorRegistry) -> None:
+    """What `collector` serves equals the reference's samples, series for series."""
+    served = CollectorRegistry()
+    served.register(collector)
+    got, expected = samples(served), samples(expected_registry)
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert math.isclose(got[name], value, rel_tol=1e-12, abs_tol=1e-9), name
+
+
 def samples(registry: CollectorRegistry) -> dict[str, float]:
     out = {}
     for line in generate_latest(registry).decode().splitlines():
@@ -147,12 +157,7 @@ def test_served_families_equal_prometheus_clients_on_the_same_requests(fresh_hos
         # Envoy's timing headers never reach the client.
         assert SENT not in client_headers and FIRST not in client_headers
         count_in_reference(collectors, r)
-    served = CollectorRegistry()
-    served.register(FromEnvoy(host.stats()))
-    got, expected = samples(served), samples(expected_registry)
-    assert got.keys() == expected.keys()
-    for name, value in expected.items():
-        assert math.isclose(got[name], value, rel_tol=1e-12, abs_tol=1e-9), name
+    assert_served_equal(FromEnvoy(host.stats()), expected_registry)
 
 
 def test_a_bucket_bound_is_inside_its_bucket_to_the_nanosecond(fresh_host):

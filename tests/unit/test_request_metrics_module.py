@@ -22,14 +22,15 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from filter import envoy_stats
-from filter.config import parse_config
 from filter.governance.protocol import encode_name
 from filter.metrics import extension_config
 from filter.render import governance, request_metrics, usage
 from filter.render.bootstrap import render_bootstrap
 from filter.render.governance import FILTER_NAME as GOVERNANCE_FILTER
 from filter.render.wasm import EXTENSION_FILTER
-from tests.unit.test_metrics_extension import FIRST, SENT, count_in_reference, reference, requests, samples
+from tests.unit.test_metrics_extension import (FIRST, SENT, assert_served_equal, count_in_reference, reference,
+                                               requests)
+from tests.unit.test_usage_module import _config, _filter_names
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG = 1 << 20
@@ -145,12 +146,7 @@ def test_served_families_equal_prometheus_clients_on_the_same_requests(host, bat
         # Envoy's timing headers never reach the client; the others do.
         assert SENT not in seen and FIRST not in seen and "content-type" in seen
         count_in_reference(collectors, r)
-    served = CollectorRegistry()
-    served.register(FromEnvoy(envoy.prometheus()))
-    got, expected = samples(served), samples(expected_registry)
-    assert got.keys() == expected.keys()
-    for name, value in expected.items():
-        assert math.isclose(got[name], value, rel_tol=1e-12, abs_tol=1e-9), name
+    assert_served_equal(FromEnvoy(envoy.prometheus()), expected_registry)
 
 
 def test_a_stream_the_gateway_cut_is_counted_as_cut_and_incomplete(host):
@@ -227,19 +223,6 @@ def test_without_prices_on_its_route_it_counts_no_cost(host):
                                            "duration_seconds x\ntokens 1\n", "duration_seconds 0.5\ntokens " + "1" * 19 + "\n"])
 def test_a_bad_configuration_is_refused(host, configuration):
     assert not Envoy(host, configuration).configured
-
-
-def _config(**gateway):
-    return parse_config({
-        "listeners": {"egress_traffic": {"address": "127.0.0.1", "port": 18080}},
-        "llm_providers": [{"model": "openai/gpt-4o", "access_key": "$K", "default": True}],
-        "gateway": gateway,
-    }, "t.yaml", {"K": "k"})
-
-
-def _filter_names(bootstrap):
-    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return [f["name"] for f in manager["http_filters"]]
 
 
 @pytest.mark.parametrize("gateway", [{}, {"fast_path": False}])
