@@ -2,9 +2,10 @@
 
 They come in two forms, with the same families and labels:
 - the Wasm extension's (envoy/switchyard_metrics.c under `switchyard render`, and the governance's
-  cost everywhere) are plain Envoy counters whose names carry their labels as `;name=.=value;.;`
+  cost wherever its filter runs) are plain Envoy counters whose names carry their labels as `;name=.=value;.;`
   (values percent-encoded), read from `/stats?format=json`;
-- the native module's (envoy/switchyard_request_metrics.c under `switchyard up`) are Envoy's
+- the native module's (envoy/switchyard_request_metrics.c under `switchyard up`, the cost too
+  where no limit or budget is configured) are Envoy's
   labelled counters, read from `/stats/prometheus` (its JSON form joins label values with dots,
   which is ambiguous).
 Either way `switchyard_requests_total…` counts requests, and each histogram is
