@@ -1,7 +1,7 @@
 """`make bench BENCH_ARGS=--fast-path-costs`: what each part of the fast path costs.
 
-Starts a Switchyard gateway in its default configuration (the fast path, the JSON access log, the
-request metrics as a native module; no limits, so the governance's Wasm filter is off), then Envoy again from the same bootstrap with one part taken out, added or
+Starts a Switchyard gateway in its default configuration (the fast path as a native module, the
+JSON access log, the request metrics as a native module; no limits, so the governance's Wasm filter is off), then Envoy again from the same bootstrap with one part taken out, added or
 swapped per variant — the same routes, clusters and key files, the same worker — and drives the
 alias path of each with wrk in interleaved rounds. The difference between a variant and "as
 shipped" is what that part costs.
@@ -26,7 +26,7 @@ from filter.metrics import extension_config
 from filter.render import governance, request_metrics, usage
 from filter.render.bootstrap import envoy_file
 from filter.render.fast_path import (FLAG_HEADER, GUARD_ACTION, LUA_FILTER, STREAM_HEADER, TOKEN_SCAN_FILTER,
-                                     TOKEN_SCAN_OFF, ext_proc_config)
+                                     TOKEN_SCAN_OFF, ext_proc_config, lua_filter)
 from filter.render.metrics import span_access_log
 from filter.render.dynamic_modules import SEARCH_PATH_ENV
 from filter.render.stream_guard import MODULE_FILE
@@ -167,11 +167,13 @@ def _without_guard(bootstrap: dict) -> None:
     matchers[:] = [m for m in matchers if m["on_match"]["action"]["name"] != GUARD_ACTION]
 
 
-LUA_ALONE = "the fast path's Lua alone (no logs, no metrics, no governance, no usage module, no ext_proc)"
+LUA_ALONE = "the fast path's check alone (no logs, no metrics, no governance, no usage module, no ext_proc)"
 EXTENSIONS = (request_metrics.FILTER_NAME, governance.FILTER_NAME)
 VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
     "without the JSON access log (stdout)": _without_logs(STDOUT_LOG),
+    "the fast path's Lua in place of its native module (before)": lambda b: _with_lua(
+        envoy_file("fast_path.lua").read_text())(b),
     "without the request metrics (native module)": _without_filters(request_metrics.FILTER_NAME),
     "the governance's Wasm filter built for every request (before: no limits to enforce, but the cost)":
         _governance_everywhere,
@@ -191,6 +193,8 @@ VARIANTS = {
         _without_filters(*EXTENSIONS), _with_logs(span_access_log())),
     LUA_ALONE: _then(
         _without_logs(STDOUT_LOG), _without_filters(*EXTENSIONS, usage.FILTER_NAME, "envoy.filters.http.ext_proc")),
+    "the fast path's Lua alone (before)": lambda b: _then(VARIANTS[LUA_ALONE], _with_lua(
+        envoy_file("fast_path.lua").read_text()))(b),
 }
 
 
@@ -202,10 +206,13 @@ REFERENCES = {
 
 
 def _with_lua(source: str):
+    """The fast path's Lua (`source`) in place of its native module (or of the Lua shipped): the
+    routes still carry the tables the Lua reads."""
     def mutate(bootstrap: dict) -> None:
-        for f in _manager(bootstrap)["http_filters"]:
+        filters = _manager(bootstrap)["http_filters"]
+        for i, f in enumerate(filters):
             if f["name"] == LUA_FILTER:
-                f["typed_config"]["default_source_code"]["inline_string"] = source
+                filters[i] = lua_filter(source)
     return mutate
 
 

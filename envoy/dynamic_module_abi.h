@@ -20,7 +20,8 @@ typedef void *dm_filter_envoy;   /* Envoy's filter, one per HTTP stream */
 typedef void *dm_scheduler;      /* posts an event to the filter's worker thread */
 
 enum dm_header_type { DM_REQUEST_HEADERS = 0, DM_RESPONSE_HEADERS = 2 };
-enum dm_body_type { DM_RECEIVED_REQUEST_BODY = 0, DM_RECEIVED_RESPONSE_BODY = 2, DM_BUFFERED_RESPONSE_BODY = 3 };
+enum dm_body_type { DM_RECEIVED_REQUEST_BODY = 0, DM_BUFFERED_REQUEST_BODY = 1, DM_RECEIVED_RESPONSE_BODY = 2,
+                    DM_BUFFERED_RESPONSE_BODY = 3 };
 enum dm_metadata_source { DM_METADATA_DYNAMIC = 0 };
 enum dm_status { DM_CONTINUE = 0 }; /* every on_* hook's "continue" */
 /* Envoy's FilterHeadersStatus::StopIteration and FilterDataStatus::StopIterationAndBuffer: the
@@ -74,5 +75,16 @@ int envoy_dynamic_module_callback_http_filter_increment_counter(dm_filter_envoy 
  * filter's `DynamicModuleFilterPerRoute` (envoy_dynamic_module_on_http_filter_per_route_config_new),
  * or NULL. */
 const void *envoy_dynamic_module_callback_get_most_specific_route_config(dm_filter_envoy filter);
+
+/* The route is matched again at the next look (the route's per-filter configuration included). */
+void envoy_dynamic_module_callback_http_clear_route_cache(dm_filter_envoy filter);
+/* Whether the request body just received is the one an earlier filter buffered (then the
+ * buffered and the received body are one). */
+bool envoy_dynamic_module_callback_http_received_buffered_request_body(dm_filter_envoy filter);
+/* A local reply: Envoy's sendLocalReply (the bootstrap's local reply mappers see it). */
+typedef struct { const char *key; size_t key_length; const char *value; size_t value_length; } dm_module_header;
+void envoy_dynamic_module_callback_http_send_response(dm_filter_envoy filter, uint32_t status,
+                                                      dm_module_header *headers, size_t count,
+                                                      dm_module_buffer body, dm_module_buffer details);
 
 #endif

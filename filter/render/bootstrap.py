@@ -19,7 +19,7 @@ import orjson
 import yaml
 
 from filter.config import Chain, Config, Provider
-from filter.render import dynamic_modules, fast_path, governance, request_metrics, stream_guard, usage
+from filter.render import dynamic_modules, fast_path, fast_path_module, governance, request_metrics, stream_guard, usage
 from filter.render.metrics import span_access_log, stats_tags, timing_headers
 from filter.render.wasm import EXTENSION_FILE, extension_code, extension_filter, governance_filter
 from filter.state.base import OPERATION_TIMEOUT_S
@@ -124,7 +124,9 @@ def render_bootstrap(config: Config, reload_dir: Path | None = None, *, listener
                  if stream_guard.in_envoy(config, local=reload_dir is not None) else None)
         manager["http_filters"][position] = fast_path.ext_proc_only_where_needed(manager["http_filters"][position],
                                                                                  guard)
-        manager["http_filters"].insert(position, fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
+        manager["http_filters"].insert(position, fast_path_module.module_filter(
+            Path(str(envoy_file(fast_path_module.MODULE_FILE)))) if native else
+            fast_path.lua_filter(envoy_file("fast_path.lua").read_text()))
     filter_cluster = resources["clusters"][0]
     filter_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
         {"endpoint": {"address": {"pipe": {"path": str(path)}}}} for path in filter_sockets(config, reload_dir)
@@ -221,6 +223,9 @@ def _template(config: Config, *, listener_port: int | None = None, admin_port: i
     virtual_host["metadata"] = {"filter_metadata": metadata}
     if native:  # Envoy runs our modules (`switchyard up`): the governance off where it has nothing to enforce
         virtual_host.setdefault("typed_per_filter_config", {}).update(request_metrics.virtual_host_filter_configs(config))
+        if config.gateway.fast_path:  # the fast path's module reads the virtual host's part as configuration
+            virtual_host["typed_per_filter_config"][fast_path_module.FILTER_NAME] = fast_path_module.per_route(
+                fast_path_module.virtual_host_text(metadata[fast_path.LUA_FILTER]))
     if config.gateway.usage_metrics:
         add, remove = timing_headers()
         virtual_host["response_headers_to_add"].extend(add)
@@ -289,7 +294,8 @@ def fast_routes(config: Config, from_files: bool = False) -> list[dict[str, Any]
         clients = governance.fast_route_clients(config, route.name, route.decision)
         if clients is not None:  # keys that may not use this model go to the filter (its 403)
             rendered["metadata"]["filter_metadata"][fast_path.LUA_FILTER]["fast"]["clients"] = dict.fromkeys(clients, True)
-        routes += fast_path.with_stream_twin(rendered, route, guarded)
+        twins = fast_path.with_stream_twin(rendered, route, guarded)
+        routes += [fast_path_module.with_route_config(r) for r in twins] if not token_scan else twins
     return routes
 
 

@@ -1,5 +1,6 @@
-"""The fast path without Envoy: its Lua body check (run in LuaJIT, Envoy's Lua runtime) against the
-filter's own parser, and which model names it serves."""
+"""The fast path without Envoy: its body check — the Lua (run in LuaJIT, Envoy's Lua runtime) and
+the native module's (envoy/switchyard_fast_path.c, through ctypes) — against the filter's own
+parser, and which model names it serves."""
 
 from __future__ import annotations
 
@@ -18,18 +19,32 @@ from filter.render.bootstrap import envoy_file
 from filter.errors import ClientApi, GatewayError
 from filter.inbound import parse_client_request
 from filter.resolve import resolve
+from tests.unit.native import fast_path_host as native_host
 
 
 @pytest.fixture(scope="module")
-def lua():
-    runtime = luajit21.LuaRuntime(encoding=None)
-    runtime.execute(envoy_file("fast_path.lua").read_bytes())
-    return runtime.globals().fast_model
+def native(tmp_path_factory):
+    return native_host.build(tmp_path_factory.mktemp("fast_path"))
 
 
-def check(lua, body: bytes):
-    """(model, rewritten body) when the Lua check lets the body skip the filter, else None."""
-    found = lua(body)
+@pytest.fixture(scope="module", params=["lua", "native"])
+def impl(request, native):
+    """The check as a function of the body: the model, and its JSON string's first and last byte
+    (from 1, as Lua counts), or None."""
+    if request.param == "lua":
+        runtime = luajit21.LuaRuntime(encoding=None)
+        runtime.execute(envoy_file("fast_path.lua").read_bytes())
+        return runtime.globals().fast_model
+
+    def fast_model(body: bytes):
+        found = native_host.fast_model(native, body)
+        return None if found is None else (body[found[0] + 1:found[1] - 1], found[0] + 1, found[1])
+    return fast_model
+
+
+def check(impl, body: bytes):
+    """(model, rewritten body) when the check lets the body skip the filter, else None."""
+    found = impl(body)
     if found is None or found[0] is None:
         return None
     model, first, last = found[:3]
@@ -44,10 +59,10 @@ def filter_view(body: bytes):
         return exc
 
 
-def assert_agrees_with_filter(lua, body: bytes) -> bool:
+def assert_agrees_with_filter(impl, body: bytes) -> bool:
     """Whenever Lua says "fast", the filter accepts the same body, reads the same model, finds no
     per-request preferences, and the rewritten body is its request with only `model` changed."""
-    fast = check(lua, body)
+    fast = check(impl, body)
     if fast is None:
         return False
     model, rewritten = fast
@@ -76,8 +91,8 @@ MESSAGES = [{"role": "user", "content": "hello"}]
     lambda b: json.dumps(b, ensure_ascii=False, indent=2).encode(),
     orjson.dumps,
 ])
-def test_what_clients_send_takes_the_fast_path_and_only_model_changes(lua, body, dumps):
-    assert assert_agrees_with_filter(lua, dumps(body))
+def test_what_clients_send_takes_the_fast_path_and_only_model_changes(impl, body, dumps):
+    assert assert_agrees_with_filter(impl, dumps(body))
 
 
 @pytest.mark.parametrize("body", [
@@ -119,8 +134,8 @@ def test_what_clients_send_takes_the_fast_path_and_only_model_changes(lua, body,
     b'{"model": "gpt-4o", "messages": [{}], "metadata": {"archgw_\\u0070reference_config": []}}',
     b'{"model": "gpt-4o", "messages": [' + b"[" * 300 + b"]" * 300 + b"]}",
 ])
-def test_anything_doubtful_goes_to_the_filter(lua, body):
-    assert check(lua, body) is None
+def test_anything_doubtful_goes_to_the_filter(impl, body):
+    assert check(impl, body) is None
 
 
 JSON_LEAVES = st.none() | st.booleans() | st.integers(-(10**14), 10**14) | st.floats(allow_nan=False, allow_infinity=False, width=32) | st.text()
@@ -139,17 +154,17 @@ BODIES = st.fixed_dictionaries(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=BODIES, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
-def test_generated_bodies_never_disagree_with_the_filter(lua, body, ascii_only, indent):
-    assert_agrees_with_filter(lua, json.dumps(body, ensure_ascii=ascii_only, indent=indent).encode())
+def test_generated_bodies_never_disagree_with_the_filter(impl, body, ascii_only, indent):
+    assert_agrees_with_filter(impl, json.dumps(body, ensure_ascii=ascii_only, indent=indent).encode())
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=BODIES, cut=st.integers(0, 400), byte=st.integers(0, 255))
-def test_damaged_bodies_never_disagree_with_the_filter(lua, body, cut, byte):
+def test_damaged_bodies_never_disagree_with_the_filter(impl, body, cut, byte):
     raw = bytearray(json.dumps(body, ensure_ascii=False).encode())
     if raw:
         raw[cut % len(raw)] = byte
-    assert_agrees_with_filter(lua, bytes(raw))
+    assert_agrees_with_filter(impl, bytes(raw))
 
 
 PLAIN_LEAVES = st.none() | st.booleans() | st.integers(-(10**13), 10**13) | st.text()
@@ -163,8 +178,8 @@ VALID_BODIES = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=VALID_BODIES, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]))
-def test_valid_bodies_with_a_plain_model_all_take_the_fast_path(lua, body, ascii_only, indent):
-    assert assert_agrees_with_filter(lua, json.dumps(body, ensure_ascii=ascii_only, indent=indent).encode())
+def test_valid_bodies_with_a_plain_model_all_take_the_fast_path(impl, body, ascii_only, indent):
+    assert assert_agrees_with_filter(impl, json.dumps(body, ensure_ascii=ascii_only, indent=indent).encode())
 
 
 # ---------------------------------------------------------------- which names are fast
@@ -224,12 +239,12 @@ def _nested(levels: int, where: str) -> bytes:
 
 
 @pytest.mark.parametrize("where", ["messages", "tools"])
-def test_the_filter_and_the_fast_path_share_one_nesting_limit(lua, where):
+def test_the_filter_and_the_fast_path_share_one_nesting_limit(impl, where):
     from filter.inbound import MAX_JSON_DEPTH
 
     at_limit, over = _nested(MAX_JSON_DEPTH, where), _nested(MAX_JSON_DEPTH + 1, where)
-    assert assert_agrees_with_filter(lua, at_limit)  # fast, and the filter accepts it unchanged
-    assert check(lua, over) is None
+    assert assert_agrees_with_filter(impl, at_limit)  # fast, and the filter accepts it unchanged
+    assert check(impl, over) is None
     refused = filter_view(over)
     assert isinstance(refused, GatewayError) and refused.status == 400
     assert refused.message == f"request body is nested more than {MAX_JSON_DEPTH} levels deep"
@@ -252,6 +267,12 @@ def test_the_lua_sha256_is_sha256(message):
     runtime = luajit21.LuaRuntime(encoding=None)
     runtime.execute(envoy_file("fast_path.lua").read_bytes())
     assert runtime.globals().sha256_hex(message) == hashlib.sha256(message).hexdigest().encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(salt=st.binary(max_size=80), key=st.binary(max_size=300))
+def test_the_native_sha256_is_sha256(native, salt, key):
+    assert native_host.sha256_hex(native, salt, key) == hashlib.sha256(salt + key).hexdigest().encode()
 
 
 def test_envoy_gets_salted_digests_and_names_of_client_keys_never_the_keys():

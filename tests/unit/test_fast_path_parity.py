@@ -23,10 +23,11 @@ from lupa import luajit21
 from filter.config import parse_config
 from filter.errors import ClientApi, GatewayError
 from filter.inbound import MAX_JSON_DEPTH, parse_client_request
-from filter.render import fast_path
+from filter.render import fast_path, fast_path_module
 from filter.render.bootstrap import envoy_file
 from filter.resolve import resolve
 from filter.upstream import build_upstream_request
+from tests.unit.native import fast_path_host as native_host
 
 CONFIG = parse_config({
     "llm_providers": [
@@ -105,8 +106,7 @@ def _lua_value(runtime, value):
     return value
 
 
-@pytest.fixture(scope="module")
-def lua():
+def _lua():
     runtime = luajit21.LuaRuntime(encoding=None)
     runtime.execute(envoy_file("fast_path.lua").read_bytes())
     runtime.execute(STAND_IN)
@@ -124,15 +124,49 @@ def lua():
     return lambda api, body, content_type=b"application/json": run(PATHS[api].encode(), content_type, body, routes)
 
 
+def _native(host):
+    """The module behind the host stand-in, given the same routes with its per-route configuration
+    (as `switchyard up` renders them); each body arrives in chunks of a size it picks from its
+    length (one piece for a fifth of them), so the module reads bodies Envoy buffered."""
+    assert host.set_virtual_host(fast_path_module.virtual_host_text({"max_request_bytes": 1 << 24}).encode())
+    for route in ROUTES:
+        rendered = fast_path_module.with_route_config(route)
+        matches = route["match"]["headers"]
+        assert host.add_route(route["name"].encode(), route["match"]["path"].encode(),
+                              native_host.strings([h["name"] for h in matches]),
+                              native_host.strings([h["string_match"]["exact"] for h in matches]), len(matches),
+                              rendered["typed_per_filter_config"][fast_path_module.FILTER_NAME]["filter_config"]["value"].encode())
+
+    def run(api, body, content_type=b"application/json"):
+        headers = {":method": "POST", ":path": PATHS[api], "content-type": content_type.decode(),
+                   "authorization": "Bearer client-key"}
+        out = native_host.request(host, headers, body, chunk=(len(body) % 5) * 7)
+        return (out.route.startswith(b"fast:"), out.body, out.path, out.model or None, out.status != 0, out.route)
+    return run
+
+
+@pytest.fixture(scope="module", params=["lua", "native"])
+def impl(request, tmp_path_factory):
+    """The fast path's check as Envoy runs it: the Lua (`switchyard render`) or the native module
+    (`switchyard up`). Each returns (sent on by a fast route, the body sent, its :path, the model
+    metadata, answered by itself, the route)."""
+    if request.param == "lua":
+        yield _lua()
+        return
+    host = native_host.build(tmp_path_factory.mktemp("fast_path"))
+    yield _native(host)
+    host.reset_routes()
+
+
 def _unique_keys(pairs):
     keys = [k for k, _ in pairs]
     assert len(keys) == len(set(keys)), f"a key given twice in a body sent on: {keys}"
     return dict(pairs)
 
 
-def verdicts(lua, api: ClientApi, body: bytes) -> bool:
+def verdicts(impl, api: ClientApi, body: bytes) -> bool:
     """Both parsers on one body; asserts they agree. True when the Lua filter sent it on."""
-    forwarded, sent, upstream_path, served, responded, route = lua(api, body)
+    forwarded, sent, upstream_path, served, responded, route = impl(api, body)
     assert not responded  # no client keys configured: the script never answers by itself
     try:
         request = parse_client_request(api, body)
@@ -225,21 +259,21 @@ PROFILE = settings(max_examples=600, deadline=None, derandomize=True, database=N
 
 @PROFILE
 @given(case=chat_or_messages(), how=st.sampled_from(["ascii", "indent", "orjson"]))
-def test_generated_bodies_get_one_verdict_from_both_parsers(lua, case, how):
+def test_generated_bodies_get_one_verdict_from_both_parsers(impl, case, how):
     api, body = case
-    event("fast path" if verdicts(lua, api, encode(body, how)) else "filter")
+    event("fast path" if verdicts(impl, api, encode(body, how)) else "filter")
 
 
 @PROFILE
 @given(case=chat_or_messages(), cuts=st.lists(st.tuples(st.integers(0, 10**4), st.binary(min_size=0, max_size=3)),
                                                min_size=1, max_size=3))
-def test_damaged_bodies_get_one_verdict_from_both_parsers(lua, case, cuts):
+def test_damaged_bodies_get_one_verdict_from_both_parsers(impl, case, cuts):
     api, body = case
     raw = bytearray(json.dumps(body, ensure_ascii=False).encode())
     for at, replacement in cuts:  # bytes replaced, inserted or removed anywhere
         at %= len(raw) + 1
         raw[at:at + len(replacement) % 2 + 1] = replacement
-    event("fast path" if verdicts(lua, api, bytes(raw)) else "filter")
+    event("fast path" if verdicts(impl, api, bytes(raw)) else "filter")
 
 
 # Text spliced into a valid body: what encoders and hand-written clients send that the generated
@@ -280,8 +314,8 @@ def spliced(draw):
 @example(case=(ClientApi.CHAT, b'{"model": "gpt-4o", "messages": [{"role": "user", "role": "system", "content": "hi"}]}'))
 @example(case=(ClientApi.MESSAGES, b'{"model": "claude", "messages": [{"role": "user", "content": "hi"}],'
                                    b' "metadata": {"user_id": "a", "user_id": "b"}}'))
-def test_spliced_bodies_get_one_verdict_from_both_parsers(lua, case):
-    event("fast path" if verdicts(lua, *case) else "filter")
+def test_spliced_bodies_get_one_verdict_from_both_parsers(impl, case):
+    event("fast path" if verdicts(impl, *case) else "filter")
 
 
 # ----------------------------------------------------------------- what must take the fast path
@@ -298,22 +332,22 @@ def test_spliced_bodies_get_one_verdict_from_both_parsers(lua, case):
                           "messages": [{"role": "user", "content": "hi"}], "stream": False}),
 ])
 @pytest.mark.parametrize("how", ["ascii", "indent", "orjson"])
-def test_what_the_sdks_send_takes_the_fast_path_on_both_apis(lua, api, body, how):
-    assert verdicts(lua, api, encode(body, how))
+def test_what_the_sdks_send_takes_the_fast_path_on_both_apis(impl, api, body, how):
+    assert verdicts(impl, api, encode(body, how))
 
 
-def test_a_chat_model_on_the_messages_path_and_the_reverse_go_to_the_filter(lua):
+def test_a_chat_model_on_the_messages_path_and_the_reverse_go_to_the_filter(impl):
     # Translated pairs are the filter's: no fast route matches, the script leaves the body alone.
     for api, model in [(ClientApi.MESSAGES, "gpt-4o"), (ClientApi.CHAT, "claude")]:
         body = orjson.dumps({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
-        forwarded, sent, *_ = lua(api, body)
+        forwarded, sent, *_ = impl(api, body)
         assert not forwarded and sent == body
 
 
-def test_other_content_types_go_to_the_filter(lua):
+def test_other_content_types_go_to_the_filter(impl):
     body = orjson.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
-    assert lua(ClientApi.CHAT, body, b"application/json; charset=utf-8")[0]
-    assert not lua(ClientApi.CHAT, body, b"text/plain")[0]
+    assert impl(ClientApi.CHAT, body, b"application/json; charset=utf-8")[0]
+    assert not impl(ClientApi.CHAT, body, b"text/plain")[0]
 
 
 # ----------------------------------------------------------------- one nesting limit
@@ -336,10 +370,10 @@ def _nested(levels: int, shape: bytes, model: bytes, where: str) -> bytes:
 @example(levels=MAX_JSON_DEPTH + 1, shape=b"{", api=ClientApi.MESSAGES, where="message")
 @example(levels=MAX_JSON_DEPTH, shape=b"[", api=ClientApi.CHAT, where="tools")
 @example(levels=MAX_JSON_DEPTH + 1, shape=b"[", api=ClientApi.CHAT, where="tools")
-def test_both_parsers_take_the_same_depth_and_no_more(lua, levels, shape, api, where):
+def test_both_parsers_take_the_same_depth_and_no_more(impl, levels, shape, api, where):
     model = b"gpt-4o" if api is ClientApi.CHAT else b"claude"
     body = _nested(levels, shape, model, where)
-    assert verdicts(lua, api, body) == (levels <= MAX_JSON_DEPTH)
+    assert verdicts(impl, api, body) == (levels <= MAX_JSON_DEPTH)
     if levels > MAX_JSON_DEPTH:
         with pytest.raises(GatewayError, match=f"nested more than {MAX_JSON_DEPTH} levels deep"):
             parse_client_request(api, body)
@@ -362,9 +396,9 @@ def _with_message(fields: bytes) -> bytes:
     b'"x": {"/": 1, "\\/": 2}',
     b'"x": [{"k": 1}, {"k": 2, "k": 3}]',
 ])
-def test_a_key_given_twice_at_any_depth_goes_to_the_filter(lua, fields):
+def test_a_key_given_twice_at_any_depth_goes_to_the_filter(impl, fields):
     body = _with_message(fields)
-    forwarded, sent, *_ = lua(ClientApi.CHAT, body)
+    forwarded, sent, *_ = impl(ClientApi.CHAT, body)
     assert not forwarded and sent == body
     assert not isinstance(parse_client_request(ClientApi.CHAT, body), GatewayError)  # the filter serves it
 
@@ -375,5 +409,5 @@ def test_a_key_given_twice_at_any_depth_goes_to_the_filter(lua, fields):
     b'"x": {"\\n": 1, "\\t": 2, "\\"": 3, "\\\\": 4}',
     b'"x": [{"k": 1}, {"k": 2}]',
 ])
-def test_distinct_keys_however_written_take_the_fast_path(lua, fields):
-    assert verdicts(lua, ClientApi.CHAT, _with_message(fields))
+def test_distinct_keys_however_written_take_the_fast_path(impl, fields):
+    assert verdicts(impl, ClientApi.CHAT, _with_message(fields))
