@@ -10,10 +10,9 @@ CONFIG ?= examples/demo.yaml
 # default configuration both in one module, envoy/switchyard_extension.c), built from source with
 # Debian's clang for wasm32-wasi; the toolchain is installed when missing.
 EXTENSIONS := envoy/switchyard_extension.wasm envoy/switchyard_metrics.wasm envoy/switchyard_governance.wasm
-# Envoy dynamic modules (shared objects Envoy loads under `switchyard up`: the fast path's stream
+# Envoy dynamic modules (shared objects Envoy loads under `switchyard up`: the fast path and its stream
 # guard, the token counts, the request metrics), built with the same clang for this machine.
-DYNAMIC_MODULES := envoy/libswitchyard_stream_guard.so envoy/libswitchyard_usage.so envoy/libswitchyard_request_metrics.so \
-                   envoy/libswitchyard_fast_path.so
+DYNAMIC_MODULES := envoy/libswitchyard_stream_guard.so envoy/libswitchyard_usage.so envoy/libswitchyard_request_metrics.so envoy/libswitchyard_fast_path.so
 WASM_CFLAGS := --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra -Werror
 WASM_CC := clang $(WASM_CFLAGS) -mexec-model=reactor -Wl,--strip-all
 # The callbacks each part of the combined module renames (<part>_<callback>) for its dispatcher.
