@@ -634,8 +634,8 @@ def render_markdown(res: dict) -> str:
             "",
             "## Governance on the fast path",
             "",
-            "The default configuration, then the same with the load's key configured as a client key (Envoy's Lua "
-            "checks it), then that key with rpm, tpm and a daily budget and rpm and tpm on each model, all far above "
+            "The default configuration, then the same with the load's key configured as a client key (the fast path's "
+            "native module checks it), then that key with rpm, tpm and a daily budget and rpm and tpm on each model, all far above "
             "the load (envoy/switchyard_governance.c admits each request from counts in Envoy's memory; the workers "
             "see one call per Envoy every 0.2 s). Latency paced in the fast path's group above.",
             "",
