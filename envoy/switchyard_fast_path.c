@@ -49,7 +49,7 @@ static const char FLAG[] = "x-switchyard-fast-model"; /* matched by the fast rou
 static const char STREAM_FLAG[] = "x-switchyard-fast-stream";
 /* Levels of nesting, the top-level object being the first: the filter's limit (MAX_JSON_DEPTH in
  * filter/inbound.py); deeper bodies get its 400. */
-enum { MAX_DEPTH = 254, MAX_NUMBER = 15, MAX_MODEL_JSON = 258, MAX_METADATA = 16 };
+enum { MAX_DEPTH = 254, MAX_NUMBER = 15, MAX_MODEL_JSON = 258, MAX_METADATA = 16, MAX_UPSTREAM_PATH = 2048 };
 
 /* ------------------------------------------------------------------ configuration */
 
@@ -192,7 +192,9 @@ static route_config *read_config(const char *p, size_t n) {
     p += line + (end ? 1 : 0), n -= line + (end ? 1 : 0);
   }
   c->kind = c->upstream_path.ptr || c->model_json.ptr ? FAST_ROUTE : VIRTUAL_HOST;
-  if (ok && c->kind == FAST_ROUTE && !(c->model_json.ptr && c->upstream_path.ptr)) ok = false;
+  if (ok && c->kind == FAST_ROUTE && !(c->model_json.ptr && c->upstream_path.ptr && c->upstream_path.length &&
+                                      c->upstream_path.length <= MAX_UPSTREAM_PATH))
+    ok = false;
   if (ok && c->key_count && !(c->unauthorized[0].ptr && c->unauthorized[1].ptr)) ok = false;
   if (!ok) free_config(c), c = NULL;
   return c;
@@ -943,8 +945,8 @@ static void apply(dm_filter_envoy envoy, stream *s, const route_config *fast, dm
     }
   }
   dm_envoy_buffer path = request_header(envoy, BUF(":path"));
-  char upstream[4096];
-  size_t n = fast->upstream_path.length < sizeof upstream ? fast->upstream_path.length : 0;
+  char upstream[MAX_UPSTREAM_PATH + 1024]; /* the configured path (its length checked at load), then the query kept */
+  size_t n = fast->upstream_path.length;
   memcpy(upstream, fast->upstream_path.ptr, n);
   if (fast->anthropic_version.ptr) n += anthropic_query(path, upstream + n, sizeof upstream - n);
   set_header(envoy, BUF(":path"), upstream, n);

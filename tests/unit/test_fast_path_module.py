@@ -130,7 +130,8 @@ def test_an_anthropic_route_keeps_only_the_query_parameters_anthropic_knows(host
 
 
 @pytest.mark.parametrize("text", [b"nonsense", b"max_request_bytes 12x\n", b"model_json \"m\"\n",
-                                  b"key 0123 bad\n", b"salt s\nkey " + b"a" * 64 + b" 6b\n"])
+                                  b"key 0123 bad\n", b"salt s\nkey " + b"a" * 64 + b" 6b\n",
+                                  b'model_json "m"\nupstream_path /' + b"x" * 3000 + b"\n"])
 def test_configuration_the_module_cannot_run_is_refused(host, text):
     try:
         assert not host.add_route(b"bad", b"/v1/chat/completions", native_host.strings([]), native_host.strings([]),
