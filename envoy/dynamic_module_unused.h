@@ -2,7 +2,7 @@
  * HTTP filters have no use for: Envoy resolves every hook by name when it loads a module, so each
  * module defines these as doing nothing. None makes callouts or opens streams of its own; one with a
  * per-route configuration defines DM_PER_ROUTE_CONFIG first, one that reads
- * request bodies DM_REQUEST_BODY. Include once, in the module's own file. */
+ * request bodies DM_REQUEST_BODY (and DM_REQUEST_TRAILERS). Include once, in the module's own file. */
 #ifndef SWITCHYARD_DYNAMIC_MODULE_UNUSED_H
 #define SWITCHYARD_DYNAMIC_MODULE_UNUSED_H
 
@@ -37,9 +37,11 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_request_body(dm_filter_envoy e
   return DM_CONTINUE;
 }
 #endif
+#ifndef DM_REQUEST_TRAILERS /* a module that reads request bodies to their end defines this one too */
 DM_EXPORT int envoy_dynamic_module_on_http_filter_request_trailers(dm_filter_envoy e, void *f) {
   (void)e, (void)f;
   return DM_CONTINUE;
 }
+#endif
 
 #endif

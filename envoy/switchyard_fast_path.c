@@ -40,6 +40,7 @@
 
 #define DM_PER_ROUTE_CONFIG
 #define DM_REQUEST_BODY
+#define DM_REQUEST_TRAILERS
 #include "dynamic_module_unused.h"
 
 #define BUF(s) ((dm_module_buffer){(s), sizeof(s) - 1})
@@ -80,6 +81,7 @@ typedef struct {
 } route_config;
 
 static bool copy(text *out, const char *p, size_t n) {
+  if (out->ptr) return false; /* given twice: not what the renderer writes */
   out->ptr = malloc(n + 1);
   if (!out->ptr) return false;
   memcpy(out->ptr, p, n);
@@ -96,7 +98,7 @@ static int hex_value(char c) {
 }
 
 static bool copy_hex(text *out, const char *p, size_t n) {
-  if (n % 2) return false;
+  if (n % 2 || out->ptr) return false;
   out->ptr = malloc(n / 2 + 1);
   if (!out->ptr) return false;
   for (size_t i = 0; i < n; i += 2) {
@@ -132,7 +134,7 @@ static bool read_line(route_config *c, const char *line, size_t n) {
   size_t value_n = n - name_n - 1;
   if (is(line, name_n, "max_request_bytes")) {
     unsigned long long v = 0;
-    if (value_n == 0 || value_n > 18) return false;
+    if (value_n == 0 || value_n > 18 || c->max_request_bytes != (unsigned long long)-1) return false;
     for (size_t i = 0; i < value_n; i++) {
       if (value[i] < '0' || value[i] > '9') return false;
       v = v * 10 + (unsigned)(value[i] - '0');
@@ -159,8 +161,8 @@ static bool read_line(route_config *c, const char *line, size_t n) {
   if (is(line, name_n, "model_json")) return copy(&c->model_json, value, value_n);
   if (is(line, name_n, "upstream_path")) return copy(&c->upstream_path, value, value_n);
   if (is(line, name_n, "anthropic_version")) return copy(&c->anthropic_version, value, value_n);
-  if (is(line, name_n, "spans")) return c->spans = true;
-  if (is(line, name_n, "restricted")) return c->restricted = true;
+  if (is(line, name_n, "spans")) return is(value, value_n, "1") && !c->spans && (c->spans = true);
+  if (is(line, name_n, "restricted")) return is(value, value_n, "1") && !c->restricted && (c->restricted = true);
   if (is(line, name_n, "meta")) {
     const char *gap = memchr(value, ' ', value_n);
     if (!gap || c->meta_count == MAX_METADATA) return false;
@@ -329,6 +331,7 @@ static long skip_number(const scan *sc, long i) {
  * when it ends): the body's size is enough, taken once, never moved. */
 static char *arena_take(scan *sc, size_t n) {
   if (!sc->arena && !(sc->arena = malloc((size_t)sc->n + 1))) return NULL;
+  if (sc->arena_used + n > (size_t)sc->n + 1) return NULL; /* cannot happen (above): the filter decides */
   char *p = sc->arena + sc->arena_used;
   sc->arena_used += n;
   return p;
@@ -624,23 +627,50 @@ static dm_envoy_buffer strip(dm_envoy_buffer v) {
   return v;
 }
 
-static dm_envoy_buffer request_header(dm_filter_envoy envoy, dm_module_buffer name) {
+/* What a stream's filter allocated for it (joined header values), freed with it. */
+typedef struct owned {
+  struct owned *next;
+  char data[];
+} owned;
+
+/* A request header's value as Envoy's Lua filter reads it (the Lua's rules are the reference):
+ * repeated values joined with ",", in order; {NULL, 0} when absent. A joined value lives as long
+ * as the stream (`*keep`). */
+static dm_envoy_buffer request_header(dm_filter_envoy envoy, owned **keep, dm_module_buffer name) {
   dm_envoy_buffer value = {0};
-  if (!envoy_dynamic_module_callback_http_get_header(envoy, DM_REQUEST_HEADERS, name, &value, 0, NULL) || !value.ptr)
+  size_t count = 0;
+  if (!envoy_dynamic_module_callback_http_get_header(envoy, DM_REQUEST_HEADERS, name, &value, 0, &count) || !value.ptr)
     return (dm_envoy_buffer){0};
-  return value;
+  if (count <= 1) return value;
+  size_t total = 0;
+  for (size_t i = 0; i < count; i++) {
+    dm_envoy_buffer v = {0};
+    if (envoy_dynamic_module_callback_http_get_header(envoy, DM_REQUEST_HEADERS, name, &v, i, NULL) && v.ptr)
+      total += v.length + 1;
+  }
+  owned *o = malloc(sizeof *o + total + 1);
+  if (!o) return (dm_envoy_buffer){"\x01", 1}; /* out of memory: a value no check accepts */
+  size_t used = 0;
+  for (size_t i = 0; i < count; i++) {
+    dm_envoy_buffer v = {0};
+    if (!envoy_dynamic_module_callback_http_get_header(envoy, DM_REQUEST_HEADERS, name, &v, i, NULL) || !v.ptr) continue;
+    if (used) o->data[used++] = ',';
+    if (v.length) memcpy(o->data + used, v.ptr, v.length), used += v.length;
+  }
+  o->next = *keep, *keep = o;
+  return (dm_envoy_buffer){o->data, used};
 }
 
 /* The configured key the client presented (as filter/inbound.py reads them: x-api-key, and
  * Authorization's token when the scheme is Bearer, in any case), or NULL. Every presented key
  * is compared with every configured digest over all 64 digits: no early exit that leaks which
  * one is close. */
-static const text *client_of(dm_filter_envoy envoy, const route_config *vhost) {
+static const text *client_of(dm_filter_envoy envoy, owned **keep, const route_config *vhost) {
   dm_envoy_buffer found[2];
   int count = 0;
-  dm_envoy_buffer api_key = strip(request_header(envoy, BUF("x-api-key")));
+  dm_envoy_buffer api_key = strip(request_header(envoy, keep, BUF("x-api-key")));
   if (api_key.length) found[count++] = api_key;
-  dm_envoy_buffer authorization = strip(request_header(envoy, BUF("authorization")));
+  dm_envoy_buffer authorization = strip(request_header(envoy, keep, BUF("authorization")));
   const char *gap = authorization.length ? memchr(authorization.ptr, ' ', authorization.length) : NULL;
   if (gap && gap - authorization.ptr == 6 && !strncasecmp(authorization.ptr, "bearer", 6)) {
     dm_envoy_buffer token = strip((dm_envoy_buffer){gap + 1, authorization.length - 7});
@@ -724,6 +754,7 @@ static trace_context trace_of(dm_envoy_buffer given) {
 
 typedef struct {
   dm_filter_envoy envoy;
+  owned *keep; /* joined header values */
   bool candidate;          /* its body is read for the check */
   unsigned long long seen; /* bytes of it so far */
   unsigned long long max_request_bytes;
@@ -756,13 +787,13 @@ static size_t path_length(dm_envoy_buffer path) { /* without the query */
 
 /* The filter's 401 (its bytes rendered into the configuration), with the metadata the filter
  * would set for the access log and the request's span. */
-static void refuse(dm_filter_envoy envoy, const route_config *vhost) {
-  dm_envoy_buffer path = request_header(envoy, BUF(":path"));
+static void refuse(dm_filter_envoy envoy, owned **keep, const route_config *vhost) {
+  dm_envoy_buffer path = request_header(envoy, keep, BUF(":path"));
   bool anthropic = starts(path, "/v1/messages") || starts(path, "/routing/v1/messages");
   set_metadata(envoy, "api", anthropic ? "anthropic" : "openai", anthropic ? 9 : 6);
   if (path.ptr) set_metadata(envoy, "path", path.ptr, path_length(path)); /* never the query, which may hold a key */
   else set_metadata(envoy, "path", "/", 1);
-  trace_context t = trace_of(request_header(envoy, BUF("traceparent")));
+  trace_context t = trace_of(request_header(envoy, keep, BUF("traceparent")));
   char span[16];
   span_id(span);
   set_metadata(envoy, "trace_id", t.trace, 32);
@@ -784,14 +815,14 @@ static bool json_content_type(dm_envoy_buffer v) {
 
 /* Whether the request may skip the filter, by what its headers say (method, path, content type
  * and encoding; a body follows). */
-static bool eligible(dm_filter_envoy envoy) {
-  dm_envoy_buffer method = request_header(envoy, BUF(":method")), path = request_header(envoy, BUF(":path"));
+static bool eligible(dm_filter_envoy envoy, owned **keep) {
+  dm_envoy_buffer method = request_header(envoy, keep, BUF(":method")), path = request_header(envoy, keep, BUF(":path"));
   if (!(method.length == 4 && !memcmp(method.ptr, "POST", 4))) return false;
   size_t n = path_length(path);
   if (!((n == 20 && !memcmp(path.ptr, "/v1/chat/completions", 20)) || (n == 12 && !memcmp(path.ptr, "/v1/messages", 12))))
     return false;
-  if (!json_content_type(request_header(envoy, BUF("content-type")))) return false;
-  dm_envoy_buffer encoding = request_header(envoy, BUF("content-encoding")); /* gzip was decoded before */
+  if (!json_content_type(request_header(envoy, keep, BUF("content-type")))) return false;
+  dm_envoy_buffer encoding = request_header(envoy, keep, BUF("content-encoding")); /* gzip was decoded before */
   return !encoding.length || (encoding.length == 8 && !strncasecmp(encoding.ptr, "identity", 8));
 }
 
@@ -828,7 +859,10 @@ DM_EXPORT void *envoy_dynamic_module_on_http_filter_new(void *c, dm_filter_envoy
 
 DM_EXPORT void envoy_dynamic_module_on_http_filter_destroy(void *filter) {
   stream *s = filter;
-  if (s) free(s->client.ptr);
+  if (s) {
+    free(s->client.ptr);
+    for (owned *o = s->keep, *next; o; o = next) next = o->next, free(o);
+  }
   free(s);
 }
 
@@ -841,7 +875,8 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_request_headers(dm_filter_envo
   stream *s = filter;
   if (!s) return DM_CONTINUE; /* out of memory: the filter decides */
   s->started_ms = wall_ms(); /* a stream's deadline counts from the request's start */
-  if (request_header(envoy, BUF(FLAG)).ptr || request_header(envoy, BUF(STREAM_FLAG)).ptr) {
+  owned **keep = &s->keep;
+  if (request_header(envoy, keep, BUF(FLAG)).ptr || request_header(envoy, keep, BUF(STREAM_FLAG)).ptr) {
     remove_header(envoy, BUF(FLAG));
     remove_header(envoy, BUF(STREAM_FLAG));
     envoy_dynamic_module_callback_http_clear_route_cache(envoy);
@@ -849,26 +884,27 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_request_headers(dm_filter_envo
   const route_config *vhost = current(envoy, VIRTUAL_HOST);
   s->max_request_bytes = vhost ? vhost->max_request_bytes : 0;
   if (vhost && vhost->key_count) { /* gateway.client_keys: every request presents one, fast or not */
-    const text *client = client_of(envoy, vhost);
+    const text *client = client_of(envoy, keep, vhost);
     if (!client) {
-      refuse(envoy, vhost);
+      refuse(envoy, keep, vhost);
       return DM_STOP_ITERATION;
     }
     set_metadata(envoy, "client", client->ptr, client->length);
     copy(&s->client, client->ptr, client->length);
   }
-  s->candidate = vhost && !end && eligible(envoy);
+  s->candidate = vhost && !end && eligible(envoy, keep);
   return s->candidate ? DM_STOP_ITERATION : DM_CONTINUE;
 }
 
 /* The whole body, as one piece: Envoy's (one chunk) or a copy in *owned. */
-static bool whole_body(dm_filter_envoy envoy, dm_envoy_buffer *body, char **owned) {
+static bool whole_body(dm_filter_envoy envoy, dm_envoy_buffer *body, char **owned, bool in_trailers) {
   dm_envoy_buffer few[8], *parts[2] = {NULL, NULL};
   size_t counts[2] = {0, 0};
   enum dm_body_type types[2] = {DM_BUFFERED_REQUEST_BODY, DM_RECEIVED_REQUEST_BODY};
-  bool one = envoy_dynamic_module_callback_http_received_buffered_request_body(envoy);
+  bool one = !in_trailers && envoy_dynamic_module_callback_http_received_buffered_request_body(envoy);
   size_t total = 0, pieces = 0, used = 0;
-  for (int t = one ? 1 : 0; t < 2; t++) counts[t] = envoy_dynamic_module_callback_http_get_body_chunks_size(envoy, types[t]);
+  for (int t = one ? 1 : 0; t < (in_trailers ? 1 : 2); t++)
+    counts[t] = envoy_dynamic_module_callback_http_get_body_chunks_size(envoy, types[t]);
   dm_envoy_buffer *all = counts[0] + counts[1] <= 8 ? few : malloc((counts[0] + counts[1]) * sizeof *all);
   if (!all) return false;
   for (int t = 0; t < 2; t++) {
@@ -886,7 +922,8 @@ static bool whole_body(dm_filter_envoy envoy, dm_envoy_buffer *body, char **owne
       if (all[i].length) *body = all[i];
   } else if ((*owned = malloc(total))) {
     size_t at_ = 0;
-    for (size_t i = 0; i < used; i++) memcpy(*owned + at_, all[i].ptr, all[i].length), at_ += all[i].length;
+    for (size_t i = 0; i < used; i++)
+      if (all[i].length) memcpy(*owned + at_, all[i].ptr, all[i].length), at_ += all[i].length;
     *body = (dm_envoy_buffer){*owned, total};
   }
   if (all != few) free(all);
@@ -903,58 +940,61 @@ static bool listed(const route_config *fast, const text *client) {
 /* The client's query parameters Anthropic knows (Claude Code's ?beta=true), as sent; never
  * anything else (?key=… for another provider). filter/upstream.py keeps the same. */
 static size_t anthropic_query(dm_envoy_buffer path, char *out, size_t room) {
-  size_t n = path_length(path), used = 0;
-  if (n == path.length) return 0;
-  const char *p = path.ptr + n + 1, *end = path.ptr + path.length;
-  while (p < end) {
-    const char *amp = memchr(p, '&', (size_t)(end - p));
-    size_t part = amp ? (size_t)(amp - p) : (size_t)(end - p);
+  size_t at_ = path_length(path) + 1, used = 0; /* after the '?' */
+  while (at_ < path.length) {
+    const char *p = path.ptr + at_;
+    const char *amp = memchr(p, '&', path.length - at_);
+    size_t part = amp ? (size_t)(amp - p) : path.length - at_;
     const char *eq = memchr(p, '=', part);
     size_t name = eq ? (size_t)(eq - p) : part;
-    if (part && name == 4 && !memcmp(p, "beta", 4) && used + part + 1 <= room) {
+    if (part && name == 4 && !memcmp(p, "beta", 4) && used + part + 1 <= room) { /* past the room: dropped */
       out[used] = used ? '&' : '?';
       used++;
       memcpy(out + used, p, part), used += part;
     }
-    p += part + 1;
+    at_ += part + 1;
   }
   return used;
 }
 
-/* Sends the checked request on by the fast route: what the filter would do (filter/upstream.py). */
-static void apply(dm_filter_envoy envoy, stream *s, const route_config *fast, dm_envoy_buffer body, verdict v) {
+/* False, having changed nothing, when it cannot (out of memory): the filter decides then.
+ * `in_trailers`: the whole body is Envoy's buffered one (the request's trailers came). */
+static bool apply(dm_filter_envoy envoy, stream *s, const route_config *fast, dm_envoy_buffer body, verdict v,
+                  bool in_trailers) {
+  owned **keep = &s->keep;
   /* A client that sent the provider's own id: nothing to change, unless the body has no
    * content-length (a gzip body Envoy decoded): providers may refuse a chunked request body. */
   size_t model_n = (size_t)(v.model_end - v.model_at);
   bool same = model_n == fast->model_json.length && !memcmp(body.ptr + v.model_at, fast->model_json.ptr, model_n);
-  if (!same || !request_header(envoy, BUF("content-length")).ptr) {
+  if (!same || !request_header(envoy, keep, BUF("content-length")).ptr) {
     size_t size = body.length - model_n + fast->model_json.length;
     char *rewritten = malloc(size ? size : 1);
-    if (rewritten) {
-      memcpy(rewritten, body.ptr, (size_t)v.model_at);
-      memcpy(rewritten + v.model_at, fast->model_json.ptr, fast->model_json.length);
-      memcpy(rewritten + v.model_at + fast->model_json.length, body.ptr + v.model_end, body.length - (size_t)v.model_end);
-      /* what earlier chunks Envoy buffered, then this one: the new body goes on as this one */
-      if (!envoy_dynamic_module_callback_http_received_buffered_request_body(envoy))
-        envoy_dynamic_module_callback_http_drain_body(envoy, DM_BUFFERED_REQUEST_BODY, SIZE_MAX);
-      envoy_dynamic_module_callback_http_drain_body(envoy, DM_RECEIVED_REQUEST_BODY, SIZE_MAX);
-      envoy_dynamic_module_callback_http_append_body(envoy, DM_RECEIVED_REQUEST_BODY, SLICE(rewritten, size));
-      free(rewritten);
-      char length[24];
-      int n = snprintf(length, sizeof length, "%zu", size);
-      set_header(envoy, BUF("content-length"), length, (size_t)n);
-    }
+    if (!rewritten) return false;
+    memcpy(rewritten, body.ptr, (size_t)v.model_at);
+    memcpy(rewritten + v.model_at, fast->model_json.ptr, fast->model_json.length);
+    memcpy(rewritten + v.model_at + fast->model_json.length, body.ptr + v.model_end, body.length - (size_t)v.model_end);
+    /* what earlier chunks Envoy buffered, then this one: the new body goes on as this one (or,
+     * at the trailers, as the buffered one) */
+    if (!envoy_dynamic_module_callback_http_received_buffered_request_body(envoy) || in_trailers)
+      envoy_dynamic_module_callback_http_drain_body(envoy, DM_BUFFERED_REQUEST_BODY, SIZE_MAX);
+    if (!in_trailers) envoy_dynamic_module_callback_http_drain_body(envoy, DM_RECEIVED_REQUEST_BODY, SIZE_MAX);
+    envoy_dynamic_module_callback_http_append_body(envoy, in_trailers ? DM_BUFFERED_REQUEST_BODY : DM_RECEIVED_REQUEST_BODY,
+                                                   SLICE(rewritten, size));
+    free(rewritten);
+    char length[24];
+    int n = snprintf(length, sizeof length, "%zu", size);
+    set_header(envoy, BUF("content-length"), length, (size_t)n);
   }
-  dm_envoy_buffer path = request_header(envoy, BUF(":path"));
+  dm_envoy_buffer path = request_header(envoy, keep, BUF(":path"));
   char upstream[MAX_UPSTREAM_PATH + 1024]; /* the configured path (its length checked at load), then the query kept */
   size_t n = fast->upstream_path.length;
   memcpy(upstream, fast->upstream_path.ptr, n);
   if (fast->anthropic_version.ptr) n += anthropic_query(path, upstream + n, sizeof upstream - n);
   set_header(envoy, BUF(":path"), upstream, n);
-  if (fast->anthropic_version.ptr && !request_header(envoy, BUF("anthropic-version")).length)
+  if (fast->anthropic_version.ptr && !request_header(envoy, keep, BUF("anthropic-version")).length)
     set_header(envoy, BUF("anthropic-version"), fast->anthropic_version.ptr, fast->anthropic_version.length);
 
-  trace_context t = trace_of(request_header(envoy, BUF("traceparent")));
+  trace_context t = trace_of(request_header(envoy, keep, BUF("traceparent")));
   char traceparent[55], upstream_span[16];
   span_id(upstream_span);
   memcpy(traceparent, "00-", 3);
@@ -979,6 +1019,35 @@ static void apply(dm_filter_envoy envoy, stream *s, const route_config *fast, dm
   if (v.stream)
     envoy_dynamic_module_callback_http_set_dynamic_metadata_number(envoy, BUF("switchyard"), BUF("started_ms"),
                                                                    s->started_ms);
+  return true;
+}
+
+/* The whole body is here: the check, then the fast route or the filter. */
+static void decide(dm_filter_envoy envoy, stream *s, bool in_trailers) {
+  s->candidate = false;
+  dm_envoy_buffer body;
+  char *owned_body;
+  verdict v;
+  if (!whole_body(envoy, &body, &owned_body, in_trailers)) return;
+  if (body.length > s->max_request_bytes || !switchyard_fast_model(body.ptr, body.length, &v)) {
+    free(owned_body);
+    return;
+  }
+  char model[MAX_MODEL_JSON];
+  size_t model_n = (size_t)(v.model_end - v.model_at - 2);
+  memcpy(model, body.ptr + v.model_at + 1, model_n);
+  set_header(envoy, BUF(FLAG), model, model_n);
+  if (v.stream) set_header(envoy, BUF(STREAM_FLAG), "1", 1);
+  envoy_dynamic_module_callback_http_clear_route_cache(envoy);
+  const route_config *fast = current(envoy, FAST_ROUTE); /* the fast route's, when one matched this model */
+  /* no fast route for this name, or this key may not use it (the filter answers its 403), or
+   * out of memory: the filter decides */
+  if (!fast || (fast->restricted && !listed(fast, &s->client)) || !apply(envoy, s, fast, body, v, in_trailers)) {
+    remove_header(envoy, BUF(FLAG));
+    remove_header(envoy, BUF(STREAM_FLAG));
+    if (fast) envoy_dynamic_module_callback_http_clear_route_cache(envoy);
+  }
+  free(owned_body);
 }
 
 DM_EXPORT int envoy_dynamic_module_on_http_filter_request_body(dm_filter_envoy envoy, void *filter, bool end) {
@@ -999,31 +1068,14 @@ DM_EXPORT int envoy_dynamic_module_on_http_filter_request_body(dm_filter_envoy e
     return DM_CONTINUE;
   }
   if (!end) return DM_STOP_ITERATION_AND_BUFFER;
-  s->candidate = false;
-  dm_envoy_buffer body;
-  char *owned;
-  verdict v;
-  if (!whole_body(envoy, &body, &owned)) return DM_CONTINUE;
-  if (body.length > s->max_request_bytes || !switchyard_fast_model(body.ptr, body.length, &v)) {
-    free(owned);
-    return DM_CONTINUE;
-  }
-  char model[MAX_MODEL_JSON];
-  size_t model_n = (size_t)(v.model_end - v.model_at - 2);
-  memcpy(model, body.ptr + v.model_at + 1, model_n);
-  set_header(envoy, BUF(FLAG), model, model_n);
-  if (v.stream) set_header(envoy, BUF(STREAM_FLAG), "1", 1);
-  envoy_dynamic_module_callback_http_clear_route_cache(envoy);
-  const route_config *fast = current(envoy, FAST_ROUTE); /* the fast route's, when one matched this model */
-  if (!fast || (fast->restricted && !listed(fast, &s->client))) {
-    /* no fast route for this name, or this key may not use it: the filter decides (its 403) */
-    remove_header(envoy, BUF(FLAG));
-    remove_header(envoy, BUF(STREAM_FLAG));
-    if (fast) envoy_dynamic_module_callback_http_clear_route_cache(envoy);
-  } else {
-    apply(envoy, s, fast, body, v);
-  }
-  free(owned);
+  decide(envoy, s, false);
+  return DM_CONTINUE;
+}
+
+/* A body followed by trailers: it is whole (and buffered) when they come. */
+DM_EXPORT int envoy_dynamic_module_on_http_filter_request_trailers(dm_filter_envoy envoy, void *filter) {
+  stream *s = filter;
+  if (s && s->candidate) decide(envoy, s, true);
   return DM_CONTINUE;
 }
 

@@ -79,6 +79,26 @@ def test_a_configured_key_names_its_client_and_takes_the_fast_path(host, credent
     assert orjson.loads(out.body)["model"] == "gpt-4o-mini"
 
 
+def test_a_header_given_twice_is_read_as_envoys_lua_reads_it_joined(host):
+    base = [(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")]
+    for keys in (["plain-key", "junk"], ["junk", "plain-key"], ["plain-key", "plain-key"]):
+        out = native_host.request(host, base + [("x-api-key", k) for k in keys], CHAT)
+        assert out.status == 401 and out.client == b""  # "plain-key,junk" is no configured key
+    twice = [(":method", "POST"), (":path", "/v1/chat/completions"), ("x-api-key", "plain-key"),
+             ("content-type", "application/json"), ("content-type", "application/json")]
+    out = native_host.request(host, twice, CHAT)  # "application/json,application/json": the filter's to judge
+    assert out.status == 0 and out.client == b"key-1" and out.route == b"" and out.body == CHAT
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7, 1000])
+def test_a_body_followed_by_trailers_takes_the_fast_path_rewritten(host, chunk):
+    out = native_host.request(host, {":method": "POST", ":path": "/v1/chat/completions",
+                                     "content-type": "application/json", "x-api-key": "plain-key"}, CHAT, chunk,
+                              trailers=True)
+    assert out.route == b"fast:openai:fast" and orjson.loads(out.body)["model"] == "gpt-4o-mini"
+    assert out.body == CHAT.replace(b'"fast"', b'"gpt-4o-mini"')
+
+
 def test_a_key_restricted_to_some_models_takes_the_fast_path_only_to_those(host):
     allowed = send(host, body=CHAT.replace(b'"fast"', b'"gpt-4o"'), x_api_key="team-secret")
     assert allowed.client == b"team a" and allowed.route == b"fast:openai:gpt-4o"
@@ -130,6 +150,9 @@ def test_an_anthropic_route_keeps_only_the_query_parameters_anthropic_knows(host
 
 
 @pytest.mark.parametrize("text", [b"nonsense", b"max_request_bytes 12x\n", b"model_json \"m\"\n",
+                                  b"max_request_bytes 1\nmax_request_bytes 2\n", b"salt a\nsalt b\n",
+                                  b'model_json "m"\nupstream_path /p\nspans 0\n',
+                                  b'model_json "m"\nmodel_json "n"\nupstream_path /p\n',
                                   b"key 0123 bad\n", b"salt s\nkey " + b"a" * 64 + b" 6b\n",
                                   b'model_json "m"\nupstream_path /' + b"x" * 3000 + b"\n"])
 def test_configuration_the_module_cannot_run_is_refused(host, text):

@@ -127,7 +127,8 @@ def _lua():
 def _native(host):
     """The module behind the host stand-in, given the same routes with its per-route configuration
     (as `switchyard up` renders them); each body arrives in chunks of a size it picks from its
-    length (one piece for a fifth of them), so the module reads bodies Envoy buffered."""
+    length (one piece for a fifth of them), so the module reads bodies Envoy buffered, and a third
+    of them are followed by trailers."""
     assert host.set_virtual_host(fast_path_module.virtual_host_text({"max_request_bytes": 1 << 24}).encode())
     for route in ROUTES:
         rendered = fast_path_module.with_route_config(route)
@@ -140,7 +141,7 @@ def _native(host):
     def run(api, body, content_type=b"application/json"):
         headers = {":method": "POST", ":path": PATHS[api], "content-type": content_type.decode(),
                    "authorization": "Bearer client-key"}
-        out = native_host.request(host, headers, body, chunk=(len(body) % 5) * 7)
+        out = native_host.request(host, headers, body, chunk=(len(body) % 5) * 7, trailers=len(body) % 3 == 1)
         return (out.route.startswith(b"fast:"), out.body, out.path, out.model or None, out.status != 0, out.route)
     return run
 

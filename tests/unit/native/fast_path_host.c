@@ -1,6 +1,6 @@
 /* A stand-in for Envoy's side of the dynamic-module ABI, enough to drive envoy/switchyard_fast_path.c
  * from a test (tests/unit/test_fast_path_parity.py) as Envoy would: request headers, a body in
- * chunks (buffered while the filter asks), routes matched by exact path (the query aside) and
+ * chunks (buffered while the filter asks), trailers, routes matched by exact path (the query aside) and
  * exact header values — matched again after clear_route_cache, at the next look, as Envoy does —
  * each with its per-route configuration, the virtual host's under them, dynamic metadata, and the
  * local reply. Strings cross as NUL-free C strings except bodies, which carry their length. */
@@ -16,6 +16,7 @@ void envoy_dynamic_module_on_http_filter_per_route_config_destroy(void *c);
 void *envoy_dynamic_module_on_http_filter_new(void *configuration, dm_filter_envoy envoy);
 int envoy_dynamic_module_on_http_filter_request_headers(dm_filter_envoy envoy, void *filter, bool end);
 int envoy_dynamic_module_on_http_filter_request_body(dm_filter_envoy envoy, void *filter, bool end);
+int envoy_dynamic_module_on_http_filter_request_trailers(dm_filter_envoy envoy, void *filter);
 void envoy_dynamic_module_on_http_filter_destroy(void *filter);
 
 enum { MAX_HEADERS = 32, MAX_ROUTES = 64, MAX_META = 32 };
@@ -82,37 +83,43 @@ static void match_route(void) {
 
 /* ---------------------------------------------------------------- the ABI, Envoy's side */
 
+/* Repeated headers are kept apart, in order, as Envoy keeps them. */
 bool envoy_dynamic_module_callback_http_get_header(dm_filter_envoy f, enum dm_header_type type, dm_module_buffer key,
                                                    dm_envoy_buffer *value, size_t index, size_t *count) {
   (void)f;
-  long at = type == DM_REQUEST_HEADERS && index == 0 ? find_header(key.ptr, key.length) : -1;
-  if (count) *count = at >= 0;
-  if (at < 0) return false;
-  *value = (dm_envoy_buffer){header_values[at].ptr, header_values[at].length};
-  return true;
+  size_t seen = 0;
+  bool found = false;
+  for (size_t i = 0; type == DM_REQUEST_HEADERS && i < header_count; i++) {
+    if (!same(header_names[i], key.ptr, key.length)) continue;
+    if (seen++ == index) *value = (dm_envoy_buffer){header_values[i].ptr, header_values[i].length}, found = true;
+  }
+  if (count) *count = seen;
+  return found;
 }
 
+static void remove_all(const char *name, size_t n) {
+  for (size_t i = 0; i < header_count;) {
+    if (!same(header_names[i], name, n)) {
+      i++;
+      continue;
+    }
+    free(header_names[i].ptr), free(header_values[i].ptr);
+    memmove(header_names + i, header_names + i + 1, (header_count - i - 1) * sizeof *header_names);
+    memmove(header_values + i, header_values + i + 1, (header_count - i - 1) * sizeof *header_values);
+    header_count--;
+  }
+}
+
+/* A value replaces every value the header had; a null value removes them. */
 bool envoy_dynamic_module_callback_http_set_header(dm_filter_envoy f, enum dm_header_type type, dm_module_buffer key,
                                                    dm_module_buffer value) {
   (void)f;
   if (type != DM_REQUEST_HEADERS) return false;
-  long at = find_header(key.ptr, key.length);
-  if (!value.ptr) { /* removed */
-    if (at >= 0) {
-      free(header_names[at].ptr), free(header_values[at].ptr);
-      header_names[at] = header_names[header_count - 1], header_values[at] = header_values[header_count - 1];
-      header_count--;
-    }
-    return true;
-  }
-  if (at < 0) {
-    if (header_count == MAX_HEADERS) return false;
-    at = (long)header_count++;
-    header_names[at] = dup(key.ptr, key.length);
-  } else {
-    free(header_values[at].ptr);
-  }
-  header_values[at] = dup(value.ptr, value.length);
+  remove_all(key.ptr, key.length);
+  if (!value.ptr) return true;
+  if (header_count == MAX_HEADERS) return false;
+  header_names[header_count] = dup(key.ptr, key.length);
+  header_values[header_count++] = dup(value.ptr, value.length);
   return true;
 }
 
@@ -120,21 +127,26 @@ static bytes *body_of(enum dm_body_type type) {
   return type == DM_BUFFERED_REQUEST_BODY ? &buffered : type == DM_RECEIVED_REQUEST_BODY ? &received : NULL;
 }
 
-/* Each body as Envoy may hold it: in pieces (here, two when it has more than one byte). */
+/* Each body as Envoy may hold it: in pieces (here up to ten, each of about the same size). */
+enum { MAX_PIECES = 10 };
+static size_t pieces(const bytes *b) { return !b || !b->length ? 0 : b->length < MAX_PIECES ? b->length : MAX_PIECES; }
+
 size_t envoy_dynamic_module_callback_http_get_body_chunks_size(dm_filter_envoy f, enum dm_body_type type) {
   (void)f;
-  bytes *b = body_of(type);
-  return !b || !b->length ? 0 : b->length > 1 ? 2 : 1;
+  return pieces(body_of(type));
 }
 
 bool envoy_dynamic_module_callback_http_get_body_chunks(dm_filter_envoy f, enum dm_body_type type,
                                                         dm_envoy_buffer *chunks) {
   (void)f;
   bytes *b = body_of(type);
-  if (!b || !b->length) return false;
-  size_t half = b->length > 1 ? b->length / 2 : b->length;
-  chunks[0] = (dm_envoy_buffer){b->ptr, half};
-  if (b->length > 1) chunks[1] = (dm_envoy_buffer){b->ptr + half, b->length - half};
+  size_t n = pieces(b), at = 0;
+  if (!n) return false;
+  for (size_t i = 0; i < n; i++) {
+    size_t size = b->length / n + (i < b->length % n);
+    chunks[i] = (dm_envoy_buffer){b->ptr + at, size};
+    at += size;
+  }
   return true;
 }
 
@@ -269,7 +281,8 @@ static const char *header(const char *name) {
 }
 
 /* One request: headers as name, value pairs; its body sent in chunks of `chunk` bytes (0: one). */
-outcome request(const char **names, const char **values, size_t count, const char *body, size_t length, size_t chunk) {
+outcome request(const char **names, const char **values, size_t count, const char *body, size_t length, size_t chunk,
+                bool trailers) {
   clear();
   for (size_t i = 0; i < count && i < MAX_HEADERS; i++) {
     header_names[header_count] = dup(names[i], strlen(names[i]));
@@ -287,7 +300,8 @@ outcome request(const char **names, const char **values, size_t count, const cha
       free(received.ptr);
       received = dup(body + sent, n);
       sent += n;
-      status = envoy_dynamic_module_on_http_filter_request_body((dm_filter_envoy)&filter_state, filter, sent == length);
+      status = envoy_dynamic_module_on_http_filter_request_body((dm_filter_envoy)&filter_state, filter,
+                                                                sent == length && !trailers);
       /* Envoy keeps a chunk the filter buffers (and sends the next); one it lets go, or the last,
        * goes on after what it kept: either way, in order, after the buffered body */
       buffered.ptr = realloc(buffered.ptr, buffered.length + received.length + 1);
@@ -296,6 +310,7 @@ outcome request(const char **names, const char **values, size_t count, const cha
       received.length = 0;
       if (status != DM_CONTINUE && status != DM_STOP_ITERATION_AND_BUFFER) break;
     }
+    if (trailers) envoy_dynamic_module_on_http_filter_request_trailers((dm_filter_envoy)&filter_state, filter);
   }
   envoy_dynamic_module_on_http_filter_destroy(filter);
   if (route_stale) match_route(), route_stale = false;

@@ -36,7 +36,8 @@ def build(directory: Path):
     lib.set_virtual_host.restype = ctypes.c_bool
     lib.set_virtual_host.argtypes = [ctypes.c_char_p]
     lib.request.restype = Outcome
-    lib.request.argtypes = [strings, strings, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t]
+    lib.request.argtypes = [strings, strings, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
+                            ctypes.c_bool]
     lib.switchyard_sha256_hex.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
                                           ctypes.c_char_p]
     return lib
@@ -46,9 +47,13 @@ def strings(values: list[str]):
     return (ctypes.c_char_p * max(1, len(values)))(*[v.encode() for v in values])
 
 
-def request(lib, headers: dict[str, str], body: bytes, chunk: int = 0) -> Outcome:
-    names, values = list(headers), list(headers.values())
-    return lib.request(strings(names), strings(values), len(names), body, len(body), chunk)
+def request(lib, headers: dict[str, str] | list[tuple[str, str]], body: bytes, chunk: int = 0,
+            trailers: bool = False) -> Outcome:
+    """`headers`: a dict, or (name, value) pairs where a name may repeat; `chunk`: the body's
+    chunks' size (0: one); `trailers`: trailers follow the body."""
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    names, values = [n for n, _ in pairs], [v for _, v in pairs]
+    return lib.request(strings(names), strings(values), len(names), body, len(body), chunk, trailers)
 
 
 def sha256_hex(lib, salt: bytes, key: bytes) -> bytes:
