@@ -56,7 +56,8 @@ def client_credentials(headers: dict[str, str]) -> list[bytes]:
 
 
 # The deepest nesting accepted, the top-level object being level 1: what the gateway can write
-# back (orjson encodes 254 levels). envoy/fast_path.lua's check uses the same number.
+# back (orjson encodes 254 levels). The fast path's checks (envoy/fast_path.lua,
+# envoy/switchyard_fast_path.c) use the same number.
 MAX_JSON_DEPTH = 254
 
 

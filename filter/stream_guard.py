@@ -68,7 +68,7 @@ def stream_deadline(started: float, timeout_s: float, now: float | None = None) 
 
 
 def monotonic_start(started_wall: float) -> float:
-    """Envoy's start of a request (its wall clock, from the Lua filter) on this process's monotonic
+    """Envoy's start of a request (its wall clock, from the fast path's filter) on this process's monotonic
     clock; only the time elapsed since then is taken from the wall clock."""
     return time.monotonic() - (time.time() - started_wall)
 
@@ -228,7 +228,7 @@ def fast_stream_api(context) -> ClientApi | None:
 async def relay_fast_stream(api: ClientApi, messages: AsyncIterator,
                             make_guard: Callable[[ClientApi, float, str], StreamGuard]) -> AsyncIterator:
     """A fast-path stream's answer: Envoy served the request alone and sends the answer's headers
-    here (with the Lua filter's metadata: the model, the request's start); an SSE answer's body is
+    here (with the fast path's metadata: the model, the request's start); an SSE answer's body is
     relayed and guarded like the filter's own, anything else goes on untouched."""
     async for message in messages:
         if message.WhichOneof("request") != "response_headers":

@@ -33,7 +33,8 @@ from filter.translation import (
 CLIENT_AUTH_HEADERS = ("authorization", "x-api-key", "api-key")
 ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 # The only query parameters that reach Anthropic (Claude Code's ?beta=true); anything else a
-# client puts there (?key=… for another provider) is dropped. envoy/fast_path.lua keeps the same.
+# client puts there (?key=… for another provider) is dropped. The fast path keeps the same
+# (envoy/fast_path.lua, envoy/switchyard_fast_path.c).
 ANTHROPIC_QUERY_PARAMS = ("beta",)
 
 
