@@ -167,7 +167,7 @@ def _without_guard(bootstrap: dict) -> None:
     matchers[:] = [m for m in matchers if m["on_match"]["action"]["name"] != GUARD_ACTION]
 
 
-LUA_ALONE = "the fast path's check alone (no logs, no metrics, no governance, no usage module, no ext_proc)"
+CHECK_ALONE = "the fast path's check alone (no logs, no metrics, no governance, no usage module, no ext_proc)"
 EXTENSIONS = (request_metrics.FILTER_NAME, governance.FILTER_NAME)
 VARIANTS = {
     "as shipped (the default configuration)": lambda b: None,
@@ -191,9 +191,9 @@ VARIANTS = {
     "with tracing's gRPC access log (spans)": _with_logs(span_access_log()),
     "before this round: gRPC access log for the metrics, no extension": _then(
         _without_filters(*EXTENSIONS), _with_logs(span_access_log())),
-    LUA_ALONE: _then(
+    CHECK_ALONE: _then(
         _without_logs(STDOUT_LOG), _without_filters(*EXTENSIONS, usage.FILTER_NAME, "envoy.filters.http.ext_proc")),
-    "the fast path's Lua alone (before)": lambda b: _then(VARIANTS[LUA_ALONE], _with_lua(
+    "the fast path's Lua alone (before)": lambda b: _then(VARIANTS[CHECK_ALONE], _with_lua(
         envoy_file("fast_path.lua").read_text()))(b),
 }
 
@@ -268,10 +268,10 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
     for path in lua:
         variants[f"as shipped, fast-path Lua from {path}"] = _with_lua(Path(path).read_text())
     for path in lua_alone:
-        variants[f"Lua alone, from {path}"] = _then(VARIANTS[LUA_ALONE], _with_lua(Path(path).read_text()))
+        variants[f"Lua alone, from {path}"] = _then(VARIANTS[CHECK_ALONE], _with_lua(Path(path).read_text()))
     for path in flat_lua:
         variants[f"as shipped, flat-metadata Lua from {path}"] = _with_flat_lua(Path(path).read_text())
-        variants[f"Lua alone, flat-metadata Lua from {path}"] = _then(VARIANTS[LUA_ALONE],
+        variants[f"Lua alone, flat-metadata Lua from {path}"] = _then(VARIANTS[CHECK_ALONE],
                                                                       _with_flat_lua(Path(path).read_text()))
     for path in wasm:
         variants[f"as shipped, governance module from {path}"] = _with_wasm(Path(path).resolve())

@@ -42,3 +42,14 @@ def module_filter(name: str, module: str, filter_name: str, settings: str, path:
             "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": settings},
         },
     }
+
+
+def per_route(module: str, name: str, text: str) -> dict[str, Any]:
+    """Per-route configuration `text` for lib<module>.so's filter (route or virtual host), which
+    Envoy hands to the module once per route update, parsed by it, as `name`."""
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute",
+        "dynamic_module_config": {"name": module},
+        "per_route_config_name": name,
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text},
+    }

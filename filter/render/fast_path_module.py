@@ -22,7 +22,6 @@ from filter.render.fast_path import LUA_FILTER
 MODULE = "switchyard_fast_path"
 MODULE_FILE = f"lib{MODULE}.so"
 FILTER_NAME = LUA_FILTER  # the one fast-path filter, Lua or native: what the composite and the bench look for
-PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute"
 
 
 def module_filter(module: Path) -> dict[str, Any]:
@@ -68,12 +67,7 @@ def route_text(fast: dict[str, Any]) -> str:
 
 
 def per_route(text: str) -> dict[str, Any]:
-    return {
-        "@type": PER_ROUTE,
-        "dynamic_module_config": {"name": MODULE},
-        "per_route_config_name": "fast_path",
-        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text},
-    }
+    return dynamic_modules.per_route(MODULE, "fast_path", text)
 
 
 def with_route_config(route: dict[str, Any]) -> dict[str, Any]:

@@ -47,10 +47,5 @@ def virtual_host_filter_configs(config: Config) -> dict[str, Any]:
     prices = "".join(f"{line}\n" for line in governance.price_lines(config))
     return {
         governance.FILTER_NAME: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True},
-        FILTER_NAME: {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute",
-            "dynamic_module_config": {"name": MODULE},
-            "per_route_config_name": "prices",
-            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": prices},
-        },
+        FILTER_NAME: dynamic_modules.per_route(MODULE, "prices", prices),
     }

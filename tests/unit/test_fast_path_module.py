@@ -171,3 +171,20 @@ def test_the_module_and_the_lua_read_the_same_tables():
         text = route["typed_per_filter_config"][fast_path_module.FILTER_NAME]["filter_config"]["value"]
         assert text == fast_path_module.route_text(fast) and f'model_json {fast["model_json"]}\n' in text
         assert ("restricted 1\n" in text) == ("clients" in fast)
+
+
+def test_switchyard_up_runs_the_module_and_render_keeps_the_lua(tmp_path):
+    from filter.render.bootstrap import render_bootstrap
+
+    config = parse_config(RAW, "module.yaml", ENV)
+
+    def fast_filter(bootstrap):
+        filters = _connection_manager(bootstrap)["http_filters"]
+        names = [f["name"] for f in filters]
+        assert names.index(fast_path_module.FILTER_NAME) + 1 == names.index("envoy.filters.http.ext_proc")
+        return filters[names.index(fast_path_module.FILTER_NAME)]["typed_config"]["@type"].rsplit(".", 1)[-1]
+
+    assert fast_filter(render_bootstrap(config, reload_dir=tmp_path)) == "DynamicModuleFilter"  # switchyard up
+    assert fast_filter(render_bootstrap(config)) == "Lua"  # switchyard render: a foreign Envoy loads no file of ours
+    no_metrics = parse_config({**RAW, "gateway": {**RAW["gateway"], "usage_metrics": False}}, "module.yaml", ENV)
+    assert fast_filter(render_bootstrap(no_metrics, reload_dir=tmp_path)) == "Lua"
