@@ -16,6 +16,7 @@ import datetime
 import os
 import re
 import statistics
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -248,6 +249,27 @@ def _with_wasm(path: Path):
     return mutate
 
 
+# bench/governance_floor.c, built as the Makefile builds the extensions: what the governance's Wasm
+# filter costs before it does anything, and with only the host calls its work makes.
+GOVERNANCE_PROBES = {
+    "governance's Wasm filter doing nothing (probe)": (),
+    "governance's Wasm filter making only its host calls (probe)": ("-DHOST_CALLS",),
+}
+WASM_FLAGS = ("--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-Wall", "-Wextra", "-Werror",
+              "-mexec-model=reactor", "-Wl,--strip-all")
+
+
+def _governance_probes(workdir: Path) -> dict[str, Path]:
+    source = Path(__file__).with_name("governance_floor.c")
+    headers = Path(str(envoy_file("proxy_wasm_abi.h"))).parent
+    built = {}
+    for i, (name, defines) in enumerate(GOVERNANCE_PROBES.items()):
+        out = workdir / f"governance-probe-{i}.wasm"
+        subprocess.run(["clang", *WASM_FLAGS, *defines, f"-I{headers}", "-o", str(out), str(source)], check=True)
+        built[name] = out
+    return built
+
+
 def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connections: int, threads: int,
             out: Path, running: list, only: str | None = None, rate: float | None = None,
             lua: list[str] = (), lua_alone: list[str] = (), wasm: list[str] = (), flat_lua: list[str] = (),
@@ -275,6 +297,9 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
                                                                       _with_flat_lua(Path(path).read_text()))
     for path in wasm:
         variants[f"as shipped, governance module from {path}"] = _with_wasm(Path(path).resolve())
+    if governance == "limits":
+        for name, path in _governance_probes(workdir).items():
+            variants[name] = _with_wasm(path)
     chosen = [name for name in [*REFERENCES, *variants]
               if only is None or name == next(iter(VARIANTS)) or any(part in name for part in only.split(","))]
 
