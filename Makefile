@@ -51,6 +51,17 @@ build/wasm/%.o: envoy/switchyard_%.c $(WASM_HEADERS) | wasm-toolchain
 envoy/switchyard_extension.wasm: envoy/switchyard_extension.c build/wasm/metrics.o build/wasm/governance.o $(WASM_HEADERS) | wasm-toolchain
 	$(WASM_CC) -o $@ $< build/wasm/metrics.o build/wasm/governance.o
 
+# The bench's governance probes (bench/governance_floor.c): built only by `make bench`'s cost table.
+GOVERNANCE_PROBES := build/bench/governance_floor.wasm build/bench/governance_floor_host_calls.wasm
+
+build/bench/governance_floor.wasm: bench/governance_floor.c envoy/proxy_wasm_abi.h | wasm-toolchain
+	@mkdir -p build/bench
+	$(WASM_CC) -Ienvoy -o $@ $<
+
+build/bench/governance_floor_host_calls.wasm: bench/governance_floor.c envoy/proxy_wasm_abi.h | wasm-toolchain
+	@mkdir -p build/bench
+	$(WASM_CC) -Ienvoy -DHOST_CALLS -o $@ $<
+
 envoy/libswitchyard_%.so: envoy/switchyard_%.c envoy/dynamic_module_abi.h envoy/dynamic_module_unused.h | wasm-toolchain
 	clang -O2 -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden -pthread -o $@ $< -lm
 

@@ -249,25 +249,18 @@ def _with_wasm(path: Path):
     return mutate
 
 
-# bench/governance_floor.c, built as the Makefile builds the extensions: what the governance's Wasm
-# filter costs before it does anything, and with only the host calls its work makes.
+# bench/governance_floor.c, built by the Makefile's Wasm rule: what the governance's Wasm filter
+# costs before it does anything, and with only the host calls its work makes.
 GOVERNANCE_PROBES = {
-    "governance's Wasm filter doing nothing (probe)": (),
-    "governance's Wasm filter making only its host calls (probe)": ("-DHOST_CALLS",),
+    "governance's Wasm filter doing nothing (probe)": "build/bench/governance_floor.wasm",
+    "governance's Wasm filter making only its host calls (probe)": "build/bench/governance_floor_host_calls.wasm",
 }
-WASM_FLAGS = ("--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-Wall", "-Wextra", "-Werror",
-              "-mexec-model=reactor", "-Wl,--strip-all")
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _governance_probes(workdir: Path) -> dict[str, Path]:
-    source = Path(__file__).with_name("governance_floor.c")
-    headers = Path(str(envoy_file("proxy_wasm_abi.h"))).parent
-    built = {}
-    for i, (name, defines) in enumerate(GOVERNANCE_PROBES.items()):
-        out = workdir / f"governance-probe-{i}.wasm"
-        subprocess.run(["clang", *WASM_FLAGS, *defines, f"-I{headers}", "-o", str(out), str(source)], check=True)
-        built[name] = out
-    return built
+def _governance_probes() -> dict[str, Path]:
+    subprocess.run(["make", "-s", *GOVERNANCE_PROBES.values()], cwd=ROOT, check=True)
+    return {name: ROOT / path for name, path in GOVERNANCE_PROBES.items()}
 
 
 def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connections: int, threads: int,
@@ -298,7 +291,7 @@ def measure(fleet: Fleet, workdir: Path, *, rounds: int, seconds: float, connect
     for path in wasm:
         variants[f"as shipped, governance module from {path}"] = _with_wasm(Path(path).resolve())
     if governance == "limits":
-        for name, path in _governance_probes(workdir).items():
+        for name, path in _governance_probes().items():
             variants[name] = _with_wasm(path)
     chosen = [name for name in [*REFERENCES, *variants]
               if only is None or name == next(iter(VARIANTS)) or any(part in name for part in only.split(","))]

@@ -5,8 +5,8 @@
  * -DHOST_CALLS: the same reads and writes envoy/switchyard_governance.c makes far from every
  * limit — the settings' version, the flag header, the request's metadata twice, the six
  * x-ratelimit-* headers, the served model's header — with nothing computed from them). The
- * bench builds both with the flags of the Makefile's Wasm rule. Never a configuration Switchyard
- * offers: it admits everything. */
+ * Makefile builds both (build/bench/governance_floor*.wasm) when the bench asks. Never a
+ * configuration Switchyard offers: it admits everything. */
 #include <stdlib.h>
 #include <string.h>
 

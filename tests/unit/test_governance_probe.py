@@ -54,8 +54,8 @@ def shipped() -> set[str]:
     return exported_functions(module.read_bytes())
 
 
-def test_each_probe_gets_every_callback_the_governance_gets(tmp_path, shipped):
-    probes = _governance_probes(tmp_path)
+def test_each_probe_gets_every_callback_the_governance_gets(shipped):
+    probes = _governance_probes()
     assert set(probes) == set(GOVERNANCE_PROBES)
     for name, path in probes.items():
         exports = exported_functions(path.read_bytes())
